@@ -1,0 +1,1 @@
+"""Inference engines behind one `ModelBackend` interface (see base.py and registry.py)."""

@@ -1,0 +1,169 @@
+"""The one interface every inference engine implements.
+
+The server (llmserver_runtime.server) only ever talks to a `ModelBackend`. Everything is async
+and streaming-first: a non-streaming response is the server folding the same stream, so every
+backend gets streaming, usage counting and cancellation by implementing one generator. Blocking
+engines (llama.cpp, transformers, mlx) run their loops in a worker thread (see `threads`);
+engines with their own batching (vLLM) are awaited directly and say so with `max_concurrency`.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import enum
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+
+class Capability(str, enum.Enum):
+    """What a loaded model can do. Values equal the CRD's capability enum."""
+
+    TEXT_GENERATION = "TextGeneration"
+    EMBEDDINGS = "Embeddings"
+    VISION = "Vision"
+    RERANK = "Rerank"
+
+
+class BackendError(Exception):
+    """A failure inside the engine. The server answers 500 without the message's internals."""
+
+
+class ContextLengthExceeded(BackendError):
+    """The prompt (plus max_tokens) does not fit the model's context. Answered as a 400."""
+
+
+class UnsupportedRequest(BackendError):
+    """A request the backend cannot serve (e.g. an option it lacks). Answered as a 400."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendConfig:
+    """What a backend needs to load: a local model path plus its typed engine options."""
+
+    model_path: str
+    served_model_name: str
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    capabilities: frozenset[Capability] | None = None  # None: detect from the model
+    trust_remote_code: bool = False
+    extra_args: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class ImagePart:
+    """An image from a chat content part, already decoded from its data URL."""
+
+    data: bytes
+    mime_type: str = "image/png"
+
+
+@dataclasses.dataclass(frozen=True)
+class ChatMessage:
+    """One chat message; `images` holds the decoded image parts in order."""
+
+    role: str
+    content: str
+    images: tuple[ImagePart, ...] = ()
+    name: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingParams:
+    """Sampling settings shared by chat and completions."""
+
+    max_tokens: int | None = None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Delta:
+    """One step of generation. Token counts are cumulative so the last delta carries the usage."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str | None = None  # "stop" | "length" on the last delta
+
+
+@dataclasses.dataclass(frozen=True)
+class Embeddings:
+    """Vectors in input order plus the tokens they consumed."""
+
+    vectors: list[list[float]]
+    prompt_tokens: int
+
+
+@dataclasses.dataclass(frozen=True)
+class RerankScores:
+    """One relevance score per document, in document order."""
+
+    scores: list[float]
+    prompt_tokens: int
+
+
+class ModelBackend(abc.ABC):
+    """An inference engine serving one model.
+
+    Subclasses set `kind` (the CRD backend enum value) and implement what their capabilities
+    promise; the defaults raise UnsupportedRequest so a missing capability is a 400, not a crash.
+    """
+
+    kind: ClassVar[str]
+
+    def __init__(self, config: BackendConfig) -> None:
+        self.config = config
+
+    @property
+    @abc.abstractmethod
+    def capabilities(self) -> frozenset[Capability]:
+        """Capabilities of the loaded model (explicit config wins over detection)."""
+
+    @property
+    def max_concurrency(self) -> int:
+        """Requests the engine can run at once; 1 for single-stream in-process engines."""
+        return 1
+
+    @property
+    def context_length(self) -> int | None:
+        """Maximum prompt + completion tokens, when the engine knows it."""
+        return None
+
+    @abc.abstractmethod
+    async def load(self) -> None:
+        """Loads the model; raises on failure (the server then exits non-zero)."""
+
+    async def unload(self) -> None:
+        """Frees the model's memory. Called at shutdown and by idle unload."""
+
+    async def warm_up(self) -> None:
+        """Runs one tiny request so the first real one is not slow; `/ready` waits for it."""
+        if Capability.TEXT_GENERATION in self.capabilities:
+            async for _ in self.complete("Hello", SamplingParams(max_tokens=1, temperature=0.0)):
+                pass
+        elif Capability.EMBEDDINGS in self.capabilities:
+            await self.embed(["Hello"])
+        elif Capability.RERANK in self.capabilities:
+            await self.rerank("Hello", ["world"])
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` under the model's tokenizer."""
+        raise UnsupportedRequest(f"the {self.kind} backend cannot count tokens")
+
+    def chat(self, messages: list[ChatMessage], params: SamplingParams) -> AsyncIterator[Delta]:
+        """Streams a chat completion using the model's chat template."""
+        raise UnsupportedRequest(f"the {self.kind} backend does not support chat")
+
+    def complete(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
+        """Streams a plain text completion."""
+        raise UnsupportedRequest(f"the {self.kind} backend does not support completions")
+
+    async def embed(self, texts: list[str]) -> Embeddings:
+        """One pooled, L2-normalised vector per input text."""
+        raise UnsupportedRequest(f"the {self.kind} backend does not support embeddings")
+
+    async def rerank(self, query: str, documents: list[str]) -> RerankScores:
+        """Relevance of each document to the query."""
+        raise UnsupportedRequest(f"the {self.kind} backend does not support rerank")

@@ -1,0 +1,1 @@
+"""The llmserver operator: kopf handlers, pure builders and status, the `llmserver` CLI, local mode."""

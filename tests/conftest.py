@@ -1,0 +1,1 @@
+"""Suite-wide test configuration. Shared helpers live in tests/testkit (on pythonpath)."""
