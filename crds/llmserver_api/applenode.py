@@ -70,9 +70,7 @@ class AppleNodeStatus(common.ApiModel):
 
 
 class AppleNode(common.ApiModel):
-    """A whole AppleNode manifest."""
-
-    model_config = pydantic.ConfigDict(extra="ignore")
+    """A whole AppleNode manifest; unknown top-level fields are refused, as by the API server."""
 
     api_version: Literal["serving.llmserver.dev/v1alpha1"] = pydantic.Field(
         common.API_VERSION, description="serving.llmserver.dev/v1alpha1"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 import pydantic
 import pydantic.alias_generators
@@ -22,18 +22,38 @@ QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
 
 
 class ApiModel(pydantic.BaseModel):
-    """Base of every wire model: camelCase on the wire, snake_case in Python, unknown fields refused."""
+    """Base of every wire model: camelCase on the wire, snake_case in Python, unknown fields refused.
+
+    Validation follows the API server so that a manifest pydantic accepts is one `kubectl apply`
+    accepts: strict JSON types (no "2" for an integer, no "yes" for a boolean; enum fields are
+    declared with `LaxEnum` so their string values still validate), and null values dropped
+    before validation, as the API server prunes nulls of non-nullable fields before defaulting.
+    """
 
     model_config = pydantic.ConfigDict(
         alias_generator=pydantic.alias_generators.to_camel,
         populate_by_name=True,
         extra="forbid",
         validate_default=True,
+        strict=True,
     )
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _prune_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value is not None}
+        return data
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON-ready dict as Kubernetes stores it: camelCase, no unset optional fields."""
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+EnumT = TypeVar("EnumT", bound=enum.Enum)
+
+# An enum field that accepts the enum's wire string even though ApiModel is strict.
+LaxEnum = Annotated[EnumT, pydantic.Strict(False)]
 
 
 class ObjectMeta(pydantic.BaseModel):
@@ -75,7 +95,7 @@ class Condition(ApiModel):
     """A standard Kubernetes condition (metav1.Condition shape)."""
 
     type: str = pydantic.Field(..., description="Condition type, e.g. Ready or Downloaded.")
-    status: ConditionStatus = pydantic.Field(..., description="True, False or Unknown.")
+    status: LaxEnum[ConditionStatus] = pydantic.Field(..., description="True, False or Unknown.")
     reason: str = pydantic.Field("", description="Machine-readable CamelCase reason for the last transition.")
     message: str = pydantic.Field("", description="Human-readable details.")
     last_transition_time: str | None = pydantic.Field(

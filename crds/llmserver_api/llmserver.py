@@ -170,8 +170,13 @@ class VllmConfig(common.ApiModel):
 class TransformersConfig(common.ApiModel):
     """Settings of the transformers (PyTorch) backend."""
 
-    load_in_4bit: bool = pydantic.Field(False, description="Quantise weights to 4 bit with bitsandbytes.")
-    load_in_8bit: bool = pydantic.Field(False, description="Quantise weights to 8 bit with bitsandbytes.")
+    # Explicit aliases: the generated camelCase would be loadIn4Bit, the public wire name is loadIn4bit.
+    load_in_4bit: bool = pydantic.Field(
+        False, alias="loadIn4bit", description="Quantise weights to 4 bit with bitsandbytes."
+    )
+    load_in_8bit: bool = pydantic.Field(
+        False, alias="loadIn8bit", description="Quantise weights to 8 bit with bitsandbytes."
+    )
     dtype: TorchDtype = pydantic.Field("auto", description="torch dtype of the weights.")
 
     @pydantic.model_validator(mode="after")
@@ -226,7 +231,7 @@ class CacheConfig(common.ApiModel):
 class RoutingConfig(common.ApiModel):
     """How the gateway balances this model's replicas."""
 
-    policy: RoutingPolicy = pydantic.Field(
+    policy: common.LaxEnum[RoutingPolicy] = pydantic.Field(
         RoutingPolicy.LEAST_OUTSTANDING, description="LeastOutstanding or PrefixHash (keeps shared prefixes on one replica)."
     )
 
@@ -249,11 +254,11 @@ class LLMServerSpec(common.ApiModel):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$",
         description="The model name clients put in the request's `model` field.",
     )
-    mode: Mode = pydantic.Field(Mode.SELF_HOSTED, description="SelfHosted runs an engine; Proxy forwards to a provider.")
-    backend: Backend = pydantic.Field(Backend.AUTO, description="Inference engine; auto picks from the model's files.")
+    mode: common.LaxEnum[Mode] = pydantic.Field(Mode.SELF_HOSTED, description="SelfHosted runs an engine; Proxy forwards to a provider.")
+    backend: common.LaxEnum[Backend] = pydantic.Field(Backend.AUTO, description="Inference engine; auto picks from the model's files.")
     source: Source | None = pydantic.Field(None, description="Where the model comes from (SelfHosted only).")
-    capabilities: list[Capability] | None = pydantic.Field(
-        None, description="What the model can do; detected from the model when omitted."
+    capabilities: list[common.LaxEnum[Capability]] | None = pydantic.Field(
+        None, min_length=1, description="What the model can do; detected from the model when omitted."
     )
     replicas: int = pydantic.Field(1, ge=0, le=1000, description="Replicas of the runtime; 0 unloads the model.")
     resources: Resources = pydantic.Field(default_factory=Resources, description="Compute for each replica.")
@@ -310,8 +315,10 @@ class Placement(common.ApiModel):
 class Resolution(common.ApiModel):
     """What `backend: auto` and capability detection decided, and why."""
 
-    backend: Backend | None = pydantic.Field(None, description="The engine in use.")
-    capabilities: list[Capability] = pydantic.Field(default_factory=list, description="The capabilities in use.")
+    backend: common.LaxEnum[Backend] | None = pydantic.Field(None, description="The engine in use.")
+    capabilities: list[common.LaxEnum[Capability]] = pydantic.Field(
+        default_factory=list, description="The capabilities in use."
+    )
     format: str | None = pydantic.Field(None, description="The detected model format.")
     reason: str = pydantic.Field("", description="Why this engine and these capabilities.")
 
@@ -321,7 +328,7 @@ class LLMServerStatus(common.ApiModel):
 
     model_config = pydantic.ConfigDict(extra="ignore")
 
-    phase: Phase | None = pydantic.Field(None, description="Pending, Downloading, Starting, Ready, Failed or Unloaded.")
+    phase: common.LaxEnum[Phase] | None = pydantic.Field(None, description="Pending, Downloading, Starting, Ready, Failed or Unloaded.")
     message: str | None = pydantic.Field(None, description="One-line summary of the current state.")
     conditions: list[common.Condition] = pydantic.Field(
         default_factory=list, description="Downloaded, Ready, Progressing, Degraded and others."
@@ -336,9 +343,11 @@ class LLMServerStatus(common.ApiModel):
 
 
 class LLMServer(common.ApiModel):
-    """A whole LLMServer manifest: apiVersion, kind, metadata, spec and status."""
+    """A whole LLMServer manifest: apiVersion, kind, metadata, spec and status.
 
-    model_config = pydantic.ConfigDict(extra="ignore")
+    Unknown top-level fields are refused (ApiModel's extra="forbid"), as kubectl's strict field
+    validation refuses them; only `status` ignores unknown fields (kopf keeps its own state there).
+    """
 
     api_version: Literal["serving.llmserver.dev/v1alpha1"] = pydantic.Field(
         common.API_VERSION, description="serving.llmserver.dev/v1alpha1"

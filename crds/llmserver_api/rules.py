@@ -106,6 +106,13 @@ SPEC_RULES: tuple[Rule, ...] = (
             or spec["vllm"]["tensorParallelSize"] <= _gpus(spec)
         ),
     ),
+    Rule(
+        name="apple-placement-needs-mlx",
+        cel="!has(self.apple) || self.backend in ['mlx', 'mlx-vlm', 'auto']",
+        message="spec.apple (placement on a Mac) needs spec.backend mlx, mlx-vlm or auto",
+        field_path=".apple",
+        holds=lambda spec: "apple" not in spec or spec.get("backend") in ("mlx", "mlx-vlm", "auto"),
+    ),
     _config_rule("llamaCpp", "llama-cpp"),
     _config_rule("vllm", "vllm"),
     _config_rule("transformers", "transformers"),

@@ -93,7 +93,7 @@ def _top_level(spec: Schema, status: Schema, description: str) -> Schema:
         "properties": {
             "apiVersion": {"type": "string", "description": "APIVersion of this object."},
             "kind": {"type": "string", "description": "Kind of this object."},
-            "metadata": {"type": "object"},
+            "metadata": {"type": "object", "description": "Standard object metadata (name, namespace, labels, ...)."},
             "spec": spec,
             "status": status,
         },
