@@ -37,9 +37,51 @@ class UnsupportedRequest(BackendError):
     """A request the backend cannot serve (e.g. an option it lacks). Answered as a 400."""
 
 
+class BackendUnavailable(BackendError):
+    """The engine cannot take work right now (dead engine, out of memory). Answered as a 503."""
+
+
+def parse_key_value_args(args: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """`("n_threads=4", "flash_attn=true", "rope_freq_base=1e4")` -> typed keyword arguments.
+
+    Values become bool (true/false), None (none/null), int or float where they parse as such, and
+    str otherwise; a leading `--` and dashes in keys are accepted (`--n-threads=4`). An item without
+    `=` is a ValueError naming it, so a bad `extraArgs` entry fails the load with a clear message.
+    """
+    parsed: dict[str, Any] = {}
+    for item in args:
+        key, sep, raw = item.partition("=")
+        key = key.strip().lstrip("-").replace("-", "_")
+        if not sep or not key:
+            raise ValueError(f"extra argument {item!r} is not of the form key=value")
+        parsed[key] = _parse_scalar(raw.strip())
+    return parsed
+
+
+def _parse_scalar(raw: str) -> Any:
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for convert in (int, float):
+        try:
+            return convert(raw)
+        except ValueError:
+            pass
+    return raw
+
+
 @dataclasses.dataclass(frozen=True)
 class BackendConfig:
-    """What a backend needs to load: a local model path plus its typed engine options."""
+    """What a backend needs to load: a local model path plus its typed engine options.
+
+    `options` holds only the `serve` flags that were given, keyed by the flag's snake_case name:
+    n_gpu_layers, n_ctx, n_batch, n_threads (llama-cpp); tensor_parallel_size,
+    gpu_memory_utilization, max_model_len, dtype (vllm); load_in_4bit, load_in_8bit, dtype
+    (transformers); max_kv_size, max_tokens (mlx, mlx-vlm). `extra_args` are the words after `--`,
+    unchanged (see `parse_key_value_args` for engines that take key=value keywords).
+    """
 
     model_path: str
     served_model_name: str
