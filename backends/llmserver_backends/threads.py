@@ -1,0 +1,142 @@
+"""Drive blocking engine code from the event loop.
+
+In-process engines (llama.cpp, transformers, mlx) generate tokens in a blocking loop. `stream`
+runs such a generator in a worker thread and hands its items to the event loop as an async
+iterator. Leaving the `async for` early (client gone, stop string found, timeout) sets a cancel
+flag the worker checks between items, closes the generator *in the worker* and waits for it, so
+the engine is idle again before the next request starts on it.
+
+Give each engine one `single_worker()` executor: its calls then never overlap, which is what
+engines with one context (llama.cpp) need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_DONE = object()
+
+
+def single_worker(name: str) -> concurrent.futures.ThreadPoolExecutor:
+    """An executor with one thread: engine calls submitted to it run one at a time, in order."""
+    return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+
+
+async def run(executor: concurrent.futures.Executor | None, fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` in `executor`, awaited. A cancelled caller does not interrupt `fn`, but the
+    executor's single thread still serialises it with later calls."""
+    return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+
+
+class Cancelled(Exception):
+    """Raised inside a worker by `check()` after the consumer went away."""
+
+
+class CancelToken:
+    """Shared between the event loop and the worker; engines may poll it in long steps."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        """Ask the worker to stop after its current step."""
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        """True once cancel() was called."""
+        return self._event.is_set()
+
+    def check(self) -> None:
+        """Raise Cancelled if cancel() was called."""
+        if self._event.is_set():
+            raise Cancelled()
+
+
+def _pump(
+    make: Callable[[CancelToken], Iterator[T]],
+    token: CancelToken,
+    loop: asyncio.AbstractEventLoop,
+    queue: asyncio.Queue[Any],
+) -> None:
+    """Worker side: iterate, forward each item (or the exception) to the loop, stop on cancel."""
+
+    def put(item: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # loop already closed: nobody is listening
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+    iterator: Iterator[T] | None = None
+    try:
+        if token.cancelled:  # the consumer left while this job waited for the worker
+            return
+        iterator = make(token)
+        for item in iterator:
+            if token.cancelled:
+                break
+            put(item)
+            if token.cancelled:
+                break
+    except Cancelled:
+        pass
+    except BaseException as exc:  # noqa: BLE001 - re-raised on the loop side
+        put(_Failure(exc))
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                close()
+        put(_DONE)
+
+
+class _Failure:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+async def stream(
+    executor: concurrent.futures.Executor | None,
+    make: Callable[[CancelToken], Iterator[T]],
+) -> AsyncIterator[T]:
+    """Iterate `make(token)` in `executor` and yield its items on the event loop.
+
+    `make` runs in the worker too (so it may do blocking set-up such as tokenising); it gets the
+    CancelToken so long steps inside one item can poll it. Exceptions raised in the worker are
+    re-raised here. When the consumer stops early, the worker is cancelled and awaited before this
+    generator finishes closing.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    token = CancelToken()
+    future = loop.run_in_executor(executor, _pump, make, token, loop, queue)
+    try:
+        while True:
+            item = await queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failure):
+                raise item.exc
+            yield item
+    finally:
+        token.cancel()
+        # Wait for the worker even if we are being cancelled: the engine must be free before the
+        # next request runs on it.
+        await _join(future)
+
+
+async def _join(future: asyncio.Future[None]) -> None:
+    """Wait for the worker to finish even through cancellations, then re-raise the first one."""
+    cancelled = False
+    while not future.done():
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError()

@@ -1,0 +1,27 @@
+"""`/v1/models` response models."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pydantic
+
+
+class Model(pydantic.BaseModel):
+    """One served model."""
+
+    id: str = pydantic.Field(description="The name clients send as `model`.")
+    object: Literal["model"] = pydantic.Field(default="model", description="Object type.")
+    created: int = pydantic.Field(description="Unix time the server loaded it.")
+    owned_by: str = pydantic.Field(default="llmserver", description="Owner label.")
+    capabilities: list[str] | None = pydantic.Field(
+        default=None, description="Extension: TextGeneration, Embeddings, Vision, Rerank."
+    )
+    max_model_len: int | None = pydantic.Field(default=None, description="Extension: context length, if known.")
+
+
+class ModelList(pydantic.BaseModel):
+    """The models this endpoint serves."""
+
+    object: Literal["list"] = pydantic.Field(default="list", description="Object type.")
+    data: list[Model] = pydantic.Field(description="Models.")
