@@ -1,0 +1,50 @@
+"""`llmserver-runtime tiny-model`: writes a tiny random model and prints the path to serve.
+
+Each kind's writer is imported only when chosen, so `--kind gguf` runs in an environment without
+torch or transformers (the llama-cpp demo install).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pathlib
+
+import click
+
+# kind -> module with `write(out_dir: Path, seed: int) -> Path` (the path `serve --model` takes).
+WRITERS: dict[str, str] = {
+    "gguf": "llmserver_runtime.tiny_models.gguf_model",
+    "hf-causal": "llmserver_runtime.tiny_models.hf_causal",
+    "hf-rerank": "llmserver_runtime.tiny_models.hf_rerank",
+    "hf-vlm": "llmserver_runtime.tiny_models.vlm",
+}
+
+
+def generate(kind: str, out_dir: pathlib.Path, seed: int = 0) -> pathlib.Path:
+    """Writes a tiny model of `kind` into `out_dir`; returns what `serve --model` should load."""
+    if kind not in WRITERS:
+        raise ValueError(f"unknown tiny model kind {kind!r}; choose one of {', '.join(WRITERS)}")
+    writer = importlib.import_module(WRITERS[kind])
+    return pathlib.Path(writer.write(out_dir, seed))
+
+
+@click.command(name="tiny-model")
+@click.option("--kind", type=click.Choice(list(WRITERS)), required=True, help="Which model to write.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=pathlib.Path),
+    required=True,
+    help="Directory to write into (created if missing).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the random weights.")
+def command(kind: str, out_dir: pathlib.Path, seed: int) -> None:
+    """Write a tiny random-weight model; the last line printed is the path for `serve --model`."""
+    try:
+        path = generate(kind, out_dir, seed)
+    except ImportError as exc:
+        raise click.ClickException(
+            f"--kind {kind} needs the package {exc.name!r}; install the matching llmserver-operator extra"
+        ) from exc
+    click.echo(f"wrote tiny {kind} model (seed {seed})")
+    click.echo(str(path.resolve()))
