@@ -103,7 +103,7 @@ seccompProfile:
 {{- end -}}
 
 {{- define "llmserver.imagePullSecrets" -}}
-{{- with .Values.image.pullSecrets }}
+{{- with .Values.image.pullSecrets -}}
 imagePullSecrets:
 {{- range . }}
   - name: {{ . }}
