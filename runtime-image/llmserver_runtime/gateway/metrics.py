@@ -1,0 +1,54 @@
+"""Prometheus metrics of the gateway (prefix `llmserver_gateway_`), on a per-app registry.
+
+Model labels only ever take names from the routing table (unknown names count as "unknown"), so
+a client cannot blow up the label cardinality by sending random model names.
+"""
+
+from __future__ import annotations
+
+import prometheus_client
+
+UNKNOWN_MODEL = "unknown"
+
+# Seconds; LLM requests range from milliseconds (embeddings) to minutes (long generations).
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+TTFB_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class GatewayMetrics:
+    """All gateway metrics, registered on their own registry (no global state)."""
+
+    def __init__(self, registry: prometheus_client.CollectorRegistry | None = None) -> None:
+        self.registry = registry or prometheus_client.CollectorRegistry()
+        r = self.registry
+        self.requests = prometheus_client.Counter(
+            "llmserver_gateway_requests", "Requests answered, by model and HTTP status.",
+            ["model", "status"], registry=r)
+        self.latency = prometheus_client.Histogram(
+            "llmserver_gateway_request_duration_seconds", "Time from request to the last byte of the answer.",
+            ["model"], buckets=LATENCY_BUCKETS, registry=r)
+        self.ttfb = prometheus_client.Histogram(
+            "llmserver_gateway_time_to_first_byte_seconds",
+            "Time from request to the first byte of the answer's body sent to the client.",
+            ["model"], buckets=TTFB_BUCKETS, registry=r)
+        self.upstream_errors = prometheus_client.Counter(
+            "llmserver_gateway_upstream_errors", "Failed upstream attempts, by model, endpoint and reason.",
+            ["model", "endpoint", "reason"], registry=r)
+        self.retries = prometheus_client.Counter(
+            "llmserver_gateway_retries", "Requests sent again to another endpoint after a failure before the first byte.",
+            ["model"], registry=r)
+        self.in_flight = prometheus_client.Gauge(
+            "llmserver_gateway_endpoint_in_flight", "Requests in flight per endpoint.",
+            ["model", "endpoint"], registry=r)
+        self.upstream_requests = prometheus_client.Counter(
+            "llmserver_gateway_upstream_requests", "Upstream attempts, by model and endpoint.",
+            ["model", "endpoint"], registry=r)
+        self.routes = prometheus_client.Gauge(
+            "llmserver_gateway_routes", "Models in the routing table.", registry=r)
+        self.ready_endpoints = prometheus_client.Gauge(
+            "llmserver_gateway_ready_endpoints", "Ready endpoints per model (proxy-mode models count 1).",
+            ["model"], registry=r)
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return prometheus_client.generate_latest(self.registry)

@@ -1,0 +1,54 @@
+"""Gateway tunables, read once in the entrypoint from flags and `LLMSERVER_GATEWAY_*` env vars."""
+
+from __future__ import annotations
+
+import pydantic
+import pydantic_settings
+
+
+class GatewaySettings(pydantic_settings.BaseSettings):
+    """Timeouts, retries and balancing knobs. Defaults suit a cluster; tests shorten the timeouts."""
+
+    model_config = pydantic_settings.SettingsConfigDict(env_prefix="LLMSERVER_GATEWAY_", extra="ignore")
+
+    connect_timeout: float = pydantic.Field(
+        5.0, gt=0, description="Seconds to open a connection to an endpoint before trying another one."
+    )
+    read_timeout: float = pydantic.Field(
+        600.0,
+        gt=0,
+        description="Seconds an upstream may stay silent (before its first byte or between chunks); "
+        "long prompts on slow hardware need minutes.",
+    )
+    max_retries: int = pydantic.Field(
+        2, ge=0, le=10, description="Extra attempts on other endpoints after a connection error or 502/503."
+    )
+    prefix_chars: int = pydantic.Field(
+        256, ge=1, le=100_000, description="Prompt characters hashed by the PrefixHash policy."
+    )
+    load_factor: float = pydantic.Field(
+        1.25, ge=1.0, le=100.0, description="PrefixHash bound: a replica takes at most this times the mean load."
+    )
+    max_connections: int = pydantic.Field(
+        4096, ge=1, description="Upper bound of open upstream connections (all endpoints together)."
+    )
+    max_body_bytes: int = pydantic.Field(
+        64 * 1024 * 1024, ge=1024, description="Largest request body accepted (images arrive base64-encoded)."
+    )
+    config_poll_seconds: float = pydantic.Field(
+        1.0, gt=0, description="How often the static config file is checked for changes."
+    )
+    resync_seconds: float = pydantic.Field(
+        300.0, gt=0, description="Kubernetes watches are restarted with a full list this often."
+    )
+    secret_refresh_seconds: float = pydantic.Field(
+        30.0, gt=0, description="Kubernetes mode: how often referenced Secrets are read again (key rotation)."
+    )
+    api_keys_secret: str | None = pydantic.Field(
+        None,
+        description="Kubernetes mode: Secret (`name` in the gateway's namespace, or `namespace/name`) whose `apiKeys` key holds the "
+        "gateway API keys as YAML, in the static config's `apiKeys` shape. Unset: no auth.",
+    )
+    namespace: str | None = pydantic.Field(
+        None, description="Kubernetes mode: watch only this namespace (default: all namespaces)."
+    )

@@ -1,0 +1,81 @@
+"""The routing table: served model name -> ready endpoints, or -> an external upstream.
+
+Sources (the static config file, Kubernetes discovery) build a complete new set of routes and swap
+it in at once, so a request never sees a half-updated table. Routes are immutable; the mutable
+per-endpoint load lives in `balancing.Balancer`, keyed by URL, so it survives table swaps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+
+import llmserver_api
+
+Policy = llmserver_api.RoutingPolicy
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One runtime replica. `url` is its base URL without `/v1`."""
+
+    url: str
+    ready: bool = True
+    api_key: str | None = dataclasses.field(default=None, repr=False)  # sent as Bearer (Mac runtimes)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Upstream:
+    """An external OpenAI-compatible provider (proxy mode). `url` includes the `/v1` part."""
+
+    url: str
+    model: str
+    api_key: str | None = dataclasses.field(default=None, repr=False)  # never logged, never in errors
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Route:
+    """Where requests for one served model go."""
+
+    model: str
+    policy: Policy = Policy.LEAST_OUTSTANDING
+    endpoints: tuple[Endpoint, ...] = ()
+    upstream: Upstream | None = None
+    source: str = ""  # where the route came from (e.g. "namespace/name"), for messages only
+    ready_endpoints: tuple[Endpoint, ...] = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Computed once per table build so the hot path does not filter on every request.
+        object.__setattr__(self, "ready_endpoints", tuple(e for e in self.endpoints if e.ready))
+
+    @property
+    def available(self) -> bool:
+        """True when a request for this model can be forwarded now."""
+        return self.upstream is not None or bool(self.ready_endpoints)
+
+
+class RoutingTable:
+    """The current routes, swapped whole. `loaded` turns true on the first successful load."""
+
+    def __init__(self) -> None:
+        self._routes: dict[str, Route] = {}
+        self.loaded = False
+        self.version = 0
+
+    def replace(self, routes: Mapping[str, Route] | Iterable[Route]) -> None:
+        """Installs a new complete set of routes."""
+        if isinstance(routes, Mapping):
+            new = dict(routes)
+        else:
+            new = {route.model: route for route in routes}
+        self._routes = new
+        self.loaded = True
+        self.version += 1
+
+    def get(self, model: str) -> Route | None:
+        """The route for a served model name, or None when no LLMServer serves it."""
+        return self._routes.get(model)
+
+    def routes(self) -> list[Route]:
+        """All routes, sorted by model name (for /v1/models)."""
+        return [self._routes[name] for name in sorted(self._routes)]
