@@ -8,7 +8,14 @@ import importlib
 import click
 
 # subcommand -> module exposing a click command named `command`
-SUBCOMMANDS: dict[str, str] = {}
+SUBCOMMANDS: dict[str, str] = {
+    "add-server": "llmserver_operator.commands.add_server",
+    "download-model": "llmserver_operator.commands.download_model",
+    "list-loaded": "llmserver_operator.commands.list_loaded",
+    "load-model": "llmserver_operator.commands.load_model",
+    "unload-model": "llmserver_operator.commands.unload_model",
+    "up": "llmserver_operator.commands.up",
+}
 
 
 class LazyGroup(click.Group):
