@@ -1,0 +1,100 @@
+"""Prometheus metrics of one runtime: one schema for every backend.
+
+Each app gets its own CollectorRegistry (no global registry), so tests can run several apps in
+one process. Names follow Prometheus conventions: `llmserver_` prefix, base units in the name,
+`_total` for counters. Labels: `model` (the served name, never the client's string, so cardinality
+stays bounded), `endpoint` (chat, completions, embeddings, rerank, models) and `status` (HTTP code,
+499 when the client went away)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import prometheus_client
+
+CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_TOKEN_GAP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_REQUEST_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+
+
+class RuntimeMetrics:
+    """The runtime's metrics, registered in a private registry."""
+
+    def __init__(self, model: str, backend: str) -> None:
+        self.model = model
+        self.registry = prometheus_client.CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = prometheus_client.Counter(
+            "llmserver_requests", "Requests answered, by endpoint and HTTP status.",
+            ["model", "endpoint", "status"], registry=r,
+        )  # fmt: skip
+        self.prompt_tokens = prometheus_client.Counter(
+            "llmserver_prompt_tokens", "Prompt tokens processed.", ["model"], registry=r
+        )
+        self.completion_tokens = prometheus_client.Counter(
+            "llmserver_completion_tokens", "Tokens generated.", ["model"], registry=r
+        )
+        self.time_to_first_token = prometheus_client.Histogram(
+            "llmserver_time_to_first_token_seconds", "From request arrival to the first generated token.",
+            ["model"], buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.inter_token_latency = prometheus_client.Histogram(
+            "llmserver_inter_token_latency_seconds", "Gap between consecutive generated tokens.",
+            ["model"], buckets=_TOKEN_GAP_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.request_duration = prometheus_client.Histogram(
+            "llmserver_request_duration_seconds", "End-to-end request latency, queueing included.",
+            ["model", "endpoint"], buckets=_REQUEST_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.queue_depth = prometheus_client.Gauge(
+            "llmserver_queue_depth", "Requests waiting for a free slot.", ["model"], registry=r
+        )
+        self.in_flight = prometheus_client.Gauge(
+            "llmserver_requests_in_flight", "Requests running on the engine.", ["model"], registry=r
+        )
+        self.max_concurrency = prometheus_client.Gauge(
+            "llmserver_max_concurrency", "Requests the server runs at once.", ["model"], registry=r
+        )
+        self.model_load_seconds = prometheus_client.Gauge(
+            "llmserver_model_load_seconds", "Time the last model load took (warm-up excluded).",
+            ["model", "backend"], registry=r,
+        )  # fmt: skip
+        self.model_ready = prometheus_client.Gauge(
+            "llmserver_model_ready", "1 once the model is loaded and warmed up.", ["model"], registry=r
+        )
+        self.backend = backend
+        # Pre-create the per-model children so every series exists from the first scrape.
+        self.ttft = self.time_to_first_token.labels(model=model)
+        self.itl = self.inter_token_latency.labels(model=model)
+        self.prompt = self.prompt_tokens.labels(model=model)
+        self.completion = self.completion_tokens.labels(model=model)
+        self.ready = self.model_ready.labels(model=model)
+        self.ready.set(0)
+
+    def track_admission(self, waiting: Callable[[], int], running: Callable[[], int], limit: int) -> None:
+        """Gauges read live from the admission controller at scrape time."""
+        self.queue_depth.labels(model=self.model).set_function(waiting)
+        self.in_flight.labels(model=self.model).set_function(running)
+        self.max_concurrency.labels(model=self.model).set(limit)
+
+    def loaded(self, seconds: float) -> None:
+        """Record the load time."""
+        self.model_load_seconds.labels(model=self.model, backend=self.backend).set(seconds)
+
+    def request_done(self, endpoint: str, status: int | str, seconds: float) -> None:
+        """Count one answered request and its latency."""
+        self.requests.labels(model=self.model, endpoint=endpoint, status=str(status)).inc()
+        self.request_duration.labels(model=self.model, endpoint=endpoint).observe(seconds)
+
+    def tokens(self, prompt: int, completion: int) -> None:
+        """Add one request's token usage."""
+        if prompt:
+            self.prompt.inc(prompt)
+        if completion:
+            self.completion.inc(completion)
+
+    def render(self) -> bytes:
+        """The exposition text for /metrics."""
+        return prometheus_client.generate_latest(self.registry)

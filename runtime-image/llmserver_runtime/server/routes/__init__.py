@@ -1,0 +1,1 @@
+"""Thin route handlers: parse, check, hand to generation/backend, format."""

@@ -1,0 +1,113 @@
+"""`serve` settings: every flag also comes from env `LLMSERVER_<FLAG>` (flags win over env).
+
+Read once in the entrypoint (cli.py) and passed to the app factory; nothing reads env later."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pydantic
+import pydantic_settings
+
+from llmserver_backends import base
+
+# serve flags that are engine options: passed to the backend in BackendConfig.options when set.
+ENGINE_OPTIONS: tuple[str, ...] = (
+    "n_gpu_layers", "n_ctx", "n_batch", "n_threads",
+    "tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "dtype",
+    "load_in_4bit", "load_in_8bit",
+    "max_kv_size", "max_tokens",
+)  # fmt: skip
+
+
+class ServeSettings(pydantic_settings.BaseSettings):
+    """Everything `llmserver-runtime serve` needs; see docs/contracts.md for the command line."""
+
+    model_config = pydantic_settings.SettingsConfigDict(env_prefix="LLMSERVER_", extra="ignore")
+
+    backend: str = pydantic.Field(description="llama-cpp, transformers, vllm, mlx, mlx-vlm, auto or fake.")
+    model: str = pydantic.Field(description="Local model path (file or directory).")
+    served_model_name: str = pydantic.Field(min_length=1, description="Name clients send as `model`.")
+    host: str = pydantic.Field(default="0.0.0.0", description="Listen address.")
+    port: int = pydantic.Field(default=8080, ge=0, le=65535, description="Listen port.")
+    capabilities: str | None = pydantic.Field(
+        default=None, description="Comma list of TextGeneration,Embeddings,Vision,Rerank; unset: detect."
+    )
+    trust_remote_code: bool = pydantic.Field(default=False, description="Let the model repo run its own code.")
+    max_concurrency: int | None = pydantic.Field(
+        default=None, ge=1, description="Requests running at once; unset: what the backend allows."
+    )
+    max_queue: int = pydantic.Field(default=64, ge=0, description="Requests waiting beyond that; more get 429.")
+    request_timeout: float = pydantic.Field(default=600.0, gt=0, description="Seconds a request may take in all.")
+    n_gpu_layers: int | None = pydantic.Field(default=None, description="llama-cpp: layers offloaded to GPU (-1 all).")
+    n_ctx: int | None = pydantic.Field(default=None, ge=0, description="llama-cpp: context size (0: model's).")
+    n_batch: int | None = pydantic.Field(default=None, ge=1, description="llama-cpp: prompt batch size.")
+    n_threads: int | None = pydantic.Field(default=None, ge=1, description="llama-cpp: CPU threads.")
+    tensor_parallel_size: int | None = pydantic.Field(default=None, ge=1, description="vllm: GPUs per replica.")
+    gpu_memory_utilization: float | None = pydantic.Field(
+        default=None, gt=0, le=1, description="vllm: fraction of GPU memory to use."
+    )
+    max_model_len: int | None = pydantic.Field(default=None, ge=1, description="vllm: context length.")
+    dtype: str | None = pydantic.Field(default=None, description="vllm/transformers: weight dtype.")
+    load_in_4bit: bool | None = pydantic.Field(default=None, description="transformers: bitsandbytes 4-bit.")
+    load_in_8bit: bool | None = pydantic.Field(default=None, description="transformers: bitsandbytes 8-bit.")
+    max_kv_size: int | None = pydantic.Field(default=None, ge=1, description="mlx: KV cache size.")
+    max_tokens: int | None = pydantic.Field(default=None, ge=1, description="mlx-vlm: default max tokens.")
+    extra_args: list[str] = pydantic.Field(default_factory=list, description="Engine args after `--`.")
+    api_key: pydantic.SecretStr | None = pydantic.Field(
+        default=None, description="If set, /v1/* requires `Authorization: Bearer <key>` (env only)."
+    )
+    allow_remote_images: bool = pydantic.Field(
+        default=False, description="Fetch http(s) image_url parts; off by default (SSRF), data: URLs always work."
+    )
+    max_image_bytes: int = pydantic.Field(default=20 * 1024 * 1024, ge=1, description="Largest image accepted.")
+    remote_image_timeout: float = pydantic.Field(default=10.0, gt=0, description="Seconds to fetch one image.")
+    log_level: str = pydantic.Field(default="info", description="Python/uvicorn log level.")
+
+    @pydantic.model_validator(mode="after")
+    def _exclusive_quantisation(self) -> ServeSettings:
+        if self.load_in_4bit and self.load_in_8bit:
+            raise ValueError("load_in_4bit and load_in_8bit are mutually exclusive")
+        return self
+
+    @pydantic.field_validator("capabilities")
+    @classmethod
+    def _known_capabilities(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_capabilities(value)
+        return value
+
+    def capability_set(self) -> frozenset[base.Capability] | None:
+        """The --capabilities flag as a set; None means: let the backend detect them."""
+        return parse_capabilities(self.capabilities) if self.capabilities else None
+
+    def engine_options(self) -> dict[str, Any]:
+        """The engine flags that were given, keyed by their snake_case name."""
+        return {name: getattr(self, name) for name in ENGINE_OPTIONS if getattr(self, name) is not None}
+
+    def backend_config(self) -> base.BackendConfig:
+        """What the backend gets to load the model."""
+        return base.BackendConfig(
+            model_path=self.model,
+            served_model_name=self.served_model_name,
+            options=self.engine_options(),
+            capabilities=self.capability_set(),
+            trust_remote_code=self.trust_remote_code,
+            extra_args=tuple(self.extra_args),
+        )
+
+
+def parse_capabilities(value: str) -> frozenset[base.Capability]:
+    """'TextGeneration,Embeddings' -> the set; an unknown name is a ValueError listing the known ones."""
+    known = {c.value.lower(): c for c in base.Capability}
+    result: set[base.Capability] = set()
+    for item in value.split(","):
+        name = item.strip()
+        if not name:
+            continue
+        if name.lower() not in known:
+            raise ValueError(f"unknown capability {name!r}; known: {', '.join(c.value for c in base.Capability)}")
+        result.add(known[name.lower()])
+    if not result:
+        raise ValueError("capabilities must name at least one capability")
+    return frozenset(result)

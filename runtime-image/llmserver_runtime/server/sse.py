@@ -1,0 +1,121 @@
+"""Server-sent events for chat and completion streams.
+
+Chunks are written from pre-encoded templates (the id/model header is the same for every chunk):
+per-token JSON building is the server's hot path. The shapes match OpenAI's exactly: first chunk
+`{"role": "assistant", "content": ""}`, content deltas, a finish chunk per choice, an optional
+usage chunk with empty choices, then `data: [DONE]`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette import requests, responses, types
+
+from llmserver_runtime.protocol import common
+from llmserver_runtime.server import errors, generation
+
+log = logging.getLogger("llmserver.runtime")
+
+DONE = b"data: [DONE]\n\n"
+OUTCOME = "llmserver.outcome"  # scope key: the status to book when it differs from the HTTP one
+
+
+def set_outcome(request: requests.Request, status: int) -> None:
+    """Book `status` for the request metrics (499: client gone; 5xx: failed mid-stream)."""
+    request.scope[OUTCOME] = status
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class ChunkWriter:
+    """Encodes chunks of one response (`object` is chat.completion.chunk or text_completion)."""
+
+    def __init__(self, response_id: str, created: int, model: str, obj: str) -> None:
+        head = _dumps({"id": response_id, "object": obj, "created": created, "model": model})
+        self._head = "data: " + head[:-1] + ',"choices":['
+        self.is_chat = obj == "chat.completion.chunk"
+
+    def chat(self, index: int, delta: dict[str, str], finish_reason: str | None = None) -> bytes:
+        """One chat choice delta."""
+        choice = f'{{"index":{index},"delta":{_dumps(delta)},"logprobs":null,"finish_reason":{_dumps(finish_reason)}}}'
+        return (self._head + choice + "]}\n\n").encode()
+
+    def text(self, index: int, text: str, finish_reason: str | None = None) -> bytes:
+        """One completion choice piece."""
+        choice = f'{{"index":{index},"text":{_dumps(text)},"logprobs":null,"finish_reason":{_dumps(finish_reason)}}}'
+        return (self._head + choice + "]}\n\n").encode()
+
+    def usage(self, usage: common.Usage) -> bytes:
+        """The usage chunk (empty choices)."""
+        return (self._head + '],"usage":' + usage.model_dump_json() + "}\n\n").encode()
+
+
+async def events(
+    request: requests.Request,
+    gen: generation.Generation,
+    writer: ChunkWriter,
+    *,
+    include_usage: bool,
+    param: str,
+    prefixes: list[str] | None = None,
+) -> AsyncIterator[bytes]:
+    """The whole event stream of a started Generation; always closes it.
+
+    `prefixes` (completions with echo) is prepended to each choice's first piece."""
+    completed = False
+    started: set[int] = set()
+    try:
+        async for piece in gen.pieces():
+            if writer.is_chat:
+                if piece.index not in started:
+                    started.add(piece.index)
+                    yield writer.chat(piece.index, {"role": "assistant", "content": ""})
+                if piece.text:
+                    yield writer.chat(piece.index, {"content": piece.text})
+                if piece.finish_reason is not None:
+                    yield writer.chat(piece.index, {}, piece.finish_reason)
+            else:
+                text = piece.text
+                if piece.index not in started:
+                    started.add(piece.index)
+                    if prefixes:
+                        text = prefixes[piece.index] + text
+                if text or piece.finish_reason is not None:
+                    yield writer.text(piece.index, text, piece.finish_reason)
+        if include_usage:
+            yield writer.usage(gen.usage())
+        yield DONE
+        completed = True
+    except Exception as exc:  # noqa: BLE001 - after the headers the error can only go in the stream
+        error = errors.from_exception(exc, param)
+        set_outcome(request, error.status_code)
+        completed = True
+        yield error.sse_event()
+    finally:
+        if not completed:
+            set_outcome(request, 499)
+        gen.close()
+
+
+class EventStreamResponse(responses.StreamingResponse):
+    """A StreamingResponse that always closes its body iterator, so a dropped client's generation
+    is cancelled and its slot released even when the drop happened while a chunk was being sent."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, content: AsyncIterator[bytes]) -> None:
+        super().__init__(content, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self._events = content
+
+    async def __call__(self, scope: types.Scope, receive: types.Receive, send: types.Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            aclose = getattr(self._events, "aclose", None)
+            if aclose is not None:
+                await aclose()
