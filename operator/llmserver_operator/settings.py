@@ -1,0 +1,80 @@
+"""Operator settings, read from the environment (prefix `LLMSERVER_OPERATOR_`) in entrypoints only.
+
+Builders take a `Settings` argument instead of reading the environment themselves, so the same
+builders render identical objects in the operator, in `llmserver render` and in tests.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import pydantic
+import pydantic_settings
+
+
+class Settings(pydantic_settings.BaseSettings):
+    """Everything the operator needs that is not in an LLMServer's spec."""
+
+    model_config = pydantic_settings.SettingsConfigDict(env_prefix="LLMSERVER_OPERATOR_", extra="ignore")
+
+    runtime_image: str = pydantic.Field(
+        "ghcr.io/llmserver/llmserver-runtime", description="Image of the runtime (serve and download)."
+    )
+    runtime_tag: str = pydantic.Field("0.1.0", description="Tag of the runtime image.")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = pydantic.Field(
+        "IfNotPresent", description="imagePullPolicy of every container the operator writes."
+    )
+    runtime_uid: int = pydantic.Field(1000, ge=1, description="Non-root uid/gid the runtime containers run as.")
+    default_cpu: str | None = pydantic.Field("1", description="CPU request when spec.resources.cpu is unset.")
+    default_memory: str | None = pydantic.Field(
+        "2Gi", description="Memory request when spec.resources.memory is unset (no limit is set then)."
+    )
+    gpu_resource_name: str = pydantic.Field(
+        "nvidia.com/gpu",
+        pattern=r"^[a-z0-9.-]+/[a-z0-9._-]+$",
+        description="GPU extended resource used when an LLMServer leaves spec.resources.gpuResourceName unset.",
+    )
+    shm_size_limit: str | None = pydantic.Field(
+        None, description="sizeLimit of the memory-backed /dev/shm given to vLLM pods; unset means no limit."
+    )
+    namespaces: Annotated[list[str], pydantic_settings.NoDecode] = pydantic.Field(
+        default_factory=list, description="Namespaces to watch (comma-separated); empty watches all."
+    )
+    cache_claim_name: str = pydantic.Field(
+        "llmserver-model-cache", description="Model cache PVC used when spec.cache.claimName is unset."
+    )
+    cache_size: str = pydantic.Field("100Gi", description="Size of a cache PVC the operator creates.")
+    cache_storage_class: str | None = pydantic.Field(None, description="StorageClass of created cache PVCs.")
+    cache_access_mode: Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"] = pydantic.Field(
+        "ReadWriteOnce", description="Access mode of created cache PVCs (ReadWriteMany for multi-node clusters)."
+    )
+    gateway_url: str = pydantic.Field(
+        "http://llmserver-gateway.{namespace}.svc/v1",
+        description="Gateway base URL written to status.endpoint; {namespace} is the LLMServer's namespace.",
+    )
+    download_backoff_limit: int = pydantic.Field(6, ge=0, description="backoffLimit of download Jobs.")
+    retry_delay_seconds: float = pydantic.Field(
+        30.0, gt=0, description="Delay before re-checking something the operator waits for (a missing Secret)."
+    )
+    kubeconfig: str | None = pydantic.Field(
+        None, description="Kubeconfig file; unset uses $KUBECONFIG, then the in-cluster service account."
+    )
+    workers: int = pydantic.Field(16, ge=1, le=256, description="Threads running reconciles (and API connections).")
+    liveness_endpoint: str | None = pydantic.Field(
+        None, description="kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz."
+    )
+    peering_name: str | None = pydantic.Field(
+        None, description="kopf peering object for several operator replicas; unset runs standalone."
+    )
+
+    @pydantic.field_validator("namespaces", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def image(self) -> str:
+        """The full runtime image reference."""
+        return f"{self.runtime_image}:{self.runtime_tag}"

@@ -1,0 +1,243 @@
+"""The one pure function from observed children to an LLMServer's status.
+
+Input: the spec (or why it is invalid), the previous status, what the reconciler saw (Job, its
+pods, Deployment, runtime pods, which Secrets exist, Mac placement) and `now` as a string. Output:
+the status fields the operator owns, as wire JSON. The download Job's `status.download` and the Mac
+agent's fields are never written here. Same input, same output: no clock, no API.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import llmserver_api
+from llmserver_api import llmserver
+
+from llmserver_operator import workloads
+from llmserver_operator.builders import plan
+
+Manifest = dict[str, Any]
+TYPES = ("Downloaded", "Ready", "Progressing", "Degraded")
+OWNED_FIELDS = ("phase", "message", "conditions", "observedGeneration", "endpoint", "replicas", "readyReplicas")
+
+
+@dataclasses.dataclass(frozen=True)
+class Observed:
+    """Everything the status depends on besides the spec; gathered by the reconciler."""
+
+    invalid: str | None = None
+    secrets: Mapping[str, frozenset[str]] = dataclasses.field(default_factory=dict)
+    claim_found: bool = True
+    job: Manifest | None = None
+    job_pods: Sequence[Manifest] = ()
+    deployment: Manifest | None = None
+    pods: Sequence[Manifest] = ()
+    placement: llmserver.Placement | None = None
+    placement_ready: bool = False
+
+
+@dataclasses.dataclass
+class _Verdict:
+    phase: llmserver_api.Phase
+    message: str
+    conditions: dict[str, tuple[str, str, str]]  # type -> (status, reason, message)
+    ready_replicas: int = 0
+
+
+def secret_problem(ref: llmserver_api.SecretKeyRef | None, secrets: Mapping[str, frozenset[str]], field: str) -> str | None:
+    """Why a referenced Secret key is unusable, naming the field; None when it is there."""
+    if ref is None:
+        return None
+    if ref.name not in secrets:
+        return f"Secret {ref.name!r} referenced by {field} was not found"
+    if ref.key not in secrets[ref.name]:
+        return f"Secret {ref.name!r} has no key {ref.key!r} (referenced by {field})"
+    return None
+
+
+def _human_bytes(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if count < 1024 or unit == "TiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+def _progress(previous: Mapping[str, Any] | None) -> str:
+    download = (previous or {}).get("download") or {}
+    done, total = download.get("bytesDone"), download.get("bytesTotal")
+    if done is None:
+        return "the download Job is running"
+    if total:
+        return f"downloaded {_human_bytes(done)} of {_human_bytes(total)} ({100 * done / total:.0f}%)"
+    return f"downloaded {_human_bytes(done)}"
+
+
+def _download(spec: llmserver_api.LLMServerSpec, observed: Observed, previous: Mapping[str, Any] | None) -> tuple[str, str, str]:
+    """(status, reason, message) of the Downloaded condition."""
+    assert spec.source is not None
+    if spec.source.pvc is not None:
+        if not observed.claim_found:
+            return "False", "ClaimNotFound", f"PersistentVolumeClaim {spec.source.pvc.claim_name!r} (spec.source.pvc.claimName) was not found"
+        return "True", "ModelOnClaim", f"the model is read from PersistentVolumeClaim {spec.source.pvc.claim_name!r}"
+    hf = spec.source.hugging_face
+    assert hf is not None
+    problem = secret_problem(hf.token_secret_ref, observed.secrets, "spec.source.huggingFace.tokenSecretRef")
+    if problem:
+        return "False", "SecretNotFound", problem
+    job = observed.job
+    if job is None:
+        return "False", "DownloadPending", f"creating the download Job for {hf.repo}"
+    if workloads.job_condition(job, "Failed"):
+        return "False", "DownloadFailed", workloads.job_failure_message(job, observed.job_pods)
+    if workloads.job_condition(job, "Complete") or (job.get("status") or {}).get("succeeded"):
+        return "True", "DownloadComplete", f"{hf.repo}@{hf.revision} is in the model cache"
+    return "False", "Downloading", _progress(previous)
+
+
+def _kubernetes(spec: llmserver_api.LLMServerSpec, observed: Observed, previous: Mapping[str, Any] | None) -> _Verdict:
+    downloaded = _download(spec, observed, previous)
+    status_, reason, message = downloaded
+    deploy = observed.deployment
+    ready = int(((deploy or {}).get("status") or {}).get("readyReplicas") or 0)
+    wanted = spec.replicas
+    conditions = {"Downloaded": downloaded}
+    if reason in ("SecretNotFound", "ClaimNotFound", "DownloadFailed"):
+        phase = llmserver_api.Phase.FAILED if reason == "DownloadFailed" else llmserver_api.Phase.PENDING
+        conditions["Progressing"] = ("False", reason, message)
+        conditions["Degraded"] = ("True", reason, message)
+        conditions["Ready"] = ("True", "ReplicasReady", f"{ready}/{wanted} replicas ready") if ready else ("False", reason, message)
+        return _Verdict(phase, message, conditions, ready)
+    if status_ != "True":
+        conditions["Progressing"] = ("True", reason, message)
+        conditions["Degraded"] = ("False", "AsExpected", "")
+        conditions["Ready"] = ("True", "ReplicasReady", f"{ready}/{wanted} replicas ready (previous model)") if ready else ("False", "Downloading", message)
+        return _Verdict(llmserver_api.Phase.DOWNLOADING, message, conditions, ready)
+    problem = workloads.pod_problem(observed.pods) or workloads.deployment_problem(deploy)
+    rolling = workloads.rolling(deploy, wanted)
+    if wanted == 0:
+        conditions["Ready"] = ("False", "ScaledToZero", "spec.replicas is 0: the model is unloaded")
+        conditions["Progressing"] = ("False", "ScaledToZero", "")
+        conditions["Degraded"] = ("False", "AsExpected", "")
+        return _Verdict(llmserver_api.Phase.UNLOADED, "unloaded (spec.replicas is 0)", conditions, ready)
+    if problem:
+        conditions["Degraded"] = ("True", problem[0], problem[1])
+    else:
+        conditions["Degraded"] = ("False", "AsExpected", "")
+    if rolling or ready < wanted:
+        why = problem if problem and problem[0] == "Unschedulable" else ("RollingOut" if ready else "Starting", f"{ready}/{wanted} replicas ready")
+        conditions["Progressing"] = ("True", why[0], why[1])
+    else:
+        conditions["Progressing"] = ("False", "Complete", f"{ready}/{wanted} replicas ready")
+    if ready:
+        conditions["Ready"] = ("True", "ReplicasReady", f"{ready}/{wanted} replicas ready")
+        return _Verdict(llmserver_api.Phase.READY, f"{ready}/{wanted} replicas ready", conditions, ready)
+    if problem:
+        conditions["Ready"] = ("False", problem[0], problem[1])
+        phase = llmserver_api.Phase.PENDING if problem[0] == "Unschedulable" else llmserver_api.Phase.FAILED
+        return _Verdict(phase, f"{problem[0]}: {problem[1]}", conditions, ready)
+    waiting = "waiting for the Deployment" if deploy is None else f"0/{wanted} replicas ready"
+    conditions["Ready"] = ("False", "Starting", waiting)
+    return _Verdict(llmserver_api.Phase.STARTING, f"starting: {waiting}", conditions, ready)
+
+
+def _proxy(spec: llmserver_api.LLMServerSpec, observed: Observed) -> _Verdict:
+    assert spec.proxy is not None
+    problem = secret_problem(spec.proxy.api_key_secret_ref, observed.secrets, "spec.proxy.apiKeySecretRef")
+    conditions = {"Downloaded": ("True", "NotRequired", "Proxy mode: the provider hosts the model")}
+    if problem:
+        conditions.update(Ready=("False", "SecretNotFound", problem), Progressing=("True", "SecretNotFound", problem),
+                          Degraded=("True", "SecretNotFound", problem))
+        return _Verdict(llmserver_api.Phase.PENDING, problem, conditions)
+    message = f"forwarding to {spec.proxy.url}"
+    conditions.update(Ready=("True", "ProxyConfigured", message), Progressing=("False", "Complete", ""),
+                      Degraded=("False", "AsExpected", ""))
+    return _Verdict(llmserver_api.Phase.READY, message, conditions)
+
+
+def _apple(observed: Observed) -> _Verdict:
+    conditions = {"Downloaded": ("Unknown", "OnAppleNode", "the Mac's agent downloads the model"),
+                  "Degraded": ("False", "AsExpected", "")}
+    if observed.placement is None:
+        message = "waiting for an AppleNode: mlx and mlx-vlm models run on a registered Mac, none is assigned yet"
+        conditions.update(Ready=("False", "WaitingForAppleNode", message), Progressing=("True", "WaitingForAppleNode", message))
+        return _Verdict(llmserver_api.Phase.PENDING, message, conditions)
+    node = observed.placement.node
+    if observed.placement_ready:
+        conditions.update(Ready=("True", "RunningOnAppleNode", f"serving on AppleNode {node!r}"), Progressing=("False", "Complete", ""))
+        return _Verdict(llmserver_api.Phase.READY, f"serving on AppleNode {node!r}", conditions, 1)
+    message = f"placed on AppleNode {node!r}, waiting for its runtime"
+    conditions.update(Ready=("False", "StartingOnAppleNode", message), Progressing=("True", "StartingOnAppleNode", message))
+    return _Verdict(llmserver_api.Phase.STARTING, message, conditions)
+
+
+def _invalid(message: str) -> _Verdict:
+    conditions = {"Downloaded": ("Unknown", "InvalidSpec", message), "Ready": ("False", "InvalidSpec", message),
+                  "Progressing": ("False", "InvalidSpec", message), "Degraded": ("True", "InvalidSpec", message)}
+    return _Verdict(llmserver_api.Phase.FAILED, f"invalid spec: {message}", conditions)
+
+
+def _conditions(verdict: _Verdict, previous: Mapping[str, Any] | None, generation: int | None, now: str) -> list[Manifest]:
+    """Standard conditions; lastTransitionTime moves only when a condition's status changes."""
+    before = {c.get("type"): c for c in (previous or {}).get("conditions") or [] if isinstance(c, dict)}
+    out: list[Manifest] = []
+    for kind in TYPES:
+        status_, reason, message = verdict.conditions[kind]
+        old = before.get(kind) or {}
+        since = old.get("lastTransitionTime") if old.get("status") == status_ and old.get("lastTransitionTime") else now
+        condition: Manifest = {"type": kind, "status": status_, "reason": reason, "message": message, "lastTransitionTime": since}
+        if generation is not None:
+            condition["observedGeneration"] = generation
+        out.append(condition)
+    return out
+
+
+def compute(
+    *,
+    spec: llmserver_api.LLMServerSpec | None,
+    generation: int | None,
+    previous: Mapping[str, Any] | None,
+    observed: Observed,
+    endpoint: str,
+    now: str,
+) -> Manifest:
+    """The operator-owned status fields (wire JSON). `spec` is None exactly when observed.invalid is set."""
+    if spec is None or observed.invalid:
+        verdict = _invalid(observed.invalid or "spec is missing")
+    elif plan.placement(spec) == plan.Placement.PROXY:
+        verdict = _proxy(spec, observed)
+    elif plan.placement(spec) == plan.Placement.APPLE:
+        verdict = _apple(observed)
+    else:
+        verdict = _kubernetes(spec, observed, previous)
+    conditions = _conditions(verdict, previous, generation, now)
+    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+    message = verdict.message
+    if ready and spec is not None:
+        message = f"{message}; model {spec.model!r} at {endpoint}"
+    return {
+        "phase": verdict.phase.value,
+        "message": message,
+        "conditions": conditions,
+        "observedGeneration": generation,
+        "endpoint": endpoint if ready else None,
+        "replicas": spec.replicas if spec is not None else None,
+        "readyReplicas": verdict.ready_replicas,
+    }
+
+
+def changed(current: Mapping[str, Any] | None, computed: Mapping[str, Any]) -> bool:
+    """Whether writing `computed` would change anything (None means absent, as in a merge patch)."""
+    current = current or {}
+    return any(current.get(key) != computed.get(key) for key in OWNED_FIELDS)
+
+
+def describe_validation_error(errors: Sequence[Mapping[str, Any]]) -> str:
+    """pydantic errors as one line, each naming its field as a dotted wire path."""
+    parts = []
+    for error in errors:
+        loc = ".".join(str(part) for part in error.get("loc", ()) if not str(part).startswith("function-"))
+        parts.append(f"{loc}: {error.get('msg', 'invalid')}" if loc else str(error.get("msg", "invalid")))
+    return "; ".join(parts)
