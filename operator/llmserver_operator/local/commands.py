@@ -5,60 +5,18 @@ package never imports the runtime, it starts it."""
 from __future__ import annotations
 
 import pathlib
-from typing import Any
 
 import llmserver_api
-
-# spec block (wire name) -> [(field wire name, serve flag)]; booleans become bare flags
-_BLOCK_FLAGS: dict[str, list[tuple[str, str]]] = {
-    "llamaCpp": [("nGpuLayers", "--n-gpu-layers"), ("nCtx", "--n-ctx"), ("nBatch", "--n-batch"), ("nThreads", "--n-threads")],
-    "vllm": [
-        ("tensorParallelSize", "--tensor-parallel-size"),
-        ("gpuMemoryUtilization", "--gpu-memory-utilization"),
-        ("maxModelLen", "--max-model-len"),
-        ("dtype", "--dtype"),
-    ],
-    "transformers": [("loadIn4bit", "--load-in-4bit"), ("loadIn8bit", "--load-in-8bit"), ("dtype", "--dtype")],
-    "mlx": [("maxKvSize", "--max-kv-size")],
-    "mlxVlm": [("maxKvSize", "--max-kv-size"), ("maxTokens", "--max-tokens")],
-}
-_DEFAULT_VALUES = {"dtype": "auto"}
-
-
-def _block_args(block: dict[str, Any], flags: list[tuple[str, str]]) -> list[str]:
-    args: list[str] = []
-    for field, flag in flags:
-        value = block.get(field)
-        if value is None or value is False or _DEFAULT_VALUES.get(field) == value:
-            continue
-        args.extend([flag] if value is True else [flag, str(value)])
-    return args
+from llmserver_operator.builders import engine_args
 
 
 def serve(
     python: str, server: llmserver_api.LLMServer, model_path: pathlib.Path, host: str, port: int
 ) -> list[str]:
-    """`python -m llmserver_runtime serve ...` for one self-hosted server."""
-    spec = server.spec
-    wire = spec.to_wire()
-    argv = [
-        python, "-m", "llmserver_runtime", "serve",
-        "--backend", spec.backend.value,
-        "--model", str(model_path),
-        "--served-model-name", spec.model,
-        "--host", host,
-        "--port", str(port),
-    ]  # fmt: skip
-    if spec.capabilities:
-        argv += ["--capabilities", ",".join(capability.value for capability in spec.capabilities)]
-    if spec.trust_remote_code:
-        argv.append("--trust-remote-code")
-    for block, flags in _BLOCK_FLAGS.items():
-        if block in wire:
-            argv += _block_args(wire[block], flags)
-    if spec.extra_args:
-        argv += ["--", *spec.extra_args]
-    return argv
+    """`python -m llmserver_runtime serve ...` for one self-hosted server: the operator's own
+    per-backend builder (builders.engine_args), so a manifest runs with the same engine flags
+    locally as in a cluster."""
+    return [python, "-m", "llmserver_runtime", *engine_args.serve_args(server.spec, str(model_path), port, host)]
 
 
 def download(python: str, server: llmserver_api.LLMServer, cache_dir: pathlib.Path) -> list[str]:
