@@ -6,7 +6,8 @@
 from an extra body field `fake` (sent with the SDK's `extra_body`):
   {"chunks": 20, "delay_ms": 10, "status": 503, "abort_after": 2, "sleep_ms": 100}
 `--require-key K` makes it a provider that answers 401 unless `Authorization: Bearer K`;
-`--served-model M` makes it answer 404 for other model names. GET /fake/stats reports what it saw
+`--served-model M` makes it answer 404 for other model names; `--status 503` answers every
+request with that status (a broken replica). GET /fake/stats reports what it saw
 (requests per path, models, whether auth matched, streams cut by the client).
 Also: helpers to start such processes and the gateway, and wait for them.
 """
@@ -47,7 +48,8 @@ class Stats:
         self.max_in_flight = 0
 
 
-def build_app(name: str, require_key: str | None, served_model: str | None, api_key: str | None) -> web.Application:
+def build_app(name: str, require_key: str | None = None, served_model: str | None = None,
+              api_key: str | None = None, status: int | None = None) -> web.Application:
     """The fake's aiohttp app."""
     stats = Stats()
     app = web.Application()
@@ -67,6 +69,8 @@ def build_app(name: str, require_key: str | None, served_model: str | None, api_
         if served_model is not None and model != served_model:
             return _error(404, f"fake upstream: unknown model {model}", "model_not_found")
         fake = body.get("fake") or {}
+        if status:
+            return _error(status, f"fake upstream {name} always answers {status}", "fake")
         if fake.get("sleep_ms"):
             await asyncio.sleep(fake["sleep_ms"] / 1000)
         if fake.get("status"):
@@ -250,8 +254,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--require-key", default=None, help="provider mode: the key it expects")
     parser.add_argument("--api-key", default=None, help="runtime with LLMSERVER_API_KEY (Mac)")
     parser.add_argument("--served-model", default=None)
+    parser.add_argument("--status", type=int, default=None, help="answer every request with this status")
     ns = parser.parse_args(argv)
-    web.run_app(build_app(ns.name, ns.require_key, ns.served_model, ns.api_key), host="127.0.0.1", port=ns.port,
+    app = build_app(ns.name, ns.require_key, ns.served_model, ns.api_key, ns.status)
+    web.run_app(app, host="127.0.0.1", port=ns.port,
                 print=None, access_log=None, handler_cancellation=True)
 
 

@@ -145,8 +145,8 @@ def prompt_prefix(payload: dict[str, Any], chars: int) -> str | None:
         return "".join(parts)[:chars] if parts else None
     for field in ("prompt", "input", "query"):
         value = payload.get(field)
-        if isinstance(value, list) and value:
-            value = value[0]
+        if isinstance(value, list) and value and isinstance(value[0], (str, list)):
+            value = value[0]  # a batch: the first prompt stands for it
         if isinstance(value, str):
             return value[:chars]
         if isinstance(value, list):  # token ids

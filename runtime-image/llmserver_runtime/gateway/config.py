@@ -50,7 +50,7 @@ class ModelConfig(common.ApiModel):
     """One served model name and where its requests go."""
 
     name: str = pydantic.Field(..., min_length=1, description="The model name clients send.")
-    policy: llmserver_api.RoutingPolicy = pydantic.Field(
+    policy: common.LaxEnum[llmserver_api.RoutingPolicy] = pydantic.Field(
         llmserver_api.RoutingPolicy.LEAST_OUTSTANDING, description="LeastOutstanding or PrefixHash."
     )
     endpoints: list[EndpointConfig] = pydantic.Field(default_factory=list, description="Runtime replicas.")
@@ -180,35 +180,32 @@ class StaticSource:
         self.keys = keys
         self.environ = os.environ if environ is None else environ
         self.poll_seconds = poll_seconds
-        self._stamp: tuple[int, int, int] | None = None
-        self._text: str | None = None
+        self._seen: str | None = None
 
     def load(self) -> None:
         """Reads and applies the file now; raises ConfigError (the entrypoint fails fast at start)."""
         try:
-            stat = self.path.stat()
             text = self.path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read gateway config {self.path}: {exc.strerror or exc}") from None
-        self._stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-        if text == self._text:
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read gateway config {self.path}: {exc}") from None
+        if text == self._seen:
             return
+        self._seen = text  # a broken version is reported once, not on every poll
         routes, keys = parse(text, self.environ)
         self.routes.replace(routes)
         self.keys.replace(keys)
-        self._text = text
         log.info("gateway config %s loaded: %d model(s)", self.path, len(routes))
 
     async def run(self) -> None:
-        """Polls the file until cancelled; a bad edit is logged and the last good table stays."""
+        """Polls the file until cancelled; a bad edit is logged and the last good table stays.
+
+        The whole (small) file is compared rather than its mtime: file timestamps are too coarse
+        to tell apart two quick writes of the same size.
+        """
         while True:
             await asyncio.sleep(self.poll_seconds)
-            try:
-                stat = self.path.stat()
-            except OSError:
+            if not self.path.exists():
                 continue  # mid-replace by an editor, or removed: keep serving the last good table
-            if (stat.st_mtime_ns, stat.st_size, stat.st_ino) == self._stamp:
-                continue
             try:
                 self.load()
             except ConfigError as exc:

@@ -1,0 +1,55 @@
+"""Fixtures for the gateway's integration tests: fake replicas and gateways as real processes."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Callable, Iterator
+
+import pytest
+import yaml
+
+from testkit import fake_upstreams
+
+# Short timeouts and a fast config poll, so failure paths and reloads resolve quickly in tests.
+GATEWAY_ENV = {
+    "LLMSERVER_GATEWAY_CONNECT_TIMEOUT": "2",
+    "LLMSERVER_GATEWAY_READ_TIMEOUT": "20",
+    "LLMSERVER_GATEWAY_CONFIG_POLL_SECONDS": "0.1",
+}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    return tmp_path_factory.mktemp("gateway")
+
+
+@pytest.fixture(scope="module")
+def start_fake(workdir: pathlib.Path) -> Iterator[Callable[..., fake_upstreams.Proc]]:
+    """Starts fake upstream processes; all are stopped when the module ends."""
+    started: list[fake_upstreams.Proc] = []
+
+    def start(name: str, *extra: str) -> fake_upstreams.Proc:
+        proc = fake_upstreams.start_fake(workdir, name, *extra)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def start_gateway(workdir: pathlib.Path) -> Iterator[Callable[..., tuple[fake_upstreams.Proc, pathlib.Path]]]:
+    """Writes a static config and starts `llmserver-runtime gateway --config` on it."""
+    started: list[fake_upstreams.Proc] = []
+
+    def start(config: dict, env: dict[str, str] | None = None, *args: str) -> tuple[fake_upstreams.Proc, pathlib.Path]:
+        path = workdir / f"gateway-{len(started)}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        proc = fake_upstreams.start_gateway(workdir, "--config", str(path), *args, env={**GATEWAY_ENV, **(env or {})})
+        started.append(proc)
+        return proc, path
+
+    yield start
+    for proc in started:
+        proc.stop()
