@@ -1,0 +1,225 @@
+"""llama.cpp (llama-cpp-python) backend for GGUF models.
+
+Generation drives `Llama.generate` (the library's token loop: sampling, KV-cache prefix reuse)
+in a single worker thread, one request at a time (`max_concurrency` 1: one llama context). The
+server handles stop strings; this loop stops on end-of-generation tokens and max_tokens exactly,
+counts tokens itself (so every delta carries real usage) and decodes UTF-8 incrementally.
+
+Chat uses the GGUF's own template (`tokenizer.chat_template`, rendered by llama-cpp-python's
+Jinja2ChatFormatter) unless `-- chat_format=NAME` picks one of the library's named formats.
+Embeddings use a second `Llama(embedding=True)` on the same file (mmap shares the weights): a
+context built for embeddings does not produce logits for sampling. A causal GGUF has no pooling
+metadata and would return one vector per token, so mean pooling is set explicitly there.
+Extra args are `key=value` keyword arguments of `llama_cpp.Llama` (checked against its signature).
+"""
+
+from __future__ import annotations
+
+import codecs
+import inspect
+import random
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import llama_cpp
+from llama_cpp import llama_chat_format
+
+from llmserver_backends import base, threads
+
+# Architectures llama.cpp runs as encoders: they embed, they cannot generate.
+_ENCODER_ARCHS = {"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3", "t5encoder", "modern-bert", "neo-bert"}
+_DEFAULT_N_CTX = 4096
+
+
+class LlamaCppBackend(base.ModelBackend):
+    """One GGUF file served by llama.cpp."""
+
+    kind = "llama-cpp"
+
+    def __init__(self, config: base.BackendConfig) -> None:
+        super().__init__(config)
+        self._extra = base.parse_key_value_args(config.extra_args)
+        allowed = set(inspect.signature(llama_cpp.Llama.__init__).parameters) - {"self", "kwargs", "model_path"}
+        unknown = sorted(set(self._extra) - allowed)
+        if unknown:
+            raise ValueError(f"unknown llama_cpp.Llama arguments in extra args: {', '.join(unknown)}")
+        self._executor = threads.single_worker("llama-cpp")
+        self._llm: llama_cpp.Llama | None = None
+        self._embedder: llama_cpp.Llama | None = None
+        self._capabilities: frozenset[base.Capability] = frozenset()
+        self._format: Callable[..., llama_chat_format.ChatFormatterResponse] | None = None
+
+    @property
+    def capabilities(self) -> frozenset[base.Capability]:
+        return self._capabilities
+
+    @property
+    def context_length(self) -> int | None:
+        llm = self._llm or self._embedder
+        return llm.n_ctx() if llm is not None else None
+
+    def _kwargs(self, metadata: dict[str, str]) -> dict[str, Any]:
+        options = self.config.options
+        arch = metadata.get("general.architecture", "")
+        trained = int(metadata.get(f"{arch}.context_length", 0) or 0)
+        n_ctx = options.get("n_ctx")
+        if n_ctx is None:
+            n_ctx = min(trained, _DEFAULT_N_CTX) if trained else _DEFAULT_N_CTX
+        kwargs: dict[str, Any] = {
+            "n_gpu_layers": options.get("n_gpu_layers", 0),
+            "n_ctx": n_ctx,
+            "n_batch": options.get("n_batch", 512),
+            "n_threads": options.get("n_threads"),
+            "verbose": False,
+        }
+        return {**kwargs, **self._extra}
+
+    def _detect(self, metadata: dict[str, str]) -> frozenset[base.Capability]:
+        arch = metadata.get("general.architecture", "")
+        if self.config.capabilities is not None:
+            wanted = self.config.capabilities
+        elif arch in _ENCODER_ARCHS:
+            wanted = frozenset({base.Capability.EMBEDDINGS})
+        else:
+            wanted = frozenset({base.Capability.TEXT_GENERATION})
+        unsupported = wanted - {base.Capability.TEXT_GENERATION, base.Capability.EMBEDDINGS}
+        if unsupported:
+            names = ", ".join(sorted(c.value for c in unsupported))
+            raise base.BackendError(f"the llama-cpp backend does not support {names}")
+        if base.Capability.TEXT_GENERATION in wanted and arch in _ENCODER_ARCHS:
+            raise base.BackendError(f"a {arch} GGUF is an encoder: it cannot do TextGeneration")
+        return wanted
+
+    def _load_sync(self) -> None:
+        path = self.config.model_path
+        metadata = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False).metadata
+        self._capabilities = self._detect(metadata)
+        kwargs = self._kwargs(metadata)
+        if base.Capability.TEXT_GENERATION in self._capabilities:
+            self._llm = llama_cpp.Llama(model_path=path, **kwargs)
+            self._format = self._chat_formatter(self._llm)
+        if base.Capability.EMBEDDINGS in self._capabilities:
+            arch = metadata.get("general.architecture", "")
+            embed_kwargs = {**kwargs, "embedding": True}
+            if f"{arch}.pooling_type" not in metadata and "pooling_type" not in self._extra:
+                embed_kwargs["pooling_type"] = llama_cpp.LLAMA_POOLING_TYPE_MEAN
+            self._embedder = llama_cpp.Llama(model_path=path, **embed_kwargs)
+
+    def _chat_formatter(self, llm: llama_cpp.Llama) -> Callable[..., llama_chat_format.ChatFormatterResponse]:
+        name = self._extra.get("chat_format")
+        template = llm.metadata.get("tokenizer.chat_template")
+        if name is None and template:
+            eos, bos = llm.token_eos(), llm.token_bos()
+            return llama_chat_format.Jinja2ChatFormatter(
+                template=template,
+                eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
+                bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
+                stop_token_ids=[eos],
+            )
+        name = name or "llama-2"  # llama-cpp-python's own fallback for GGUFs without a template
+        for candidate in (f"format_{name.replace('-', '_')}", f"format_{name.replace('-', '')}"):
+            formatter = getattr(llama_chat_format, candidate, None)
+            if callable(formatter):
+                return formatter
+        raise base.BackendError(f"unknown chat_format {name!r}")
+
+    async def load(self) -> None:
+        await threads.run(self._executor, self._load_sync)
+
+    async def unload(self) -> None:
+        def close() -> None:
+            for llm in (self._llm, self._embedder):
+                if llm is not None:
+                    llm.close()
+            self._llm = self._embedder = None
+
+        await threads.run(self._executor, close)
+        self._executor.shutdown(wait=False)
+
+    def _tokens(self, text: str) -> list[int]:
+        llm = self._llm or self._embedder
+        assert llm is not None, "model not loaded"
+        return llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` as a completion prompt (BOS included when the model adds one)."""
+        return len(self._tokens(text))
+
+    def _chat_tokens(self, messages: list[base.ChatMessage]) -> list[int]:
+        if any(m.images for m in messages):
+            raise base.UnsupportedRequest("the llama-cpp backend does not accept images")
+        assert self._llm is not None and self._format is not None, "model not loaded"
+        rendered = self._format(messages=[_message_dict(m) for m in messages])
+        return self._llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True)
+
+    def _check_context(self, n_prompt: int, max_tokens: int | None, param: str) -> None:
+        assert self._llm is not None
+        limit = self._llm.n_ctx()
+        wanted = n_prompt + (max_tokens or 0)
+        if n_prompt >= limit or wanted > limit:
+            raise base.ContextLengthExceeded(
+                f"This model's maximum context length is {limit} tokens. However, you requested {wanted} tokens "
+                f"({n_prompt} in the {param}, {max_tokens or 0} in the completion)."
+            )
+
+    def _generate(
+        self, prompt: Callable[[], list[int]], params: base.SamplingParams, param: str, _: threads.CancelToken
+    ) -> Iterator[base.Delta]:
+        llm = self._llm
+        assert llm is not None, "model not loaded"
+        tokens = prompt()
+        if not tokens:
+            if llm.token_bos() == -1:
+                raise base.UnsupportedRequest("the prompt must not be empty")
+            tokens = [llm.token_bos()]
+        n_prompt = len(tokens)
+        self._check_context(n_prompt, params.max_tokens, param)
+        max_tokens = params.max_tokens or llm.n_ctx() - n_prompt
+        llm.set_seed(params.seed if params.seed is not None else random.getrandbits(31))
+        vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        produced = 0
+        for token in llm.generate(
+            tokens, top_k=0, top_p=params.top_p, min_p=0.0, temp=params.temperature, repeat_penalty=1.0
+        ):
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                yield base.Delta(decoder.decode(b"", final=True), n_prompt, produced, "stop")
+                return
+            produced += 1
+            text = decoder.decode(llm.detokenize([token]))
+            if produced >= max_tokens:
+                yield base.Delta(text + decoder.decode(b"", final=True), n_prompt, produced, "length")
+                return
+            yield base.Delta(text, n_prompt, produced)
+
+    def chat(self, messages: list[base.ChatMessage], params: base.SamplingParams) -> AsyncIterator[base.Delta]:
+        return threads.stream(
+            self._executor, lambda cancel: self._generate(lambda: self._chat_tokens(messages), params, "messages", cancel)
+        )
+
+    def complete(self, prompt: str, params: base.SamplingParams) -> AsyncIterator[base.Delta]:
+        return threads.stream(
+            self._executor, lambda cancel: self._generate(lambda: self._tokens(prompt), params, "prompt", cancel)
+        )
+
+    def _embed_sync(self, texts: list[str]) -> base.Embeddings:
+        embedder = self._embedder
+        if embedder is None:
+            raise base.UnsupportedRequest("this model was loaded without the Embeddings capability")
+        limit = min(embedder.n_ctx(), embedder.n_batch)
+        for text in texts:
+            n = len(embedder.tokenize(text.encode("utf-8")))
+            if n > limit:
+                raise base.ContextLengthExceeded(f"An input has {n} tokens; this model embeds at most {limit}.")
+        vectors, count = embedder.embed(texts, normalize=True, truncate=False, return_count=True)
+        return base.Embeddings(vectors=[list(v) for v in vectors], prompt_tokens=count)
+
+    async def embed(self, texts: list[str]) -> base.Embeddings:
+        return await threads.run(self._executor, self._embed_sync, texts)
+
+
+def _message_dict(message: base.ChatMessage) -> dict[str, Any]:
+    item: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.name:
+        item["name"] = message.name
+    return item
