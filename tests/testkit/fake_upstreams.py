@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import pathlib
@@ -25,6 +26,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
@@ -176,6 +179,23 @@ def python_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def wait_http(url: str, proc: Proc | None = None, timeout: float = 30.0) -> None:
+    """Blocks until GET `url` answers 200; raises with the log tail if `proc` died meanwhile."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.popen.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.popen.returncode}:\n{proc.output()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.05)
+    tail = proc.output()[-3000:] if proc is not None else ""
+    raise TimeoutError(f"{url} not ready after {timeout}s:\n{tail}")
+
+
 class Proc:
     """A child process with its base URL; `stop()` ends it (by pid) and reaps it."""
 
@@ -189,21 +209,7 @@ class Proc:
 
     def wait_ready(self, path: str = "/health", timeout: float = 30.0) -> None:
         """Blocks until GET `path` answers 200; raises with the log tail if the process died."""
-        import urllib.error
-        import urllib.request
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"process exited with {self.popen.returncode}:\n{self.output()[-3000:]}")
-            try:
-                with urllib.request.urlopen(self.url + path, timeout=2) as reply:
-                    if reply.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.05)
-        raise TimeoutError(f"{self.url}{path} not ready after {timeout}s:\n{self.output()[-3000:]}")
+        wait_http(self.url + path, self, timeout)
 
     def output(self) -> str:
         """Everything the process printed so far."""
@@ -228,13 +234,49 @@ class Proc:
             self._log_file.close()
 
 
-def start_fake(tmp: pathlib.Path, name: str, *extra: str, port: int | None = None) -> Proc:
-    """A fake upstream process named `name`."""
+def start_fake(tmp: pathlib.Path, name: str, *extra: str, port: int | None = None, wait: bool = True) -> Proc:
+    """A fake upstream process named `name` (`wait=False`: call `wait_ready()` yourself)."""
     port = port or free_port()
     args = [sys.executable, "-m", "testkit.fake_upstreams", "--port", str(port), "--name", name, *extra]
     proc = Proc(args, port, tmp / f"fake-{name}-{port}.log")
-    proc.wait_ready()
+    if wait:
+        proc.wait_ready()
     return proc
+
+
+@dataclasses.dataclass(frozen=True)
+class Replica:
+    """One fake replica (its own port and stats) inside a shared fake process."""
+
+    name: str
+    url: str
+    proc: Proc
+
+
+def start_fakes(tmp: pathlib.Path, *names: str, extra: Sequence[str] = ()) -> dict[str, Replica]:
+    """Several replicas served by ONE process (one port each): starting Python once is much cheaper.
+
+    Use `start_fake` for a replica that a test kills on its own.
+    """
+    ports = {name: free_port() for name in names}
+    args = [sys.executable, "-m", "testkit.fake_upstreams", *extra]
+    for name, port in ports.items():
+        args += ["--replica", f"{name}:{port}"]
+    proc = Proc(args, ports[names[0]], tmp / f"fakes-{'-'.join(names)}.log")
+    replicas = {name: Replica(name, f"http://127.0.0.1:{port}", proc) for name, port in ports.items()}
+    proc.wait_ready()
+    for replica in replicas.values():
+        wait_http(replica.url + "/health", proc)
+    return replicas
+
+
+def stop_all(procs: Sequence[Proc]) -> None:
+    """SIGTERM to all first, then reap each: shutting down in parallel."""
+    for proc in procs:
+        if proc.popen.poll() is None:
+            proc.popen.send_signal(signal.SIGTERM)
+    for proc in procs:
+        proc.stop()
 
 
 def start_gateway(tmp: pathlib.Path, *args: str, env: dict[str, str] | None = None, ready: str = "/health") -> Proc:
@@ -249,16 +291,39 @@ def start_gateway(tmp: pathlib.Path, *args: str, env: dict[str, str] | None = No
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the fake upstream process."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int, default=None)
     parser.add_argument("--name", default="fake")
+    parser.add_argument("--replica", action="append", default=[], metavar="NAME:PORT",
+                        help="serve one more replica (own port, own stats) from this process")
     parser.add_argument("--require-key", default=None, help="provider mode: the key it expects")
     parser.add_argument("--api-key", default=None, help="runtime with LLMSERVER_API_KEY (Mac)")
     parser.add_argument("--served-model", default=None)
     parser.add_argument("--status", type=int, default=None, help="answer every request with this status")
     ns = parser.parse_args(argv)
-    app = build_app(ns.name, ns.require_key, ns.served_model, ns.api_key, ns.status)
-    web.run_app(app, host="127.0.0.1", port=ns.port,
-                print=None, access_log=None, handler_cancellation=True)
+    replicas = [(ns.name, ns.port)] if ns.port else []
+    for spec in ns.replica:
+        name, _, port = spec.rpartition(":")
+        replicas.append((name, int(port)))
+    if not replicas:
+        parser.error("give --port or at least one --replica NAME:PORT")
+    asyncio.run(_serve(replicas, ns))
+
+
+async def _serve(replicas: list[tuple[str, int]], ns: argparse.Namespace) -> None:
+    runners = []
+    for name, port in replicas:
+        runner = web.AppRunner(build_app(name, ns.require_key, ns.served_model, ns.api_key, ns.status),
+                               access_log=None, handler_cancellation=True)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runners.append(runner)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    for runner in runners:
+        await runner.cleanup()
 
 
 if __name__ == "__main__":

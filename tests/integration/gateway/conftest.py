@@ -24,8 +24,22 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
 
 
 @pytest.fixture(scope="module")
+def start_fakes(workdir: pathlib.Path) -> Iterator[Callable[..., dict[str, fake_upstreams.Replica]]]:
+    """Starts fake replicas (one process per call); all are stopped when the module ends."""
+    started: list[fake_upstreams.Proc] = []
+
+    def start(*names: str, extra: tuple[str, ...] = ()) -> dict[str, fake_upstreams.Replica]:
+        replicas = fake_upstreams.start_fakes(workdir, *names, extra=extra)
+        started.append(next(iter(replicas.values())).proc)
+        return replicas
+
+    yield start
+    fake_upstreams.stop_all(started)
+
+
+@pytest.fixture(scope="module")
 def start_fake(workdir: pathlib.Path) -> Iterator[Callable[..., fake_upstreams.Proc]]:
-    """Starts fake upstream processes; all are stopped when the module ends."""
+    """One fake replica in its own process (for tests that kill it)."""
     started: list[fake_upstreams.Proc] = []
 
     def start(name: str, *extra: str) -> fake_upstreams.Proc:
@@ -34,8 +48,7 @@ def start_fake(workdir: pathlib.Path) -> Iterator[Callable[..., fake_upstreams.P
         return proc
 
     yield start
-    for proc in started:
-        proc.stop()
+    fake_upstreams.stop_all(started)
 
 
 @pytest.fixture(scope="module")
@@ -51,5 +64,4 @@ def start_gateway(workdir: pathlib.Path) -> Iterator[Callable[..., tuple[fake_up
         return proc, path
 
     yield start
-    for proc in started:
-        proc.stop()
+    fake_upstreams.stop_all(started)

@@ -35,10 +35,10 @@ def _metrics(gateway) -> dict[tuple[str, tuple], float]:
 
 
 @pytest.fixture(scope="module")
-def cluster(start_fake, start_gateway):
+def cluster(start_fakes, start_fake, start_gateway):
     """Replicas A (alpha), B (beta), a dead one and a 503 one next to healthy ones, and the gateway."""
-    fakes = {name: start_fake(name) for name in ("A", "B", "R1", "S1", "S2", "D1", "D2")}
-    fakes["broken"] = start_fake("broken", "--status", "503")
+    fakes = start_fakes("A", "B", "R1", "S1", "S2", "D1", "D2")
+    fakes.update(start_fakes("broken", extra=("--status", "503")))
     dead = start_fake("dead")
     dead.kill()  # a crashed replica: its port refuses connections
     config = {
