@@ -93,6 +93,8 @@ def render(rows: list[Row], output: str, with_namespace: bool) -> None:
         click.echo(json.dumps(data, indent=2) if output == "json" else yaml.safe_dump(data, sort_keys=False), nl=output == "json")
         return
     console = rich.console.Console()
+    if not console.is_terminal:
+        console = rich.console.Console(width=240)  # piped: whole rows, no wrapping
     if not rows:
         console.print("no LLMServers")
         return

@@ -133,6 +133,7 @@ class Supervisor:
     def launch(self, unit: units.Unit) -> None:
         """Starts bringing `unit` up in the background (no-op while it is already on its way)."""
         if unit.task is None or unit.task.done():
+            unit.state.phase, unit.state.message = "Pending", "loading"
             unit.task = asyncio.create_task(self._bring_up(unit), name=f"bring-up-{unit.state.name}")
             self.changed()
 
