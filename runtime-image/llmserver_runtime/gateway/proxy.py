@@ -127,6 +127,15 @@ class Proxy:
                 self.metrics.upstream_errors.labels(model, endpoint, f"status_{upstream.status}").inc()
                 log.warning("endpoint %s of model %s answered %d", endpoint, model, upstream.status)
                 return failure
+            if upstream.status in (401, 403) and "Authorization" in headers:
+                # The upstream refused the key the gateway added: a gateway configuration problem,
+                # not the caller's; passing 401 on would tell a caller with a valid key it has none.
+                self.metrics.upstream_errors.labels(model, endpoint, f"status_{upstream.status}").inc()
+                log.error("endpoint %s of model %s refused the gateway's API key (%d)", endpoint, model,
+                          upstream.status)
+                return errors.response(
+                    502, f"The upstream of model `{model}` refused the gateway's credentials; "
+                    "check the key configured for it.", "server_error", code="upstream_auth_failed")
             if upstream.content_type == "text/event-stream":
                 response = await self._relay_stream(request, upstream, model, endpoint, started)
             else:
