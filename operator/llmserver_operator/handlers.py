@@ -1,0 +1,96 @@
+"""kopf handlers, kept thin: every one of them hands over to `reconciler.Reconciler`.
+
+Handlers are attached to a registry passed in (no import-time registration, no globals), so the
+CLI entrypoint and tests can each run their own operator. Dependencies live on the kopf memo.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+import llmserver_api
+
+from llmserver_operator import kube as kube_mod
+from llmserver_operator import reconciler as reconciler_mod
+from llmserver_operator import serializer as serializer_mod
+from llmserver_operator import settings as settings_mod
+from llmserver_operator.builders import common
+
+OURS = f"app.kubernetes.io/managed-by={common.MANAGED_BY}"
+CHILD_RESOURCES = (("batch", "v1", "jobs"), ("apps", "v1", "deployments"), ("", "v1", "pods"))
+
+
+def make_memo(settings: settings_mod.Settings) -> kopf.Memo:
+    """The operator's dependencies, built once in the entrypoint (or a test) before kopf starts."""
+    config = kube_mod.configuration(settings.kubeconfig, pool_size=settings.workers)
+    kube = kube_mod.Kube(config)
+    return kopf.Memo(
+        settings=settings,
+        kube_config=config,
+        reconciler=reconciler_mod.Reconciler(kube, settings),
+        serializer=serializer_mod.Serializer(),
+    )
+
+
+def _run(memo: kopf.Memo, namespace: str, name: str, coalesce: bool) -> reconciler_mod.Outcome | None:
+    return memo.serializer.run((namespace, name), lambda: memo.reconciler.reconcile(namespace, name), coalesce=coalesce)
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    """Attaches every handler of the operator to `registry`."""
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        ours: settings_mod.Settings = memo.settings
+        settings.posting.level = logging.WARNING  # events for problems only: a resync writes nothing
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=llmserver_api.GROUP)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=llmserver_api.GROUP, key="last-handled-configuration")
+        settings.scanning.disabled = True
+        settings.execution.max_workers = ours.workers
+        for group, version, plural in CHILD_RESOURCES:
+            settings.watching.label_selectors[group or "v1", plural] = OURS  # watch only our children
+
+    @kopf.on.login(registry=registry)
+    def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo | None:
+        config = memo.kube_config
+        if memo.settings.kubeconfig is None and config.host.startswith("https://kubernetes.default"):
+            return kopf.login_with_service_account()
+        return kopf.ConnectionInfo(
+            server=config.host,
+            ca_path=config.ssl_ca_cert,
+            insecure=not config.verify_ssl,
+            scheme="Bearer",
+            token=kube_mod.bearer_token(config),
+            certificate_path=config.cert_file,
+            private_key_path=config.key_file,
+        )
+
+    @kopf.on.resume(llmserver_api.GROUP, llmserver_api.VERSION, "llmservers", registry=registry)
+    @kopf.on.create(llmserver_api.GROUP, llmserver_api.VERSION, "llmservers", registry=registry)
+    @kopf.on.update(llmserver_api.GROUP, llmserver_api.VERSION, "llmservers", registry=registry)
+    def server_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+        try:
+            outcome = _run(memo, namespace, name, coalesce=False)
+        except reconciler_mod.Conflict as exc:
+            raise kopf.TemporaryError(str(exc), delay=2) from None
+        except kube_mod.ApiError as exc:
+            raise kopf.TemporaryError(f"Kubernetes API: {exc}", delay=5) from None
+        if outcome is not None and outcome.retry_after is not None:
+            raise kopf.TemporaryError(f"waiting ({outcome.phase})", delay=outcome.retry_after)
+
+    for group, version, plural in CHILD_RESOURCES:
+
+        @kopf.on.event(group, version, plural, labels={"app.kubernetes.io/managed-by": common.MANAGED_BY},
+                       registry=registry, id=f"child-{plural}")
+        def child_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+            owner = body.metadata.labels.get(common.SERVER_LABEL)
+            if type is None or not owner or body.metadata.namespace is None:
+                return  # the initial listing: every LLMServer is resumed anyway
+            try:
+                _run(memo, body.metadata.namespace, owner, coalesce=True)
+            except (reconciler_mod.Conflict, kube_mod.ApiError) as exc:
+                logger.info(f"reconcile of {owner} after a {body.kind} change will be retried: {exc}")

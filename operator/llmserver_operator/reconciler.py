@@ -1,0 +1,266 @@
+"""One reconcile of one LLMServer: observe, build, apply what differs, compute and write status.
+
+Level-triggered and idempotent: it is run for LLMServer changes and for every change of a child,
+and a pass over an LLMServer whose world already matches its spec makes no API writes (children
+carry a hash of their desired content; status is only written when it changes). Deterministic
+names make a pass interrupted by an operator restart safe to repeat: nothing is duplicated.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime
+from collections.abc import Callable
+from typing import Any
+
+import kopf
+import pydantic
+
+import llmserver_api
+from llmserver_api import llmserver
+
+from llmserver_operator import kube as kube_mod
+from llmserver_operator import settings as settings_mod
+from llmserver_operator import status
+from llmserver_operator.builders import cache, common, deployment, download, plan, service
+
+Manifest = dict[str, Any]
+CHILD_KINDS = ("Deployment", "Service", "Job", "ServiceAccount", "Role", "RoleBinding")
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What a pass ended with; `retry_after` asks for another pass (something outside our watches)."""
+
+    phase: str | None
+    retry_after: float | None = None
+
+
+class Conflict(Exception):
+    """A write lost a race (409) or a name is taken by an object that is not ours: try again later."""
+
+
+def utc_now() -> str:
+    """The clock the status function is given (it has none of its own)."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _ours(obj: Manifest) -> bool:
+    return ((obj.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/managed-by") == common.MANAGED_BY
+
+
+def _config_hash(obj: Manifest | None) -> str | None:
+    return (((obj or {}).get("metadata") or {}).get("annotations") or {}).get(common.CONFIG_HASH)
+
+
+class Reconciler:
+    """Holds the API client and settings; `reconcile` is safe to call from many threads (per server: serialize)."""
+
+    def __init__(self, kube: kube_mod.Kube, settings: settings_mod.Settings, clock: Callable[[], str] = utc_now) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.clock = clock
+
+    # --- entry points ----------------------------------------------------------------------
+    def reconcile(self, namespace: str, name: str) -> Outcome:
+        """Reads the LLMServer fresh and converges it; a deleted server is left to garbage collection."""
+        raw = self.kube.get("LLMServer", namespace, name)
+        if raw is None or raw["metadata"].get("deletionTimestamp"):
+            return Outcome(None)
+        return self.reconcile_body(raw)
+
+    def reconcile_body(self, raw: Manifest) -> Outcome:
+        """Converges the children of this LLMServer body and writes its status if it changed."""
+        meta = raw["metadata"]
+        previous = raw.get("status") or {}
+        generation = meta.get("generation")
+        spec_changed = previous.get("observedGeneration") != generation
+        try:
+            server = llmserver_api.LLMServer.model_validate(raw)
+        except pydantic.ValidationError as exc:
+            observed = status.Observed(invalid=status.describe_validation_error(exc.errors()))
+            return self._finish(raw, None, observed)
+        where = plan.placement(server.spec)
+        if where == plan.Placement.KUBERNETES:
+            observed = self._converge_kubernetes(server, raw, spec_changed)
+        else:
+            if spec_changed:
+                self._remove_children(server, keep=set(), kinds=CHILD_KINDS if where == plan.Placement.PROXY else CHILD_KINDS[:1] + CHILD_KINDS[2:])
+            observed = self._observe_proxy(server) if where == plan.Placement.PROXY else self._observe_apple(server, previous)
+        return self._finish(raw, server, observed)
+
+    def _finish(self, raw: Manifest, server: llmserver_api.LLMServer | None, observed: status.Observed) -> Outcome:
+        meta = raw["metadata"]
+        computed = status.compute(
+            spec=server.spec if server else None,
+            generation=meta.get("generation"),
+            previous=raw.get("status"),
+            observed=observed,
+            endpoint=self.settings.gateway_url.format(namespace=meta.get("namespace", "default")),
+            now=self.clock(),
+        )
+        if status.changed(raw.get("status"), computed):
+            try:
+                self.kube.patch_status("LLMServer", meta.get("namespace"), meta["name"], computed)
+            except kube_mod.ApiError as exc:
+                if exc.status != 404:
+                    raise
+        waiting = any(c["reason"] in ("SecretNotFound", "ClaimNotFound") for c in computed["conditions"])
+        return Outcome(computed["phase"], self.settings.retry_delay_seconds if waiting else None)
+
+    # --- observation -----------------------------------------------------------------------
+    def _secrets(self, namespace: str, *refs: llmserver_api.SecretKeyRef | None) -> dict[str, frozenset[str]]:
+        """Which referenced Secrets exist and their key names (values are never read out)."""
+        found: dict[str, frozenset[str]] = {}
+        for ref in refs:
+            if ref is None or ref.name in found:
+                continue
+            secret = self.kube.get("Secret", namespace, ref.name)
+            if secret is not None:
+                found[ref.name] = frozenset((secret.get("data") or {}).keys() | (secret.get("stringData") or {}).keys())
+        return found
+
+    def _observe_proxy(self, server: llmserver_api.LLMServer) -> status.Observed:
+        proxy = server.spec.proxy
+        ref = proxy.api_key_secret_ref if proxy else None
+        return status.Observed(secrets=self._secrets(common.namespace_of(server), ref))
+
+    def _observe_apple(self, server: llmserver_api.LLMServer, previous: Manifest) -> status.Observed:
+        """Placement is written by the apple scheduler; ready once the Mac's EndpointSlice has a ready endpoint."""
+        raw_placement = previous.get("placement")
+        if not raw_placement:
+            return status.Observed()
+        placement = llmserver.Placement.model_validate(raw_placement)
+        slice_ = self.kube.get("EndpointSlice", common.namespace_of(server), f"{common.name_of(server)}-apple")
+        ready = any((endpoint.get("conditions") or {}).get("ready") for endpoint in (slice_ or {}).get("endpoints") or [])
+        return status.Observed(placement=placement, placement_ready=ready)
+
+    # --- the Kubernetes path ---------------------------------------------------------------
+    def _converge_kubernetes(self, server: llmserver_api.LLMServer, raw: Manifest, spec_changed: bool) -> status.Observed:
+        settings, namespace, name = self.settings, common.namespace_of(server), common.name_of(server)
+        source = server.spec.source
+        assert source is not None
+        keep: set[tuple[str, str]] = {("Deployment", name), ("Service", name)}
+        job = None
+        job_pods: list[Manifest] = []
+        claim_found = True
+        secrets: dict[str, frozenset[str]] = {}
+        if source.hugging_face is not None:
+            ref = source.hugging_face.token_secret_ref
+            secrets = self._secrets(namespace, ref)
+            for build in (download.build_download_service_account, download.build_download_role,
+                          download.build_download_role_binding):
+                obj = self.apply(build(server, settings), raw)
+                keep.add((obj["kind"], obj["metadata"]["name"]))
+            self._ensure_cache(server, raw)
+            if status.secret_problem(ref, secrets, "") is None:
+                job = self._ensure_job(server, raw)
+                keep.add(("Job", job["metadata"]["name"]))
+                if (job.get("status") or {}).get("failed"):
+                    job_pods = self.kube.list("Pod", namespace, {"job-name": job["metadata"]["name"]})
+            downloaded = job is not None and bool((job.get("status") or {}).get("succeeded"))
+        else:
+            claim_found = self.kube.get("PersistentVolumeClaim", namespace, source.pvc.claim_name) is not None if source.pvc else False
+            downloaded = claim_found
+        if spec_changed or (job is not None and not (job.get("status") or {}).get("succeeded")):
+            self._remove_children(server, keep, CHILD_KINDS)
+        current = self.kube.get("Deployment", namespace, name)
+        if downloaded:
+            current = self.apply(deployment.build_deployment(server, settings), raw, current)
+        self.apply(service.build_service(server, settings), raw)
+        pods: list[Manifest] = []
+        if current is not None:
+            ready = int((current.get("status") or {}).get("readyReplicas") or 0)
+            if ready < server.spec.replicas or current["metadata"].get("generation") != (current.get("status") or {}).get("observedGeneration"):
+                pods = self.kube.list("Pod", namespace, common.selector(server))
+        return status.Observed(secrets=secrets, claim_found=claim_found, job=job, job_pods=job_pods,
+                               deployment=current, pods=pods)
+
+    def _ensure_cache(self, server: llmserver_api.LLMServer, raw: Manifest) -> None:
+        """Creates the cache claim when missing; a shared claim is never patched or adopted later."""
+        pvc = cache.build_cache_pvc(server, self.settings)
+        if self.kube.get("PersistentVolumeClaim", pvc["metadata"]["namespace"], pvc["metadata"]["name"]) is not None:
+            return
+        if cache.owned_by_server(server):
+            kopf.adopt(pvc, owner=raw)
+        try:
+            self.kube.create(common.stamp_config_hash(pvc))
+        except kube_mod.ApiError as exc:
+            if exc.status != 409:
+                raise
+
+    def _ensure_job(self, server: llmserver_api.LLMServer, raw: Manifest) -> Manifest:
+        """The Job's pod template is immutable: a failed Job whose desired content changed is recreated."""
+        desired = self._prepared(download.build_download_job(server, self.settings), raw)
+        meta = desired["metadata"]
+        current = self.kube.get("Job", meta["namespace"], meta["name"])
+        if current is not None and (current.get("status") or {}).get("failed") and _config_hash(current) != _config_hash(desired):
+            failed_for_good = any(c.get("type") == "Failed" and c.get("status") == "True"
+                                  for c in (current.get("status") or {}).get("conditions") or [])
+            if failed_for_good:
+                self.kube.delete("Job", meta["namespace"], meta["name"])
+                current = None
+        if current is not None:
+            return current
+        return self._create(desired)
+
+    def _remove_children(self, server: llmserver_api.LLMServer, keep: set[tuple[str, str]], kinds: tuple[str, ...]) -> None:
+        """Deletes children of ours this spec no longer has (old download Jobs, a Deployment after a mode switch)."""
+        labels = {common.SERVER_LABEL: common.name_of(server), "app.kubernetes.io/managed-by": common.MANAGED_BY}
+        for kind in kinds:
+            for obj in self.kube.list(kind, common.namespace_of(server), labels):
+                if (kind, obj["metadata"]["name"]) not in keep:
+                    self.kube.delete(kind, obj["metadata"]["namespace"], obj["metadata"]["name"])
+
+    # --- writing ---------------------------------------------------------------------------
+    def _prepared(self, desired: Manifest, owner: Manifest) -> Manifest:
+        obj = copy.deepcopy(desired)
+        kopf.adopt(obj, owner=owner)
+        obj["metadata"]["labels"] = dict(sorted(obj["metadata"].get("labels", {}).items()))
+        return common.stamp_config_hash(obj)
+
+    def _create(self, obj: Manifest) -> Manifest:
+        try:
+            return self.kube.create(obj)
+        except kube_mod.ApiError as exc:
+            if exc.status != 409:
+                raise
+        current = self.kube.get(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
+        if current is None:
+            raise Conflict(f"{obj['kind']} {obj['metadata']['name']} was deleted while being created")
+        return current
+
+    def apply(self, desired: Manifest, owner: Manifest, current: Manifest | None | bool = False) -> Manifest:
+        """Create-or-replace: no write when the live object carries the desired hash.
+
+        `current` may be passed when the caller already fetched it (None: known to be absent).
+        """
+        obj = self._prepared(desired, owner)
+        meta = obj["metadata"]
+        if current is False:
+            current = self.kube.get(obj["kind"], meta["namespace"], meta["name"])
+        if current is None:
+            current = self._create(obj)
+        assert isinstance(current, dict)
+        if _config_hash(current) == _config_hash(obj):
+            return current
+        if not _ours(current):
+            raise Conflict(f"{obj['kind']} {meta['name']} exists and is not managed by {common.MANAGED_BY}")
+        live = current["metadata"]
+        meta["resourceVersion"] = live["resourceVersion"]
+        meta["annotations"] = dict(sorted({**(live.get("annotations") or {}), **meta.get("annotations", {})}.items()))
+        owners = [ref for ref in live.get("ownerReferences") or [] if ref.get("uid") not in {r["uid"] for r in meta.get("ownerReferences", [])}]
+        meta["ownerReferences"] = meta.get("ownerReferences", []) + owners
+        if live.get("finalizers"):
+            meta["finalizers"] = live["finalizers"]
+        if obj["kind"] == "Service":
+            for ip in ("clusterIP", "clusterIPs"):
+                if ip in (current.get("spec") or {}):
+                    obj["spec"][ip] = current["spec"][ip]
+        try:
+            return self.kube.replace(obj)
+        except kube_mod.ApiError as exc:
+            if exc.status == 409:
+                raise Conflict(f"{obj['kind']} {meta['name']} changed while being updated") from None
+            raise
