@@ -1,5 +1,5 @@
-{{/* The gateway's settings (pydantic-settings, prefix LLMSERVER_GATEWAY_) built from values.
-     tests/unit/chart checks that every name here is a field of the gateway's settings class. */}}
+{{/* The gateway's settings (llmserver_runtime.gateway.settings.GatewaySettings: pydantic-settings,
+     prefix LLMSERVER_GATEWAY_) built from values. tests/unit/chart feeds this env to that class. */}}
 {{- define "llmserver.gatewayEnv" -}}
 {{- if eq (len .Values.operator.watchNamespaces) 1 }}
 - name: LLMSERVER_GATEWAY_NAMESPACE
@@ -7,6 +7,6 @@
 {{- end }}
 {{- if .Values.gateway.auth.enabled }}
 - name: LLMSERVER_GATEWAY_API_KEYS_SECRET
-  value: {{ .Values.gateway.auth.existingSecret | quote }}
+  value: {{ printf "%s/%s" .Release.Namespace .Values.gateway.auth.existingSecret | quote }}
 {{- end }}
 {{- end -}}

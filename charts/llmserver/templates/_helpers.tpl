@@ -78,7 +78,12 @@ helm.sh/chart: {{ include "llmserver.chart" $root }}
 
 {{/* The in-cluster base URL of the gateway (what LLMServer status.endpoint points at). */}}
 {{- define "llmserver.gatewayURL" -}}
-{{- printf "http://%s.%s.svc:%v/v1" (include "llmserver.componentName" (list . "gateway")) .Release.Namespace .Values.gateway.service.port -}}
+{{- $host := printf "%s.%s.svc" (include "llmserver.componentName" (list . "gateway")) .Release.Namespace -}}
+{{- if eq (int .Values.gateway.service.port) 80 -}}
+{{- printf "http://%s/v1" $host -}}
+{{- else -}}
+{{- printf "http://%s:%v/v1" $host .Values.gateway.service.port -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Pod-level security: non-root, RuntimeDefault seccomp. Same for every pod of the chart. */}}

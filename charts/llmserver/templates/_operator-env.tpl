@@ -1,45 +1,58 @@
-{{/* The operator's settings (pydantic-settings, prefix LLMSERVER_OPERATOR_) built from values.
-     tests/unit/chart checks that every name here is a field of the operator's settings class. */}}
+{{/* The operator's settings (llmserver_operator.settings.Settings: pydantic-settings, prefix
+     LLMSERVER_OPERATOR_) built from values. tests/unit/chart feeds this env to that class and
+     checks every name is one of its fields. Empty optional values are left out (the operator's
+     default applies; an empty string would mean something else, e.g. "no StorageClass"). */}}
 {{- define "llmserver.operatorEnv" -}}
 {{- $profile := required (printf "runtime.profile %q is not a key of profiles" .Values.runtime.profile) (index .Values.profiles .Values.runtime.profile) -}}
-- name: LLMSERVER_OPERATOR_NAMESPACES
-  value: {{ include "llmserver.watchNamespaces" . | quote }}
-- name: LLMSERVER_OPERATOR_LOG_LEVEL
-  value: {{ .Values.operator.logLevel | quote }}
-- name: LLMSERVER_OPERATOR_PEERING
-  value: {{ ternary .Values.operator.peering.name "" .Values.operator.peering.enabled | quote }}
-- name: LLMSERVER_OPERATOR_PORT
-  value: {{ .Values.operator.metrics.port | quote }}
+{{- $image := .Values.runtime.image -}}
+{{- $repository := $image.repository -}}
+{{- if .Values.image.registry -}}
+{{- $repository = printf "%s/%s" (trimSuffix "/" .Values.image.registry) $image.repository -}}
+{{- end -}}
+{{- $tag := default (default .Chart.AppVersion .Values.image.tag) $image.tag -}}
+{{- if $image.digest -}}
+{{- $tag = printf "%s@%s" $tag $image.digest -}}
+{{- end -}}
 - name: LLMSERVER_OPERATOR_RUNTIME_IMAGE
-  value: {{ include "llmserver.image" (list . .Values.runtime.image) | quote }}
-- name: LLMSERVER_OPERATOR_RUNTIME_CUDA_IMAGE
-  value: {{ include "llmserver.image" (list . .Values.runtime.cudaImage) | quote }}
+  value: {{ $repository | quote }}
+- name: LLMSERVER_OPERATOR_RUNTIME_TAG
+  value: {{ $tag | quote }}
 - name: LLMSERVER_OPERATOR_IMAGE_PULL_POLICY
   value: {{ .Values.image.pullPolicy | quote }}
+- name: LLMSERVER_OPERATOR_RUNTIME_UID
+  value: {{ .Values.runtime.uid | quote }}
+- name: LLMSERVER_OPERATOR_NAMESPACES
+  value: {{ include "llmserver.watchNamespaces" . | quote }}
 - name: LLMSERVER_OPERATOR_GATEWAY_URL
   value: {{ include "llmserver.gatewayURL" . | quote }}
-- name: LLMSERVER_OPERATOR_CACHE_CLAIM_NAME
-  value: {{ .Values.cache.claimName | quote }}
-- name: LLMSERVER_OPERATOR_CACHE_SIZE
-  value: {{ .Values.cache.size | quote }}
-- name: LLMSERVER_OPERATOR_CACHE_STORAGE_CLASS_NAME
-  value: {{ .Values.cache.storageClassName | quote }}
-- name: LLMSERVER_OPERATOR_CACHE_ACCESS_MODE
-  value: {{ .Values.cache.accessMode | quote }}
 - name: LLMSERVER_OPERATOR_DEFAULT_CPU
   value: {{ $profile.cpu | quote }}
 - name: LLMSERVER_OPERATOR_DEFAULT_MEMORY
   value: {{ $profile.memory | quote }}
-- name: LLMSERVER_OPERATOR_DEFAULT_GPUS
-  value: {{ $profile.gpus | quote }}
 - name: LLMSERVER_OPERATOR_GPU_RESOURCE_NAME
   value: {{ $profile.gpuResourceName | quote }}
-- name: LLMSERVER_OPERATOR_DEFAULT_NODE_SELECTOR
-  value: {{ $profile.nodeSelector | toJson | quote }}
-- name: LLMSERVER_OPERATOR_DEFAULT_TOLERATIONS
-  value: {{ $profile.tolerations | toJson | quote }}
-{{- with .Values.image.pullSecrets }}
-- name: LLMSERVER_OPERATOR_IMAGE_PULL_SECRETS
-  value: {{ . | toJson | quote }}
+{{- with $profile.shmSizeLimit }}
+- name: LLMSERVER_OPERATOR_SHM_SIZE_LIMIT
+  value: {{ . | quote }}
+{{- end }}
+- name: LLMSERVER_OPERATOR_CACHE_CLAIM_NAME
+  value: {{ .Values.cache.claimName | quote }}
+- name: LLMSERVER_OPERATOR_CACHE_SIZE
+  value: {{ .Values.cache.size | quote }}
+{{- with .Values.cache.storageClassName }}
+- name: LLMSERVER_OPERATOR_CACHE_STORAGE_CLASS
+  value: {{ . | quote }}
+{{- end }}
+- name: LLMSERVER_OPERATOR_CACHE_ACCESS_MODE
+  value: {{ .Values.cache.accessMode | quote }}
+- name: LLMSERVER_OPERATOR_DOWNLOAD_BACKOFF_LIMIT
+  value: {{ .Values.operator.downloadBackoffLimit | quote }}
+- name: LLMSERVER_OPERATOR_WORKERS
+  value: {{ .Values.operator.workers | quote }}
+- name: LLMSERVER_OPERATOR_LIVENESS_ENDPOINT
+  value: {{ printf "http://0.0.0.0:%v/healthz" .Values.operator.healthPort | quote }}
+{{- if .Values.operator.peering.enabled }}
+- name: LLMSERVER_OPERATOR_PEERING_NAME
+  value: {{ .Values.operator.peering.name | quote }}
 {{- end }}
 {{- end -}}

@@ -53,14 +53,18 @@
 {{- end }}
 {{- end -}}
 
-{{/* What the gateway reads to build its routing table, in the watched namespaces (or all). */}}
-{{- define "llmserver.gatewayNamespacedRules" -}}
+{{/* What the gateway lists and watches to build its routing table. */}}
+{{- define "llmserver.gatewayWatchRules" -}}
 - apiGroups: ["serving.llmserver.dev"]
   resources: ["llmservers"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
+{{- end -}}
+
+{{/* Secrets the gateway reads by name: Proxy-mode provider keys (never listed). */}}
+{{- define "llmserver.gatewaySecretRules" -}}
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
