@@ -92,7 +92,9 @@ class LlamaCppBackend(base.ModelBackend):
 
     def _load_sync(self) -> None:
         path = self.config.model_path
-        metadata = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False).metadata
+        reader = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
+        metadata = dict(reader.metadata)
+        reader.close()
         self._capabilities = self._detect(metadata)
         kwargs = self._kwargs(metadata)
         if base.Capability.TEXT_GENERATION in self._capabilities:
