@@ -1,0 +1,152 @@
+"""The cross-field rules are written once (llmserver_api.rules) as CEL text and as a Python
+predicate. These tests evaluate the CEL text with cel-python on many spec shapes and check it
+agrees with the predicate, and that every rule only names fields the generated schema has
+(the API server refuses a CRD whose CEL names an unknown field)."""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Any
+
+import pydantic
+import pytest
+
+from llmserver_api import llmserver, rules, schema
+from testkit import crd_validation
+
+MODES = ["SelfHosted", "Proxy"]
+BACKENDS = ["llama-cpp", "transformers", "vllm", "mlx", "mlx-vlm", "auto"]
+BLOCKS: dict[str, dict[str, Any]] = {
+    "llamaCpp": {"nCtx": 2048},
+    "vllm": {"maxModelLen": 4096},
+    "transformers": {"dtype": "float16"},
+    "mlx": {"maxKvSize": 1024},
+    "mlxVlm": {"maxTokens": 64},
+}
+
+
+def _spec_variants(count: int, seed: int = 7) -> list[dict[str, Any]]:
+    """A deterministic sample of spec shapes covering every rule both holding and broken."""
+    chooser = random.Random(seed)
+    variants = []
+    for _ in range(count):
+        spec: dict[str, Any] = {"model": "m", "mode": chooser.choice(MODES), "backend": chooser.choice(BACKENDS)}
+        gpus = chooser.choice([None, 0, 1, 2, 4])
+        if gpus is not None or chooser.random() < 0.3:
+            spec["resources"] = {} if gpus is None else {"gpus": gpus}
+        if chooser.random() < 0.6:
+            hugging_face, pvc = {"repo": "a/b"}, {"claimName": "c"}
+            spec["source"] = chooser.choice(
+                [{"huggingFace": hugging_face}, {"pvc": pvc}, {}, {"huggingFace": hugging_face, "pvc": pvc}]
+            )
+        if chooser.random() < 0.4:
+            spec["proxy"] = {"url": "https://p.example/v1"}
+        if chooser.random() < 0.3:
+            spec["apple"] = {}
+        for block in chooser.sample(sorted(BLOCKS), chooser.choice([0, 0, 1, 2])):
+            spec[block] = dict(BLOCKS[block])
+        if "vllm" in spec and chooser.random() < 0.7:
+            spec["vllm"]["tensorParallelSize"] = chooser.choice([1, 2, 4, 8])
+        if "transformers" in spec:
+            spec["transformers"].update(
+                {key: chooser.choice([True, False]) for key in ("loadIn4bit", "loadIn8bit") if chooser.random() < 0.7}
+            )
+        variants.append(spec)
+    return variants
+
+
+@pytest.fixture(scope="module")
+def spec_schema() -> dict[str, Any]:
+    return schema.llmserver_schema()["properties"]["spec"]
+
+
+def _node(root: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    for name in path:
+        root = root["properties"][name]
+    return root
+
+
+RULE_SETS = [((), rules.SPEC_RULES), (("source",), rules.SOURCE_RULES), (("transformers",), rules.TRANSFORMERS_RULES)]
+
+
+def test_cel_and_python_agree_on_every_rule(spec_schema: dict[str, Any]) -> None:
+    outcomes: dict[str, set[bool]] = {}
+    for spec in _spec_variants(250):
+        defaulted = schema.apply_defaults(spec_schema, spec)
+        for path, rule_set in RULE_SETS:
+            if any(name not in defaulted for name in path):
+                continue
+            value = defaulted
+            for name in path:
+                value = value[name]
+            for rule in rule_set:
+                cel = crd_validation.evaluate(rule.cel, value)
+                python = rule.holds(value)
+                assert cel == python, f"{rule.name}: CEL says {cel}, Python says {python} for {spec}"
+                outcomes.setdefault(rule.name, set()).add(cel)
+    every_rule = [rule.name for _, rule_set in RULE_SETS for rule in rule_set]
+    assert sorted(outcomes) == sorted(every_rule)
+    assert all(seen == {True, False} for seen in outcomes.values()), f"a rule never both held and broke: {outcomes}"
+
+
+@pytest.mark.parametrize("name", ["qwen", "a", "llama-3-8b", "Qwen", "1abc", "a_b", "a.b", "abc-", "x" * 63, "x" * 64])
+def test_root_name_rule_agrees(name: str) -> None:
+    (rule,) = rules.ROOT_RULES
+    obj = {"metadata": {"name": name}}
+    assert crd_validation.evaluate(rule.cel, obj) == rule.holds(obj)
+
+
+def test_pydantic_accepts_exactly_what_the_api_server_accepts(spec_schema: dict[str, Any]) -> None:
+    """pydantic runs the predicates on its own dump (its defaults); the API server runs the CEL on
+    the object defaulted by the schema. Over many spec shapes both accept and refuse the same ones."""
+    verdicts = set()
+    for spec in _spec_variants(300, seed=11):
+        defaulted = schema.apply_defaults(spec_schema, spec)
+        assert crd_validation.schema_problems(spec_schema, defaulted) == []  # only the rules are in play
+        api_server_ok = not crd_validation.cel_problems(spec_schema, defaulted)
+        try:
+            llmserver.LLMServerSpec.model_validate(spec)
+            pydantic_ok = True
+        except pydantic.ValidationError:
+            pydantic_ok = False
+        assert pydantic_ok == api_server_ok, spec
+        verdicts.add(pydantic_ok)
+    assert verdicts == {True, False}
+
+
+def _references(cel: str) -> list[tuple[str, ...]]:
+    """Field paths a rule reads: `self.a.b` → ('a', 'b'); a trailing method call (`.size()`) is dropped."""
+    found = []
+    for chain, call in re.findall(r"self((?:\.[A-Za-z_][A-Za-z0-9_]*)+)(\()?", cel):
+        parts = tuple(chain.split(".")[1:])
+        found.append(parts[:-1] if call else parts)
+    return found
+
+
+@pytest.mark.parametrize(
+    "path,rule",
+    [(path, rule) for path, rule_set in RULE_SETS for rule in rule_set] + [((), rule) for rule in rules.ROOT_RULES],
+    ids=lambda value: value.name if isinstance(value, rules.Rule) else "/".join(value) or "spec",
+)
+def test_rules_name_only_fields_the_schema_has(path: tuple[str, ...], rule: rules.Rule) -> None:
+    full = schema.llmserver_schema()
+    if rule in rules.ROOT_RULES:
+        for reference in _references(rule.cel):
+            # At the root CEL may read only metadata.name and metadata.generateName.
+            assert reference in {("metadata", "name"), ("metadata", "generateName")}, reference
+        return
+    node = _node(full["properties"]["spec"], path)
+    targets = _references(rule.cel)
+    if rule.field_path:
+        targets.append(tuple(rule.field_path.lstrip(".").split(".")))
+    for reference in targets:
+        _node(node, reference)  # KeyError when the schema has no such field
+
+
+def test_rules_are_attached_to_the_generated_schema() -> None:
+    generated = crd_validation.open_api_schema(crd_validation.load_crds()["LLMServer"])
+    for path, rule_set in RULE_SETS:
+        attached = _node(generated["properties"]["spec"], path)["x-kubernetes-validations"]
+        assert attached == [rule.to_validation() for rule in rule_set]
+    assert generated["x-kubernetes-validations"] == [rule.to_validation() for rule in rules.ROOT_RULES]
