@@ -245,7 +245,7 @@ def command(target: cluster.Target, dry_run: bool, output: str, **values: Any) -
     api = cluster.Cluster(target)
     wire = build(flags, api.namespace).to_wire()
     existing = api.get(flags.name)
-    console = rich.console.Console(stderr=True)
+    console = rich.console.Console(stderr=True, soft_wrap=True)
     if existing is None:
         api.create(wire)
         console.print(f"[green]created[/] LLMServer {api.namespace}/{flags.name}", highlight=False)

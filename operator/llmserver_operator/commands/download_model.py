@@ -98,7 +98,7 @@ def command(
     Locally the token comes from env HF_TOKEN. A complete download is skipped and a partial one
     resumed; --force starts over.
     """
-    console = rich.console.Console(stderr=True)
+    console = rich.console.Console(stderr=True, soft_wrap=True)
     if in_cluster:
         job = prewarm.create(cluster.Cluster(target), repo, file, revision, force, claim, token_secret)
         console.print(f"[green]created[/] Job {job['metadata']['namespace']}/{job['metadata']['name']} "

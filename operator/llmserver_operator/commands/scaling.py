@@ -41,7 +41,7 @@ def load_patch(obj: dict[str, Any]) -> dict[str, Any] | None:
 
 def run(action: str, name: str, local: bool, state_dir: pathlib.Path | None, target: cluster.Target) -> None:
     """Performs `action` ("load" or "unload") on the server `name` and says what happened."""
-    console = rich.console.Console()
+    console = rich.console.Console(soft_wrap=True)
     if local:
         paths = settings.LocalSettings(**({"state_dir": state_dir} if state_dir else {}))
         try:

@@ -83,8 +83,8 @@ def command(
     server gets its own runtime process on a free loopback port, proxy-mode servers are forwarded
     to their provider, and the gateway on --port routes by model. Ctrl-C stops everything.
     """
-    console = rich.console.Console()
-    err = rich.console.Console(stderr=True)
+    console = rich.console.Console(soft_wrap=True)
+    err = rich.console.Console(stderr=True, soft_wrap=True)
     overrides = {k: v for k, v in {"cache_dir": cache_dir, "state_dir": state_dir}.items() if v is not None}
     paths = settings.LocalSettings(**overrides)
     if not files and not with_demo:
