@@ -1,0 +1,101 @@
+"""What the mlx and mlx-vlm backends share: stop strings, deltas, the token budget, sampling.
+
+mlx-lm and mlx-vlm stream responses of the same shape (`text`, `prompt_tokens`,
+`generation_tokens`, `finish_reason`), but neither knows OpenAI stop strings. Stopping inside the
+worker thread ends generation at once (the engine is free for the next request sooner) and keeps
+the usage honest: the completion counts the tokens up to the stop, not a few beyond it.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from collections.abc import Iterator
+from typing import Any
+
+from llmserver_backends import base, vllm_inputs
+
+
+class StopScanner:
+    """Finds OpenAI stop strings in streamed text, holding back a possible partial match."""
+
+    def __init__(self, stops: tuple[str, ...]) -> None:
+        self.stops = tuple(stop for stop in stops if stop)
+        self._held = ""
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        """(text safe to emit, whether a stop string ended the stream; nothing after it is emitted)."""
+        if not self.stops:
+            return text, False
+        buffer = self._held + text
+        hits = [index for index in (buffer.find(stop) for stop in self.stops) if index != -1]
+        if hits:
+            self._held = ""
+            return buffer[: min(hits)], True
+        keep = max(
+            (size for stop in self.stops for size in range(1, len(stop)) if buffer.endswith(stop[:size])),
+            default=0,
+        )
+        self._held = buffer[len(buffer) - keep :]
+        return buffer[: len(buffer) - keep], False
+
+    def flush(self) -> str:
+        """The held-back text, once the stream ended without a stop string."""
+        held, self._held = self._held, ""
+        return held
+
+
+def deltas(responses: Iterator[Any], stops: tuple[str, ...]) -> Iterator[base.Delta]:
+    """mlx-lm / mlx-vlm responses as our Deltas (cumulative usage), ending at a stop string."""
+    scanner = StopScanner(stops)
+    prompt_tokens = completion_tokens = 0
+    try:
+        for response in responses:
+            prompt_tokens, completion_tokens = int(response.prompt_tokens), int(response.generation_tokens)
+            text, stopped = scanner.feed(response.text)
+            if stopped:
+                yield base.Delta(text, prompt_tokens, completion_tokens, "stop")
+                return
+            if response.finish_reason is not None:
+                reason = "length" if response.finish_reason == "length" else "stop"
+                yield base.Delta(text + scanner.flush(), prompt_tokens, completion_tokens, reason)
+                return
+            if text:
+                yield base.Delta(text, prompt_tokens, completion_tokens)
+        yield base.Delta(scanner.flush(), prompt_tokens, completion_tokens, "stop")
+    finally:
+        # Close the engine's generator here, in the worker thread, not later in the GC.
+        close = getattr(responses, "close", None)
+        if close is not None:
+            close()
+
+
+def context_length(model_path: str) -> int | None:
+    """max_position_embeddings from config.json (the text model's, for a VLM), if stated."""
+    path = pathlib.Path(model_path) / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    for section in (config.get("text_config") or {}, config):
+        value = section.get("max_position_embeddings")
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def budget(prompt_tokens: int, requested: int | None, default: int | None, context: int | None) -> int:
+    """Completion tokens allowed: the request's max_tokens, else the default, else what the
+    context has left. Over the context is a ContextLengthExceeded, as on every backend."""
+    wanted = requested if requested is not None else default
+    if context is None:
+        return wanted if wanted is not None else 256
+    if wanted is not None and prompt_tokens < context:
+        # A configured default is capped by the context rather than refused; a request's is checked.
+        wanted = wanted if requested is not None else min(wanted, context - prompt_tokens)
+    return vllm_inputs.completion_budget(prompt_tokens, wanted, context)
+
+
+def top_p(value: float) -> float:
+    """OpenAI's top_p=1 (no nucleus filter) is mlx-lm's top_p=0 (disabled)."""
+    return 0.0 if value >= 1.0 else value
