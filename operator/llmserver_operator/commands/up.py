@@ -83,6 +83,25 @@ def command(
     server gets its own runtime process on a free loopback port, proxy-mode servers are forwarded
     to their provider, and the gateway on --port routes by model. Ctrl-C stops everything.
     """
+    try:
+        _up(files, with_demo, host, port, idle_unload, max_loaded, ready_timeout, cache_dir, state_dir, live)
+    except KeyboardInterrupt:  # Ctrl-C before the control loop took over (e.g. while generating --demo)
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+def _up(
+    files: tuple[pathlib.Path, ...],
+    with_demo: bool,
+    host: str,
+    port: int,
+    idle_unload: float,
+    max_loaded: int,
+    ready_timeout: float,
+    cache_dir: pathlib.Path | None,
+    state_dir: pathlib.Path | None,
+    live: bool | None,
+) -> None:
     console = rich.console.Console(soft_wrap=True)
     err = rich.console.Console(stderr=True, soft_wrap=True)
     overrides = {k: v for k, v in {"cache_dir": cache_dir, "state_dir": state_dir}.items() if v is not None}
