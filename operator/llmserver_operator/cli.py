@@ -13,6 +13,7 @@ SUBCOMMANDS: dict[str, str] = {
     "download-model": "llmserver_operator.commands.download_model",
     "list-loaded": "llmserver_operator.commands.list_loaded",
     "load-model": "llmserver_operator.commands.load_model",
+    "render": "llmserver_operator.commands.render",
     "unload-model": "llmserver_operator.commands.unload_model",
     "up": "llmserver_operator.commands.up",
 }
