@@ -131,9 +131,12 @@ class KubernetesSource:
                 backoff = 1.0
                 deadline = loop.time() + self.config.resync_seconds
                 while (left := deadline - loop.time()) > 1:
+                    began = loop.time()
                     version = await self._watch(lister, store, version, int(min(left, _WATCH_SECONDS)))
                     if version is None:
                         break  # 410 Gone: our resourceVersion is too old, list again
+                    if loop.time() - began < 1:
+                        await asyncio.sleep(1)  # a server ending watches at once must not make us spin
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - API down, network, odd payload: relist after a pause
@@ -145,8 +148,9 @@ class KubernetesSource:
         self, lister: Lister, store: dict[kubeview.Ref, dict[str, Any]], version: str, seconds: int
     ) -> str | None:
         """Applies watch events until the server ends the watch; the last resourceVersion, or None on 410."""
+        # "true" as client-go and kubectl send it (the generated client would send "True").
         response = await lister(
-            watch=True, resource_version=version, allow_watch_bookmarks=True, timeout_seconds=seconds,
+            watch="true", resource_version=version, allow_watch_bookmarks="true", timeout_seconds=seconds,
             _preload_content=False, _request_timeout=aiohttp.ClientTimeout(sock_connect=10, sock_read=seconds + 30),
         )
         try:
@@ -155,7 +159,9 @@ class KubernetesSource:
                 if not line.strip():
                     continue
                 event = json.loads(line)
-                kind, obj = event.get("type"), event.get("object") or {}
+                kind, obj = event.get("type"), event.get("object")
+                if not isinstance(kind, str) or not isinstance(obj, dict):
+                    raise RuntimeError("the watch answered something that is not a watch event")
                 if kind == "ERROR":
                     if obj.get("code") == 410:
                         return None

@@ -52,16 +52,30 @@ def start_fake(workdir: pathlib.Path) -> Iterator[Callable[..., fake_upstreams.P
 
 
 @pytest.fixture(scope="module")
-def start_gateway(workdir: pathlib.Path) -> Iterator[Callable[..., tuple[fake_upstreams.Proc, pathlib.Path]]]:
-    """Writes a static config and starts `llmserver-runtime gateway --config` on it."""
+def run_gateway(workdir: pathlib.Path) -> Iterator[Callable[..., fake_upstreams.Proc]]:
+    """Starts `llmserver-runtime gateway ARGS` (test env added); all are stopped when the module ends."""
     started: list[fake_upstreams.Proc] = []
 
-    def start(config: dict, env: dict[str, str] | None = None, *args: str) -> tuple[fake_upstreams.Proc, pathlib.Path]:
-        path = workdir / f"gateway-{len(started)}.yaml"
-        path.write_text(yaml.safe_dump(config))
-        proc = fake_upstreams.start_gateway(workdir, "--config", str(path), *args, env={**GATEWAY_ENV, **(env or {})})
+    def run(*args: str, env: dict[str, str] | None = None, ready: str = "/health") -> fake_upstreams.Proc:
+        proc = fake_upstreams.start_gateway(workdir, *args, env={**GATEWAY_ENV, **(env or {})}, ready=ready)
         started.append(proc)
-        return proc, path
+        return proc
 
-    yield start
+    yield run
     fake_upstreams.stop_all(started)
+
+
+@pytest.fixture(scope="module")
+def start_gateway(
+    workdir: pathlib.Path, run_gateway: Callable[..., fake_upstreams.Proc]
+) -> Callable[..., tuple[fake_upstreams.Proc, pathlib.Path]]:
+    """Writes a static config and starts `llmserver-runtime gateway --config` on it."""
+    count = [0]
+
+    def start(config: dict, env: dict[str, str] | None = None, *args: str) -> tuple[fake_upstreams.Proc, pathlib.Path]:
+        count[0] += 1
+        path = workdir / f"gateway-{count[0]}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return run_gateway("--config", str(path), *args, env=env), path
+
+    return start
