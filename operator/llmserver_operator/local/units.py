@@ -141,8 +141,24 @@ def child_env(base: dict[str, str]) -> dict[str, str]:
     return env
 
 
-async def start(unit: Unit, ctx: Context) -> None:
-    """Starts the runtime on a free loopback port and waits until its /ready says 200."""
+async def start(unit: Unit, ctx: Context, attempts: int = 2) -> None:
+    """Starts the runtime on a free loopback port and waits until its /ready says 200.
+
+    The port is free when chosen but another process may take it before the runtime binds it;
+    that one case is retried on a new port.
+    """
+    for attempt in range(attempts):
+        try:
+            await _start_once(unit, ctx)
+            return
+        except LoadFailed:
+            recent = unit.process.tail(20).lower() if unit.process else ""
+            if attempt + 1 == attempts or "address already in use" not in recent:
+                raise
+            await stop(unit)
+
+
+async def _start_once(unit: Unit, ctx: Context) -> None:
     model_path = sources.model_path(unit.manifest.server, unit.manifest.origin, ctx.cache_dir)
     unit.state.port = free_port()
     unit.set(ctx, "Starting", f"loading {model_path.name}")
