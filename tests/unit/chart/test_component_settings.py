@@ -1,0 +1,112 @@
+"""The chart configures the operator and the gateway through their own settings classes.
+
+The rendered env is fed to the real pydantic-settings classes (llmserver_operator.settings.Settings,
+llmserver_runtime.gateway.settings.GatewaySettings) and the gateway's command line to its real
+click command, so a renamed setting or flag fails here instead of being silently ignored in a pod.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+import pytest
+
+from llmserver_operator import settings as operator_settings
+from llmserver_runtime.gateway import cli as gateway_cli
+from llmserver_runtime.gateway import settings as gateway_settings
+from testkit import helm
+
+
+def _env_settings(deployment: dict[str, Any], cls: type, prefix: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    env = helm.container_env(deployment)
+    fields = {f"{prefix}{name}".upper() for name in cls.model_fields}
+    unknown = sorted(name for name in env if name.startswith(prefix) and name not in fields)
+    assert unknown == [], f"env the settings class does not read: {unknown}"
+    for name in list(__import__("os").environ):
+        if name.startswith(prefix):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return cls()
+
+
+def _operator(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    return helm.one(objects, "Deployment", "-operator")
+
+
+def _gateway(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    return helm.one(objects, "Deployment", "-gateway")
+
+
+def test_operator_defaults(rendered: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = _env_settings(_operator(rendered["default"]), operator_settings.Settings,
+                             "LLMSERVER_OPERATOR_", monkeypatch)
+    assert settings.image == "ghcr.io/llmserver/llmserver-runtime:0.1.0"
+    assert settings.runtime_uid == 10001  # the images' user (runtime-image/Dockerfile)
+    assert settings.namespaces == []
+    assert settings.gateway_url == f"http://{helm.RELEASE}-llmserver-gateway.{helm.NAMESPACE}.svc/v1"
+    assert (settings.default_cpu, settings.default_memory, settings.gpu_resource_name) == ("1", "2Gi", "nvidia.com/gpu")
+    assert settings.cache_claim_name == "llmserver-model-cache" and settings.cache_size == "50Gi"
+    assert settings.cache_storage_class is None  # unset: the cluster default, never "" (= no class)
+    assert settings.peering_name is None
+    assert settings.liveness_endpoint == "http://0.0.0.0:8080/healthz"
+    container = _operator(rendered["default"])["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "llmserver_operator"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["ports"] == [{"name": "health", "containerPort": 8080, "protocol": "TCP"}]
+
+
+@pytest.mark.parametrize(("value_set", "expected"), [
+    ("gpu-profile", {"default_cpu": "4", "default_memory": "24Gi", "gpu_resource_name": "nvidia.com/gpu",
+                     "shm_size_limit": "8Gi"}),
+    ("custom-profile", {"default_cpu": "16", "default_memory": "96Gi", "gpu_resource_name": "amd.com/gpu",
+                        "shm_size_limit": "16Gi", "cache_storage_class": "fast-rwx",
+                        "cache_access_mode": "ReadWriteMany", "cache_size": "500Gi"}),
+    ("namespaced", {"namespaces": ["team-a", "team-b"]}),
+    ("peering", {"peering_name": "llmserver"}),
+    ("production", {"runtime_image": "registry.example.com/llm/llmserver-runtime", "runtime_tag": "1.2.3"}),
+])
+def test_operator_value_sets(rendered: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch,
+                             value_set: str, expected: dict[str, Any]) -> None:
+    settings = _env_settings(_operator(rendered[value_set]), operator_settings.Settings,
+                             "LLMSERVER_OPERATOR_", monkeypatch)
+    assert {key: getattr(settings, key) for key in expected} == expected
+
+
+def test_runtime_digest_pins_the_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    digest = "sha256:" + "b" * 64
+    objects = helm.template({"runtime": {"image": {"digest": digest}}, "image": {"registry": ""}})
+    settings = _env_settings(_operator(objects), operator_settings.Settings, "LLMSERVER_OPERATOR_", monkeypatch)
+    assert settings.image == f"llmserver-runtime:0.1.0@{digest}"
+
+
+def _gateway_args(deployment: dict[str, Any]) -> list[str]:
+    command = deployment["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[:2] == ["llmserver-runtime", "gateway"]
+    return command[2:]
+
+
+@pytest.mark.parametrize("value_set", ["default", "auth", "single-namespace", "namespaced", "production"])
+def test_gateway_command_and_env(rendered: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch,
+                                 value_set: str) -> None:
+    deployment = _gateway(rendered[value_set])
+    context = gateway_cli.command.make_context("gateway", _gateway_args(deployment))  # real flag parsing
+    assert context.params["kubernetes"] is True and context.params["config_file"] is None
+    assert context.params["port"] == 8000 and context.params["host"] == "0.0.0.0"
+    settings = _env_settings(deployment, gateway_settings.GatewaySettings, "LLMSERVER_GATEWAY_", monkeypatch)
+    ports = deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
+    assert ports == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    if value_set == "auth":
+        assert settings.api_keys_secret == f"{helm.NAMESPACE}/gateway-api-keys"
+    else:
+        assert settings.api_keys_secret is None
+    assert settings.namespace == ("team-a" if value_set == "single-namespace" else None)
+    if value_set == "production":
+        assert settings.max_retries == 3  # extraEnv reaches the gateway
+
+
+def test_gateway_flags_are_real() -> None:
+    """The parser used above refuses what the gateway does not know (the check can fail)."""
+    with pytest.raises(click.UsageError):
+        gateway_cli.command.make_context("gateway", ["--kubernetes", "--no-such-flag"])

@@ -1,0 +1,163 @@
+"""Structure of runtime-image/Dockerfile, checked without building (no container engine runs here;
+tests/e2e builds the images where Docker exists): pinned bases, multi-stage with compilers only in
+builder stages, non-root final images with a health check, the right extras per target, and a
+build context (.dockerignore) that carries exactly what the COPY lines need."""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import pathlib
+import re
+import tomllib
+
+import yaml
+
+REPO = pathlib.Path(__file__).resolve().parents[3]
+DOCKERFILE = REPO / "runtime-image" / "Dockerfile"
+FINAL_TARGETS = {"cpu", "cuda", "operator"}
+BUILD_TOOLS = ("build-essential", "gcc", "g++", "cmake", "make", "git", "clang", "ninja", "-dev ", "cargo", "rustc")
+
+
+@dataclasses.dataclass
+class Stage:
+    name: str
+    base: str
+    instructions: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+    def all(self, keyword: str) -> list[str]:
+        return [arg for kw, arg in self.instructions if kw == keyword]
+
+
+def _parse() -> tuple[dict[str, str], dict[str, Stage]]:
+    """(global ARG defaults, stages by name) from the Dockerfile, continuation lines joined."""
+    text = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text())
+    args: dict[str, str] = {}
+    stages: dict[str, Stage] = {}
+    current: Stage | None = None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        keyword, _, rest = line.partition(" ")
+        keyword = keyword.upper()
+        if keyword == "FROM":
+            match = re.fullmatch(r"(\S+) AS (\S+)", rest.strip(), flags=re.IGNORECASE)
+            assert match, f"every stage is named: FROM {rest}"
+            current = Stage(match.group(2), match.group(1))
+            stages[current.name] = current
+        elif current is None:
+            assert keyword == "ARG", f"{keyword} before the first FROM"
+            name, _, default = rest.partition("=")
+            args[name] = default
+        else:
+            current.instructions.append((keyword, rest))
+    return args, stages
+
+
+ARGS, STAGES = _parse()
+
+
+def _resolve(base: str) -> str:
+    return re.sub(r"\$\{(\w+)\}", lambda m: ARGS[m.group(1)], base)
+
+
+def _ancestry(stage: Stage) -> list[Stage]:
+    chain = [stage]
+    while chain[-1].base in STAGES:
+        chain.append(STAGES[chain[-1].base])
+    return chain
+
+
+def test_final_targets_exist_and_bases_are_pinned() -> None:
+    assert FINAL_TARGETS <= set(STAGES)
+    for stage in STAGES.values():
+        if stage.base in STAGES:
+            continue
+        image = _resolve(stage.base)
+        name, _, tag = image.partition(":")
+        assert "@sha256:" in image or re.search(r"\d+\.\d+\.\d+", tag), f"{stage.name}: base {image} is not pinned"
+        assert tag and not tag.startswith("latest"), f"{stage.name}: base {image} floats"
+
+
+def test_python_base_satisfies_requires_python() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    minimum = tuple(int(p) for p in re.search(r">=\s*(\d+)\.(\d+)", project["requires-python"]).groups())
+    version = re.search(r"python:(\d+)\.(\d+)", ARGS["PYTHON_IMAGE"]).groups()
+    assert tuple(int(p) for p in version) >= minimum
+
+
+def test_final_stages_are_slim_non_root_and_healthy() -> None:
+    for target in FINAL_TARGETS:
+        chain = _ancestry(STAGES[target])
+        assert all(not s.name.startswith("builder") for s in chain), f"{target} descends from a builder"
+        users = [arg for s in reversed(chain) for arg in s.all("USER")]
+        assert users and users[-1] == "10001:10001", f"{target} must end as the non-root user 10001"
+        runs = " ".join(arg for s in chain for arg in s.all("RUN")) + " "
+        for tool in BUILD_TOOLS:
+            assert tool not in runs, f"{target} installs build tool {tool.strip()}"
+        assert "rm -rf /var/lib/apt/lists/*" in runs or "apt-get" not in runs, f"{target} keeps apt lists"
+        copies = [arg for s in chain for arg in s.all("COPY")]
+        assert copies and all(arg.startswith("--from=builder-") and arg.endswith("/opt/venv /opt/venv")
+                              for arg in copies), f"{target} copies more than the built virtualenv: {copies}"
+        assert STAGES[target].all("HEALTHCHECK"), f"{target} has no HEALTHCHECK"
+        assert STAGES[target].all("ENTRYPOINT") or STAGES[target].all("CMD"), f"{target} has no command"
+    assert any("useradd --uid 10001" in run and "--shell /usr/sbin/nologin" in run
+               for run in STAGES["final-base"].all("RUN"))
+
+
+def test_each_target_installs_its_engines() -> None:
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    wanted = {"cpu": {"llama-cpp", "transformers"}, "cuda": {"vllm"}, "operator": set()}
+    for target, engine_extras in wanted.items():
+        builder = STAGES[STAGES[target].all("COPY")[0].split()[0].removeprefix("--from=")]
+        install = " ".join(builder.all("RUN"))
+        found = re.search(r'pip install "?/src(?:\[([^\]]*)\])?', install)
+        assert found, f"{builder.name} does not install the project"
+        chosen = set(filter(None, (found.group(1) or "").split(",")))
+        assert chosen == engine_extras, f"{target}: extras {chosen}"
+        assert chosen <= set(extras)
+    cpu_build = " ".join(STAGES["builder-cpu"].all("RUN"))
+    assert "--index-url" in cpu_build and "torch==${TORCH_VERSION}" in cpu_build  # CPU torch, never CUDA
+    assert STAGES["operator"].all("CMD") == ['["python", "-m", "llmserver_operator"]']
+    assert STAGES["cpu"].all("ENTRYPOINT") == STAGES["cuda"].all("ENTRYPOINT") == ['["llmserver-runtime"]']
+
+
+def test_build_context_carries_what_copy_needs() -> None:
+    patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+
+    def included(path: str) -> bool:
+        keep = True
+        for pattern in patterns:
+            negated = pattern.startswith("!")
+            pattern = pattern.lstrip("!")
+            if fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(path, pattern.replace("/**", "/*")):
+                keep = negated
+        return keep
+
+    sources = []
+    for stage in STAGES.values():
+        for arg in stage.all("COPY"):
+            if not arg.startswith("--from"):
+                sources += arg.split()[:-1]
+    assert sources
+    for source in sources:
+        path = REPO / source
+        assert path.exists(), f"COPY {source}: missing"
+        files = [path] if path.is_file() else [p for p in path.rglob("*.py")]
+        for file in files:
+            assert included(str(file.relative_to(REPO))), f"{file} is excluded from the build context"
+    for excluded in ("tests/conftest.py", "bench/README.md", ".git/HEAD", "charts/llmserver/Chart.yaml"):
+        assert not included(excluded), f"{excluded} would be sent to the builder"
+
+
+def test_kind_config_and_e2e_agree() -> None:
+    config = yaml.safe_load((REPO / "kind-config.yaml").read_text())
+    roles = [node["role"] for node in config["nodes"]]
+    assert roles == ["control-plane", "worker"]
+    mapping = config["nodes"][1]["extraPortMappings"][0]
+    script = (REPO / "tests" / "e2e" / "run-kind-e2e.sh").read_text()
+    assert f"gateway.service.nodePort={mapping['containerPort']}" in script
+    assert f"127.0.0.1:{mapping['hostPort']}/v1" in script
+    assert "--target operator" in script and "--target cpu" in script
