@@ -32,14 +32,20 @@ def _folder_bytes(folder: pathlib.Path) -> int:
 
 
 def download_local(
-    repo: str, file: str | None, revision: str, force: bool, cache_dir: pathlib.Path, console: rich.console.Console
+    repo: str,
+    file: str | None,
+    revision: str,
+    force: bool,
+    cache_dir: pathlib.Path,
+    console: rich.console.Console,
+    python: str = sys.executable,
 ) -> pathlib.Path:
     """Runs the downloader into `cache_dir` with a progress bar; returns the model's path."""
     target = cache_dir / llmserver_api.paths.huggingface_model_path(repo, revision, file)
     folder = cache_dir / llmserver_api.paths.huggingface_dir(repo, revision)
     if force and target.exists():
         shutil.rmtree(target) if target.is_dir() else target.unlink()
-    argv = commands.download_repo(sys.executable, repo, file, revision, cache_dir)
+    argv = commands.download_repo(python, repo, file, revision, cache_dir)
     output: list[str] = []
     columns = (
         rich.progress.SpinnerColumn(),

@@ -139,6 +139,10 @@ def _up(
     sup = supervisor.Supervisor(loaded, paths, options)
     console.print(f"OpenAI API: [bold]{sup.gateway_url}/v1[/]  (logs in {paths.log_dir}; Ctrl-C stops everything)",
                   highlight=False)
+    if with_demo:
+        console.print(f"try: curl {sup.gateway_url}/v1/chat/completions -H 'content-type: application/json' "
+                      f"-d '{{\"model\": \"tiny\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'",
+                      highlight=False, markup=False)
     with display.Display(console, live=console.is_terminal if live is None else live) as view:
         try:
             asyncio.run(_serve(sup, view))

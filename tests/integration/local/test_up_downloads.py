@@ -1,54 +1,30 @@
 """Local mode's download step, run by the real supervisor with a stand-in downloader.
 
-Model hubs are unreachable here, so the interpreter local mode launches is a small wrapper: for
-`-m llmserver_runtime download ...` it writes the tiny GGUF where the downloader would (the cache
-layout of llmserver_api.paths) in slow chunks, or fails like a missing repo; every other command
-(gateway, serve) runs the real interpreter. What is tested is local mode's part: Downloading with
+Model hubs are unreachable here, so the interpreter local mode launches is a small wrapper
+(testkit.local_up.stand_in_downloader): `-m llmserver_runtime download ...` writes the tiny GGUF
+where the downloader would, or fails like a missing repo; gateway and serve run for real. What is tested is local mode's part: Downloading with
 progress, then the runtime on the downloaded file, a failed download shown as Failed while the
 other server serves, and no second download once the file is cached."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import pathlib
-import stat
-import sys
 import textwrap
 import time
 
+import click
 import openai
 import pytest
+import rich.console
 
+from llmserver_operator.commands import download_model
 from llmserver_operator.local import manifests, settings, state, supervisor
-from testkit import models, runtime_server
+from testkit import local_up, models, runtime_server
 
 pytestmark = pytest.mark.timeout(300)
-
-WRAPPER = """\
-#!{python}
-import json, os, pathlib, sys, time
-args = sys.argv[1:]
-if args[:3] == ["-m", "llmserver_runtime", "download"]:
-    opts = dict(zip(args[3::2], args[4::2]))
-    with open({calls!r}, "a") as log:
-        log.write(json.dumps(opts) + "\\n")
-    if opts["--repo"] == "org/missing":
-        print("download failed: 404 Repository Not Found for url https://huggingface.co/org/missing", flush=True)
-        sys.exit(1)
-    owner, name = opts["--repo"].split("/")
-    target = pathlib.Path(opts["--cache-dir"], "hf", owner, name, opts["--revision"], opts["--file"])
-    target.parent.mkdir(parents=True, exist_ok=True)
-    data = pathlib.Path({gguf!r}).read_bytes()
-    partial = target.with_name(target.name + ".incomplete")
-    with partial.open("wb") as out:
-        for start in range(0, len(data), len(data) // 4 + 1):
-            out.write(data[start:start + len(data) // 4 + 1]); out.flush(); time.sleep(0.6)
-    partial.rename(target)
-    sys.exit(0)
-os.execv({python!r}, [{python!r}, *args])
-"""
-
 
 def manifest(tmp: pathlib.Path) -> pathlib.Path:
     path = tmp / "hf.yaml"
@@ -103,10 +79,7 @@ async def serve_until(sup: supervisor.Supervisor, check: object, progress: list[
 
 
 async def test_download_then_serve_and_failed_download_shown(tmp_path: pathlib.Path) -> None:
-    calls = tmp_path / "calls.jsonl"
-    wrapper = tmp_path / "python"
-    wrapper.write_text(WRAPPER.format(python=sys.executable, calls=str(calls), gguf=models.tiny_model_path("gguf")))
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    wrapper, calls = local_up.stand_in_downloader(tmp_path, models.tiny_model_path("gguf"))
     paths = settings.LocalSettings(cache_dir=tmp_path / "cache", state_dir=tmp_path / "state")
     loaded = manifests.load([manifest(tmp_path)])
     port = runtime_server.free_port()
@@ -142,3 +115,17 @@ async def test_download_then_serve_and_failed_download_shown(tmp_path: pathlib.P
     assert "Downloading" not in [phase for name, phase in phases if name == "fetched"]
     assert [json.loads(line)["--repo"] for line in calls.read_text().splitlines()].count("org/tiny-gguf") == 1
     assert not (paths.state_dir / "state.json").exists()
+
+
+def test_download_model_command_fills_the_local_cache(tmp_path: pathlib.Path) -> None:
+    wrapper, calls = local_up.stand_in_downloader(tmp_path, models.tiny_model_path("gguf"))
+    console = rich.console.Console(file=io.StringIO())
+    path = download_model.download_local("org/tiny-gguf", "tiny.gguf", "v2", False, tmp_path / "cache", console, python=str(wrapper))
+    assert path == tmp_path / "cache" / "hf/org/tiny-gguf/v2/tiny.gguf" and path.stat().st_size > 0
+    path.write_bytes(b"stale")
+    forced = download_model.download_local("org/tiny-gguf", "tiny.gguf", "v2", True, tmp_path / "cache", console, python=str(wrapper))
+    assert forced.read_bytes() == pathlib.Path(models.tiny_model_path("gguf")).read_bytes()
+    with pytest.raises(click.ClickException) as caught:
+        download_model.download_local("org/missing", "x.gguf", "main", False, tmp_path / "cache", console, python=str(wrapper))
+    assert "404 Repository Not Found" in caught.value.message
+    assert len(calls.read_text().splitlines()) == 3
