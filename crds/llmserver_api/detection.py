@@ -184,7 +184,8 @@ def local_model_files(path: str | os.PathLike[str]) -> ModelFiles:
     """
     target = pathlib.Path(path)
     if target.is_file():
-        return ModelFiles(files=(target.name,), name=str(target), selected_file=target.name)
+        header = read_gguf_header(target) if target.suffix.lower() == ".gguf" else {}
+        return ModelFiles(files=(target.name,), name=str(target), selected_file=target.name, gguf_metadata=header)
     if not target.is_dir():
         raise FileNotFoundError(f"no model file or directory at {target}")
     files: list[str] = []
@@ -200,7 +201,27 @@ def local_model_files(path: str | os.PathLike[str]) -> ModelFiles:
                 configs[name] = json.loads((target / name).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-    return ModelFiles(files=tuple(sorted(files)), configs=configs, name=str(target))
+    gguf = [name for name in files if name.lower().endswith(".gguf") and "mmproj" not in name.lower()]
+    header = read_gguf_header(target / gguf[0]) if len(signals.gguf_models(gguf)) == 1 else {}
+    return ModelFiles(files=tuple(sorted(files)), configs=configs, name=str(target), gguf_metadata=header)
+
+
+def read_gguf_header(path: pathlib.Path) -> dict[str, Any]:
+    """general.architecture and its pooling_type from a GGUF header, when the optional `gguf`
+    package is installed (it is with the llama-cpp extra); {} when it is not or the file is bad."""
+    try:
+        import gguf  # noqa: PLC0415 - optional, heavy, and only needed for local GGUF files
+    except ImportError:
+        return {}
+    try:
+        fields = gguf.GGUFReader(str(path)).fields
+        architecture = fields["general.architecture"].contents()
+        header: dict[str, Any] = {"general.architecture": architecture}
+        if f"{architecture}.pooling_type" in fields:
+            header[f"{architecture}.pooling_type"] = int(fields[f"{architecture}.pooling_type"].contents())
+        return header
+    except Exception:  # noqa: BLE001 - a truncated or foreign file: decide from the name instead
+        return {}
 
 
 @dataclasses.dataclass(frozen=True)

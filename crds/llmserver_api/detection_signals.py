@@ -98,13 +98,18 @@ def gguf_capabilities(model: Described, model_file: str) -> tuple[tuple[Capabili
     """What a GGUF serves: from its header when the caller read it, else from its name."""
     architecture = model.gguf_metadata.get("general.architecture")
     pooling = model.gguf_metadata.get(f"{architecture}.pooling_type")
+    name = f"{model.name} {model_file}".lower()
     if pooling == GGUF_POOLING_RANK:
         return (Capability.RERANK,), "the GGUF header sets rank pooling (a reranker)"
-    if pooling not in (None, 0) or architecture in ENCODER_GGUF_ARCHS:
-        return (Capability.EMBEDDINGS,), f"the GGUF header describes an embedding model ({architecture}, pooling {pooling})"
+    if architecture in ENCODER_GGUF_ARCHS:
+        return (Capability.EMBEDDINGS,), f"the GGUF header describes an encoder ({architecture}): an embedding model"
+    if architecture and pooling not in (None, 0, -1):
+        if "embed" in name:
+            return (Capability.EMBEDDINGS,), f"a {architecture} decoder with pooling {pooling}, named as an embedding model"
+        return (Capability.TEXT_GENERATION, Capability.EMBEDDINGS), (
+            f"the GGUF header describes a {architecture} language model with pooling {pooling}: it also embeds")
     if architecture:
         return (Capability.TEXT_GENERATION,), f"the GGUF header describes a {architecture} language model"
-    name = f"{model.name} {model_file}".lower()
     if "rerank" in name:
         return (Capability.RERANK,), "the repo or file name says reranker"
     if "embed" in name:
@@ -225,7 +230,8 @@ def summarize(files: tuple[str, ...], model: Described) -> str:
     """A short account of what detection saw, for messages that say it cannot decide."""
     suffixes = collections.Counter(pathlib.PurePosixPath(path).suffix.lower() or path for path in files)
     weights = [(suffix, suffixes.pop(suffix)) for suffix in WEIGHT_SUFFIXES if suffix in suffixes]
-    parts = [f"{len(files)} files"] + [f"{count} {suffix}" for suffix, count in weights + suffixes.most_common(2)]
+    counted = weights + suffixes.most_common(2)
+    parts = [f"{len(files)} file{'s' if len(files) != 1 else ''}"] + [f"{count} {suffix}" for suffix, count in counted]
     config = model.configs.get("config.json", {})
     if config.get("architectures"):
         parts.append(f"config.json: {', '.join(config['architectures'])}")
