@@ -88,7 +88,8 @@ class KubeEmulator:
             self._loop = loop
             try:
                 self._api = emulator_http.Api(self.store, loop)
-                self._runner = aiohttp.web.AppRunner(self._api.app(), access_log=None, handle_signals=False)
+                self._runner = aiohttp.web.AppRunner(self._api.app(), access_log=None, handle_signals=False,
+                                                     shutdown_timeout=2.0)
                 loop.run_until_complete(self._runner.setup())
                 site = aiohttp.web.TCPSite(self._runner, "127.0.0.1", 0)
                 loop.run_until_complete(site.start())
@@ -99,6 +100,7 @@ class KubeEmulator:
                 return
             ready.set()
             loop.run_forever()
+            self._api.close()
             loop.run_until_complete(self._runner.cleanup())
             loop.close()
 

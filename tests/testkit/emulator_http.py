@@ -67,7 +67,7 @@ class Api:
         self.store = store
         self.loop = loop
         self.requests: list[Logged] = []
-        self._watchers: dict[tuple[str, str, str], set[asyncio.Queue[emulator_store.Event]]] = {}
+        self._watchers: dict[tuple[str, str, str], set[asyncio.Queue[emulator_store.Event | None]]] = {}
         store.subscribe(self._on_event)
 
     def _on_event(self, event: emulator_store.Event) -> None:
@@ -78,6 +78,12 @@ class Api:
     def _fan_out(self, event: emulator_store.Event) -> None:
         for queue in list(self._watchers.get(event.resource.key, ())):
             queue.put_nowait(event)
+
+    def close(self) -> None:
+        """Ends every open watch stream (on the loop thread), so shutdown does not wait for clients."""
+        for queues in self._watchers.values():
+            for queue in queues:
+                queue.put_nowait(None)
 
     def app(self) -> aiohttp.web.Application:
         """The aiohttp application serving every path."""
@@ -265,7 +271,7 @@ class Api:
             namespace_ok = t.namespace is None or obj["metadata"].get("namespace") == t.namespace
             return namespace_ok and match_labels(obj) and match_fields(obj)
 
-        queue: asyncio.Queue[emulator_store.Event] = asyncio.Queue()
+        queue: asyncio.Queue[emulator_store.Event | None] = asyncio.Queue()
         since = query.get("resourceVersion")
         initial: list[dict[str, Any]] = []
         with self.store.lock:
@@ -291,6 +297,8 @@ class Api:
                     return response
                 while True:
                     event = await queue.get()
+                    if event is None:
+                        break
                     if event.rv <= last or not wanted(event.obj):
                         continue
                     last = event.rv
