@@ -25,6 +25,7 @@ from llmserver_operator.local import (
     gateway_config,
     manifests,
     process,
+    routing,
     settings,
     sources,
     state,
@@ -89,40 +90,10 @@ class Supervisor:
 
     # -- publishing -------------------------------------------------------------------------
 
-    def routes(self) -> list[gateway_config.Route]:
-        """What the gateway should do for each model right now."""
-        result = []
-        for unit in self.units.values():
-            spec = unit.manifest.server.spec
-            policy = spec.routing.policy.value
-            if not unit.self_hosted:
-                upstream = None
-                if unit.state.phase == "Ready" and spec.proxy is not None:
-                    ref = spec.proxy.api_key_secret_ref
-                    upstream = gateway_config.Upstream(
-                        url=spec.proxy.url,
-                        model=spec.proxy.upstream_model or spec.model,
-                        api_key_env=sources.api_key_env(ref.key) if ref else None,
-                    )
-                result.append(gateway_config.Route(model=spec.model, policy=policy, upstream=upstream))
-            elif unit.state.phase == "Ready" and unit.base_url:
-                endpoint = gateway_config.Endpoint(unit.base_url, True)
-                result.append(gateway_config.Route(model=spec.model, policy=policy, endpoints=(endpoint,)))
-            elif self.control_url and (unit.wakeable or self._loading(unit)):
-                # requests wait in the wake-up proxy while the model (re)loads instead of failing
-                endpoint = gateway_config.Endpoint(f"{self.control_url}/wake/{unit.state.name}", True)
-                result.append(gateway_config.Route(model=spec.model, policy=policy, endpoints=(endpoint,)))
-            else:
-                result.append(gateway_config.Route(model=spec.model, policy=policy))
-        return result
-
-    @staticmethod
-    def _loading(unit: units.Unit) -> bool:
-        return unit.task is not None and not unit.task.done() and unit.state.phase != "Ready"
-
     def changed(self) -> None:
         """Called on every state change: rewrite the gateway config and state file, redraw."""
-        gateway_config.write(self.paths.gateway_config, gateway_config.build(self.routes()))
+        routes = routing.routes(list(self.units.values()), self.control_url)
+        gateway_config.write(self.paths.gateway_config, gateway_config.build(routes))
         snapshot = self.snapshot()
         state.write(self.paths.state_file, snapshot)
         if self.on_change is not None:
