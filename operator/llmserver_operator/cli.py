@@ -11,6 +11,7 @@ import click
 SUBCOMMANDS: dict[str, str] = {
     "add-server": "llmserver_operator.commands.add_server",
     "download-model": "llmserver_operator.commands.download_model",
+    "inspect": "llmserver_operator.commands.inspect",
     "list-loaded": "llmserver_operator.commands.list_loaded",
     "load-model": "llmserver_operator.commands.load_model",
     "render": "llmserver_operator.commands.render",

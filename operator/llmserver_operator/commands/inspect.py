@@ -1,0 +1,150 @@
+"""`llmserver inspect REPO_OR_PATH`: what `backend: auto` would decide for a model, and why.
+
+A local path (a model directory or one GGUF file) is listed and its config files read; anything
+else is taken as a Hugging Face repo and asked of the Hub through huggingface-hub (file list and
+tags from `model_info`, then only the small config files detection reads; token from HF_TOKEN).
+The decision itself is `llmserver_api.detection`, the same code the operator and the runtime run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+from typing import Any
+
+import click
+
+from llmserver_api import detection
+
+EXIT_UNDECIDED = 2
+
+
+class HubError(click.ClickException):
+    """The Hub could not answer: unreachable, unknown repo, gated, bad revision. One clear line."""
+
+
+def _is_transport_error(error: BaseException) -> bool:
+    """Connection refused, DNS failure, timeout: across requests- and httpx-based hub clients."""
+    names = {cls.__name__ for cls in type(error).__mro__}
+    return bool(names & {"TransportError", "ConnectionError", "RequestError", "TimeoutException", "ConnectTimeout"})
+
+
+def _scrub(text: str, token: str | None) -> str:
+    return text.replace(token, "***") if token else text
+
+
+def hub_model_files(repo: str, revision: str = "main", token: str | None = None, file: str | None = None,
+                    endpoint: str | None = None) -> detection.ModelFiles:
+    """The repo as detection sees it: its file list and tags, plus the CONFIG_FILES it holds.
+
+    Raises HubError with a message that names the repo (never the token). Blocking: callers on
+    an event loop run it in a thread.
+    """
+    import huggingface_hub  # imported here: `llmserver --help` and local paths never pay for it
+    from huggingface_hub import errors
+
+    where = endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    api = huggingface_hub.HfApi(endpoint=endpoint, token=token)
+    try:
+        info = api.model_info(repo, revision=revision)
+        files = [sibling.rfilename for sibling in info.siblings or []] or api.list_repo_files(repo, revision=revision)
+        configs: dict[str, Any] = {}
+        for name in detection.CONFIG_FILES:
+            if name in files:
+                local = api.hf_hub_download(repo, name, revision=revision)
+                configs[name] = json.loads(pathlib.Path(local).read_text(encoding="utf-8"))
+    except errors.GatedRepoError as error:
+        raise HubError(f"{repo} is gated: accept its license on the Hub and set HF_TOKEN") from error
+    except errors.RepositoryNotFoundError as error:
+        hint = "" if token else " (a private or gated repo needs HF_TOKEN)"
+        raise HubError(f"{repo} was not found on {where}{hint}") from error
+    except errors.RevisionNotFoundError as error:
+        raise HubError(f"{repo} has no revision {revision!r}") from error
+    except errors.OfflineModeIsEnabled as error:
+        raise HubError(f"cannot ask the Hub about {repo}: HF_HUB_OFFLINE is set; pass a local path instead") from error
+    except errors.HfHubHTTPError as error:
+        raise HubError(_scrub(f"the Hub answered an error for {repo}: {error}", token).splitlines()[0]) from error
+    except ValueError as error:  # a config file that is not JSON
+        raise HubError(f"{repo}: a config file is not valid JSON ({error})") from error
+    except Exception as error:
+        if _is_transport_error(error):
+            raise HubError(f"the Hugging Face Hub is unreachable at {where} ({type(error).__name__}): "
+                           "check the network or HF_ENDPOINT, or pass a local path") from error
+        raise
+    return detection.ModelFiles(
+        files=tuple(files),
+        configs=configs,
+        name=repo,
+        selected_file=file,
+        tags=tuple(info.tags or ()),
+        library_name=info.library_name,
+    )
+
+
+def _report(model: detection.ModelFiles, results: dict[detection.Hardware, detection.Detection], origin: str) -> str:
+    found = next(iter(results.values()))
+    lines = [
+        f"Model:        {model.name} ({origin})",
+        f"Saw:          {found.seen}",
+        f"Format:       {found.format.value}",
+        f"Capabilities: {', '.join(c.value for c in found.capabilities) or '(none found)'}",
+    ]
+    if found.model_file:
+        lines.append(f"Model file:   {found.model_file}")
+    lines.append("Backend by hardware:")
+    for hardware, result in results.items():
+        backend = result.backend.value if result.backend else "cannot decide"
+        lines.append(f"  {hardware.value:<6} {backend:<14} {result.reason}")
+    warnings = sorted({warning for result in results.values() for warning in result.warnings})
+    lines += ["Warnings:"] + [f"  - {warning}" for warning in warnings] if warnings else []
+    return "\n".join(lines)
+
+
+def _as_json(model: detection.ModelFiles, results: dict[detection.Hardware, detection.Detection]) -> str:
+    found = next(iter(results.values()))
+    return json.dumps({
+        "model": model.name,
+        "format": found.format.value,
+        "capabilities": [c.value for c in found.capabilities],
+        "modelFile": found.model_file,
+        "seen": found.seen,
+        "backends": {
+            hardware.value: {
+                "backend": result.backend.value if result.backend else None,
+                "reason": result.reason,
+                "warnings": list(result.warnings),
+            }
+            for hardware, result in results.items()
+        },
+    }, indent=2)
+
+
+@click.command(name="inspect")
+@click.argument("repo_or_path")
+@click.option("--file", "file", help="One file of the repo to serve (a GGUF quantisation), as spec.source.huggingFace.file.")
+@click.option("--revision", default="main", show_default=True, help="Branch, tag or commit of a Hub repo.")
+@click.option("--hardware", type=click.Choice([h.value for h in detection.Hardware]),
+              help="Decide only for this hardware [default: gpu, cpu and apple].")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def command(repo_or_path: str, file: str | None, revision: str, hardware: str | None, as_json: bool) -> None:
+    """Show what `backend: auto` decides for REPO_OR_PATH: format, capabilities, backend per
+    hardware, and why. Exits 2 when it cannot decide (for --hardware, or for every hardware)."""
+    path = pathlib.Path(repo_or_path).expanduser()
+    if path.exists():
+        model, origin = detection.local_model_files(path), "local path"
+        if file:
+            model = dataclasses.replace(model, selected_file=file)
+    elif repo_or_path.startswith((".", "/", "~")) or repo_or_path.count("/") != 1:
+        raise click.BadParameter(f"{repo_or_path} is neither an existing path nor a Hub repo id (owner/name)",
+                                 param_hint="REPO_OR_PATH")
+    else:
+        token = os.environ.get("HF_TOKEN") or None
+        model, origin = hub_model_files(repo_or_path, revision, token, file), f"Hugging Face Hub, revision {revision}"
+    targets = [detection.Hardware(hardware)] if hardware else list(detection.Hardware)
+    found = detection.profile(model)
+    results = {target: detection.choose_backend(found, target) for target in targets}
+    click.echo(_as_json(model, results) if as_json else _report(model, results, origin))
+    if not any(result.decided for result in results.values()):
+        raise SystemExit(EXIT_UNDECIDED)
