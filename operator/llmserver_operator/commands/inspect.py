@@ -18,7 +18,7 @@ import click
 
 from llmserver_api import detection
 
-EXIT_UNDECIDED = 2
+EXIT_UNDECIDED = 3  # click uses 2 for usage errors
 
 
 class HubError(click.ClickException):
@@ -84,7 +84,7 @@ def hub_model_files(repo: str, revision: str = "main", token: str | None = None,
 
 
 def _report(model: detection.ModelFiles, results: dict[detection.Hardware, detection.Detection], origin: str) -> str:
-    found = next(iter(results.values()))
+    found = detection.profile(model)
     lines = [
         f"Model:        {model.name} ({origin})",
         f"Saw:          {found.seen}",
@@ -93,10 +93,15 @@ def _report(model: detection.ModelFiles, results: dict[detection.Hardware, detec
     ]
     if found.model_file:
         lines.append(f"Model file:   {found.model_file}")
+    if found.reasons:
+        lines.append(f"Why:          {'; '.join(found.reasons)}")
+    if found.problems:
+        lines.append(f"Cannot decide: {'; '.join(found.problems)}")
     lines.append("Backend by hardware:")
     for hardware, result in results.items():
         backend = result.backend.value if result.backend else "cannot decide"
-        lines.append(f"  {hardware.value:<6} {backend:<14} {result.reason}")
+        why = result.reasons[-1] if result.decided else "; ".join(result.problems)
+        lines.append(f"  {hardware.value:<6} {backend:<14} {why}")
     warnings = sorted({warning for result in results.values() for warning in result.warnings})
     lines += ["Warnings:"] + [f"  - {warning}" for warning in warnings] if warnings else []
     return "\n".join(lines)
@@ -130,7 +135,7 @@ def _as_json(model: detection.ModelFiles, results: dict[detection.Hardware, dete
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def command(repo_or_path: str, file: str | None, revision: str, hardware: str | None, as_json: bool) -> None:
     """Show what `backend: auto` decides for REPO_OR_PATH: format, capabilities, backend per
-    hardware, and why. Exits 2 when it cannot decide (for --hardware, or for every hardware)."""
+    hardware, and why. Exits 3 when it cannot decide (for --hardware, or for every hardware)."""
     path = pathlib.Path(repo_or_path).expanduser()
     if path.exists():
         model, origin = detection.local_model_files(path), "local path"
