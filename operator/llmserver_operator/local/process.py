@@ -13,6 +13,7 @@ import pathlib
 import signal
 import sys
 from collections.abc import Callable
+from typing import BinaryIO
 
 
 def _die_with_parent() -> None:
@@ -70,19 +71,18 @@ class ManagedProcess:
         if self._on_line:
             self._reader = asyncio.create_task(self._pump(log))
 
-    async def _pump(self, log: object) -> None:
+    async def _pump(self, log: BinaryIO) -> None:
         assert self._process is not None and self._process.stdout is not None
-        handle = log  # an open binary file
         try:
             async for raw in self._process.stdout:
-                handle.write(raw)  # type: ignore[attr-defined]
-                handle.flush()  # type: ignore[attr-defined]
+                log.write(raw)
+                log.flush()
                 line = raw.decode(errors="replace").rstrip()
                 self._tail.append(line)
                 if self._on_line:
                     self._on_line(line)
         finally:
-            handle.close()  # type: ignore[attr-defined]
+            log.close()
 
     async def wait(self) -> int:
         """Waits for the child to exit; returns its exit status."""

@@ -223,7 +223,7 @@ class Supervisor:
         while time.monotonic() < deadline:
             if self._gateway.returncode is not None:
                 raise GatewayFailed(f"gateway exited with code {self._gateway.returncode}: {self._gateway.tail(3)}")
-            if await units._ready(self._ctx.http, f"http://127.0.0.1:{self.options.port}/health"):
+            if await units.http_ok(self._ctx.http, f"http://127.0.0.1:{self.options.port}/health"):
                 return
             await asyncio.sleep(0.2)
         raise GatewayFailed(f"gateway not answering on port {self.options.port} after {self.options.gateway_timeout:.0f}s")

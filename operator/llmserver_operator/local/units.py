@@ -96,7 +96,7 @@ async def download(unit: Unit, ctx: Context) -> None:
         commands.download(ctx.python, unit.manifest.server, ctx.cache_dir),
         ctx.log_dir / f"{unit.state.name}.download.log",
         env=ctx.env,
-        on_line=lambda line: None,
+        on_line=lambda line: None,  # piped: the last lines are kept in memory for the error message
     )
     await proc.start()
     watcher = asyncio.create_task(_report_bytes(unit, ctx, target))
@@ -171,7 +171,7 @@ async def _start_once(unit: Unit, ctx: Context) -> None:
     while time.monotonic() < deadline:
         if unit.process.returncode is not None:
             raise LoadFailed(f"runtime exited with code {unit.process.returncode}: {unit.process.tail(3) or 'no output'}")
-        if await _ready(ctx.http, f"{unit.base_url}/ready"):
+        if await http_ok(ctx.http, f"{unit.base_url}/ready"):
             unit.touch()
             unit.set(ctx, "Ready", f"serving on 127.0.0.1:{unit.state.port}")
             return
@@ -179,7 +179,8 @@ async def _start_once(unit: Unit, ctx: Context) -> None:
     raise LoadFailed(f"not ready after {ctx.ready_timeout:.0f}s (see {unit.process.log_path})")
 
 
-async def _ready(http: aiohttp.ClientSession, url: str) -> bool:
+async def http_ok(http: aiohttp.ClientSession, url: str) -> bool:
+    """True when GET `url` answers 200 within 2 s (readiness and health probes)."""
     try:
         async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as response:
             return response.status == 200
