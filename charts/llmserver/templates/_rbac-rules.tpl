@@ -1,8 +1,22 @@
 {{/* RBAC rules, one place. tests/unit/chart/test_rbac.py compares them with what the operator's and
      the gateway's code say they call, both ways: nothing missing, nothing extra. */}}
 
-{{/* Namespaced objects the operator manages: granted by a Role in each watched namespace, or by the
-     ClusterRole when it watches every namespace. */}}
+{{/* Namespaced objects the operator reads and writes (llmserver_operator.reconciler through
+     llmserver_operator.kube, plus kopf's own watching, finalizer patches and events). Granted by a
+     Role in each watched namespace, or by the ClusterRole when it watches every namespace.
+     - llmservers: kopf lists/watches and patches finalizers and annotations; the reconciler reads
+       each one fresh and patches its status subresource.
+     - deployments, services, serviceaccounts, roles, rolebindings: create-or-replace (PUT) and
+       deletion of children a spec no longer has (listed by label).
+     - jobs: the download Job is created, never updated (its template is immutable), deleted when
+       it failed for good or its source changed; kopf watches it.
+     - pods: watched (kopf) and listed for failure reasons; never written.
+     - persistentvolumeclaims: the cache claim is created when missing, never changed or deleted
+       by the operator (owned claims go with their LLMServer through garbage collection).
+     - secrets: read by name to check a referenced key exists (never listed).
+     - endpointslices: read the Mac endpoint of an Apple-placed server.
+     - roles/rolebindings carry only permissions the operator holds itself (llmservers/status), so
+       no `escalate` or `bind` verb is needed. */}}
 {{- define "llmserver.operatorNamespacedRules" -}}
 - apiGroups: ["serving.llmserver.dev"]
   resources: ["llmservers"]
@@ -12,40 +26,41 @@
   verbs: ["get", "patch"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "update", "delete"]
+- apiGroups: [""]
+  resources: ["services", "serviceaccounts"]
+  verbs: ["get", "list", "create", "update", "delete"]
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["roles", "rolebindings"]
+  verbs: ["get", "list", "create", "update", "delete"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
-- apiGroups: [""]
-  resources: ["services", "persistentvolumeclaims"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get", "create"]
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
-- apiGroups: [""]
-  resources: ["events"]
-  verbs: ["create", "patch"]
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
-{{- if .Values.operator.peering.enabled }}
+  verbs: ["get"]
+- apiGroups: ["", "events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create"]
+{{- if and .Values.operator.peering.enabled .Values.operator.watchNamespaces }}
 - apiGroups: ["kopf.dev"]
   resources: ["kopfpeerings"]
   verbs: ["get", "list", "watch", "patch"]
 {{- end }}
 {{- end -}}
 
-{{/* Cluster-scoped objects the operator reads or writes: always a ClusterRole. */}}
+{{/* Cluster-scoped objects the operator reads or writes: only kopf's cluster peering object
+     when peering is on and it watches every namespace. */}}
 {{- define "llmserver.operatorClusterRules" -}}
-- apiGroups: ["serving.llmserver.dev"]
-  resources: ["applenodes"]
-  verbs: ["get", "list", "watch", "patch"]
-- apiGroups: ["serving.llmserver.dev"]
-  resources: ["applenodes/status"]
-  verbs: ["get", "patch"]
 {{- if and .Values.operator.peering.enabled (not .Values.operator.watchNamespaces) }}
 - apiGroups: ["kopf.dev"]
   resources: ["clusterkopfpeerings"]
