@@ -136,8 +136,8 @@ async def _proxied(request: web.Request) -> web.StreamResponse:
         status = 499  # client closed the request (nginx's convention)
         raise
     finally:
-        gw.metrics.requests.labels(label, str(status)).inc()
-        gw.metrics.latency.labels(label).observe(time.perf_counter() - started)
+        gw.metrics.child(gw.metrics.requests, label, str(status)).inc()
+        gw.metrics.child(gw.metrics.latency, label).observe(time.perf_counter() - started)
 
 
 def _parse(body: bytes) -> dict:
@@ -182,9 +182,15 @@ async def _metrics(request: web.Request) -> web.Response:
     current = gw.routes.routes()
     gw.metrics.routes.set(len(current))
     gw.metrics.ready_endpoints.clear()
+    routed: set[tuple[str, str]] = set()
     for route in current:
         count = 1 if route.upstream is not None else len(route.ready_endpoints)
         gw.metrics.ready_endpoints.labels(route.model).set(count)
+        routed.update((route.model, e.url) for e in route.endpoints)
+        if route.upstream is not None:
+            routed.add((route.model, route.upstream.url))
+    busy = {url for url, n in gw.balancer.in_flight.items() if n}
+    gw.metrics.forget_endpoints(routed, busy)
     return web.Response(body=gw.metrics.render(), headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
 
 

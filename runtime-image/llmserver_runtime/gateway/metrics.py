@@ -6,6 +6,8 @@ a client cannot blow up the label cardinality by sending random model names.
 
 from __future__ import annotations
 
+from typing import Any
+
 import prometheus_client
 
 UNKNOWN_MODEL = "unknown"
@@ -48,6 +50,29 @@ class GatewayMetrics:
         self.ready_endpoints = prometheus_client.Gauge(
             "llmserver_gateway_ready_endpoints", "Ready endpoints per model (proxy-mode models count 1).",
             ["model"], registry=r)
+
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, cached: labels() validates and locks, a dict lookup is cheaper
+        on the hot path (several metrics per request)."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
+    def forget_endpoints(self, routed: set[tuple[str, str]], busy: set[str]) -> None:
+        """Drops the in-flight series of (model, endpoint) pairs no longer routed to and idle
+        (pods come and go; their series would otherwise stay forever)."""
+        gone = [k for k in self._children
+                if k[0] == id(self.in_flight) and k[1] not in routed and k[1][1] not in busy]
+        for key in gone:
+            del self._children[key]
+            try:
+                self.in_flight.remove(*key[1])
+            except KeyError:
+                pass
 
     def render(self) -> bytes:
         """The text exposition format."""

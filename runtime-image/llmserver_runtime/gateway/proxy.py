@@ -65,7 +65,7 @@ class Proxy:
             if endpoint is None:
                 break
             if attempt:
-                self.metrics.retries.labels(route.model).inc()
+                self.metrics.child(self.metrics.retries, route.model).inc()
             tried.append(endpoint.url)
             headers = {"Content-Type": "application/json"}
             if endpoint.api_key:
@@ -105,8 +105,8 @@ class Proxy:
         started: float,
     ) -> web.StreamResponse | _Failure:
         """One try against one endpoint. Returns a _Failure only while nothing was sent to the client."""
-        gauge = self.metrics.in_flight.labels(model, endpoint)
-        self.metrics.upstream_requests.labels(model, endpoint).inc()
+        gauge = self.metrics.child(self.metrics.in_flight, model, endpoint)
+        self.metrics.child(self.metrics.upstream_requests, model, endpoint).inc()
         self.balancer.acquire(endpoint)
         gauge.inc()
         upstream: aiohttp.ClientResponse | None = None
@@ -145,7 +145,7 @@ class Proxy:
                     return self._upstream_timeout(model, endpoint)
                 except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                     return self._failed(model, endpoint, "body", exc)
-                self.metrics.ttfb.labels(model).observe(time.perf_counter() - started)
+                self.metrics.child(self.metrics.ttfb, model).observe(time.perf_counter() - started)
                 response = web.Response(status=upstream.status, body=data, headers=_passed(upstream))
             done = True
             return response
@@ -180,7 +180,7 @@ class Proxy:
             if not chunk:
                 break
             if first:
-                self.metrics.ttfb.labels(model).observe(time.perf_counter() - started)
+                self.metrics.child(self.metrics.ttfb, model).observe(time.perf_counter() - started)
                 first = False
             await response.write(chunk)  # a gone client raises here and cancels the upstream read
         await response.write_eof()

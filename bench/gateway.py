@@ -1,0 +1,347 @@
+"""Gateway benchmark: direct vs our gateway vs the LiteLLM proxy, in front of one fake upstream.
+
+    ~/.cache/llmserver/venv/bin/python bench/gateway.py [--rounds 3] [--litellm-venv .bench-env]
+
+Loopback only; every process is started here and killed at the end; every load loop is bounded in
+count and time. LiteLLM runs from its own virtualenv (created with `pip install 'litellm[proxy]'`
+on first use, never in the project's venv). Scenarios:
+  paced     the upstream streams 20 tokens 10 ms apart (like a model), 64 concurrent streams:
+            throughput and time to first byte against direct (what users feel)
+  capacity  the upstream answers at once, plain and 20-chunk streams, 64 concurrent:
+            requests per second of one gateway process against LiteLLM's (what one process carries)
+The last line is `paced_gateway/direct=R1 capacity_gateway/litellm=R2 p50_added_ms=X p99_added_ms=Y`
+(R2 is the lower of the plain and streaming ratios). On a shared 2-core machine the load generator,
+upstream and proxy compete for CPU: compare ratios from one run, never absolute numbers across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import pathlib
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import aiohttp
+from aiohttp import web
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+KEY = "sk-bench-master"
+CONCURRENCY = 64
+TOKENS = 20
+PACE_S = 0.010
+
+
+# ------------------------------------------------------------------------------------ upstream
+def upstream_app() -> web.Application:
+    """A fake OpenAI chat endpoint: model `paced` streams 20 tokens 10 ms apart, others answer at once."""
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        model = body.get("model", "")
+        paced = model.endswith("paced")
+        if not body.get("stream"):
+            if paced:
+                await asyncio.sleep(PACE_S * TOKENS)
+            return web.json_response({
+                "id": "chatcmpl-bench", "object": "chat.completion", "created": 1700000000, "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "tok " * TOKENS},
+                             "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": TOKENS, "total_tokens": TOKENS + 5}})
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for i in range(TOKENS):
+            if paced:
+                await asyncio.sleep(PACE_S)
+            chunk = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000,
+                     "model": model, "choices": [{"index": 0, "delta": {"content": "tok "},
+                                                  "finish_reason": "stop" if i == TOKENS - 1 else None}]}
+            await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", health)
+    return app
+
+
+# ------------------------------------------------------------------------------------ processes
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Proc:
+    """A started process; killed by pid (and its process group) at the end."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: pathlib.Path) -> None:
+        self.name = name
+        self.log = log
+        with log.open("wb") as out:
+            self.popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO,
+                                          start_new_session=True)
+
+    def wait_http(self, url: str, timeout: float, headers: dict[str, str] | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited:\n{self.log.read_text(errors='replace')[-3000:]}")
+            try:
+                with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"{self.name} not ready at {url} after {timeout}s")
+
+    def cpu_seconds(self) -> float:
+        """User+system CPU of the process and its children so far (Linux /proc)."""
+        total = 0.0
+        tick = os.sysconf("SC_CLK_TCK")
+        for pid in _group_pids(self.popen.pid):
+            try:
+                fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / tick
+            except (OSError, IndexError, ValueError):
+                pass
+        return total
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self.popen.pid, signal.SIGTERM)
+                self.popen.wait(10)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                try:
+                    os.killpg(self.popen.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.popen.wait(10)
+
+
+def _group_pids(pgid: int) -> list[int]:
+    pids = []
+    for entry in pathlib.Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == pgid:
+                    pids.append(int(entry.name))
+            except (ProcessLookupError, PermissionError):
+                pass
+    return pids
+
+
+def ensure_litellm(venv: pathlib.Path) -> pathlib.Path | None:
+    """The litellm executable of the bench's own venv, created on first use; None if that fails."""
+    exe = venv / "bin" / "litellm"
+    if exe.exists():
+        return exe
+    print(f"installing litellm[proxy] into {venv} (once; never into the project's venv)", flush=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "litellm[proxy]"], check=True, timeout=900)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        print(f"could not install litellm: {exc}", flush=True)
+        return None
+    return exe if exe.exists() else None
+
+
+# ------------------------------------------------------------------------------------ load
+@dataclasses.dataclass
+class Result:
+    ttfb: list[float]
+    latency: list[float]
+    errors: int
+    elapsed: float
+
+    @property
+    def rps(self) -> float:
+        return len(self.latency) / self.elapsed if self.elapsed else 0.0
+
+
+async def load(url: str, model: str, stream: bool, total: int, seconds: float, key: str | None) -> Result:
+    """`total` requests (or fewer when `seconds` run out) from CONCURRENCY workers."""
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    body = json.dumps({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]}).encode()
+    ttfb, latency = [], []
+    errors = 0
+    started = time.perf_counter()
+    deadline = started + seconds
+    issued = 0
+    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def worker() -> None:
+            nonlocal issued, errors
+            while issued < total and time.perf_counter() < deadline:
+                issued += 1
+                t0 = time.perf_counter()
+                try:
+                    async with session.post(url, data=body, headers=headers) as resp:
+                        first = await resp.content.readany()
+                        t1 = time.perf_counter()
+                        while await resp.content.readany():
+                            pass
+                        if resp.status != 200 or not first:
+                            errors += 1
+                            continue
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    errors += 1
+                    continue
+                ttfb.append(t1 - t0)
+                latency.append(time.perf_counter() - t0)
+
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    return Result(ttfb, latency, errors, time.perf_counter() - started)
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# ------------------------------------------------------------------------------------ main
+def start_targets(
+    tmp: pathlib.Path, litellm_exe: pathlib.Path | None, started: list[Proc]
+) -> dict[str, tuple[Proc, str, str | None]]:
+    """Upstream, gateway and LiteLLM processes: name -> (process, chat URL, key). All land in `started`."""
+    env = dict(os.environ)
+    up_port, gw_port, ll_port = free_port(), free_port(), free_port()
+    upstream = Proc("upstream", [sys.executable, str(pathlib.Path(__file__).resolve()), "upstream",
+                                 "--port", str(up_port)], env, tmp / "upstream.log")
+    started.append(upstream)
+    upstream.wait_http(f"http://127.0.0.1:{up_port}/health", 60)
+    base = f"http://127.0.0.1:{up_port}"
+    (tmp / "gateway.yaml").write_text(json.dumps({
+        "models": [{"name": m, "endpoints": [{"url": base}]} for m in ("paced", "instant")],
+        "apiKeys": [{"key": KEY}]}))
+    gateway = Proc("gateway", [sys.executable, "-m", "llmserver_runtime", "gateway", "--config",
+                               str(tmp / "gateway.yaml"), "--host", "127.0.0.1", "--port", str(gw_port),
+                               "--log-level", "warning"], env, tmp / "gateway.log")
+    started.append(gateway)
+    gateway.wait_http(f"http://127.0.0.1:{gw_port}/ready", 60)
+    targets = {"direct": (upstream, f"{base}/v1/chat/completions", None),
+               "gateway": (gateway, f"http://127.0.0.1:{gw_port}/v1/chat/completions", KEY)}
+    if litellm_exe is not None:
+        (tmp / "litellm.yaml").write_text(json.dumps({
+            "model_list": [{"model_name": m, "litellm_params": {"model": f"openai/{m}", "api_base": f"{base}/v1",
+                                                                "api_key": "unused"}} for m in ("paced", "instant")],
+            "litellm_settings": {"telemetry": False, "drop_params": True},
+            "general_settings": {"master_key": KEY}}))
+        ll_env = {**env, "LITELLM_MASTER_KEY": KEY, "LITELLM_LOG": "ERROR", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                  "LITELLM_TELEMETRY": "False", "NO_DOCS": "True"}
+        ll_env.pop("PYTHONPATH", None)
+        litellm = Proc("litellm", [str(litellm_exe), "--config", str(tmp / "litellm.yaml"), "--host", "127.0.0.1",
+                                   "--port", str(ll_port), "--num_workers", "1"], ll_env, tmp / "litellm.log")
+        started.append(litellm)
+        try:
+            litellm.wait_http(f"http://127.0.0.1:{ll_port}/health/liveliness", 180)
+            targets["litellm"] = (litellm, f"http://127.0.0.1:{ll_port}/v1/chat/completions", KEY)
+        except (RuntimeError, TimeoutError) as exc:
+            print(f"LiteLLM did not start, capacity ratio unavailable: {exc}", flush=True)
+    return targets
+
+
+async def measure(targets: dict[str, tuple[Proc, str, str | None]], rounds: int) -> dict[str, dict[str, list]]:
+    out: dict[str, dict[str, list]] = {name: {} for name in targets}
+    for name, (_, url, key) in targets.items():  # warm-up: connections, caches, lazy imports
+        await load(url, "instant", False, 64, 20, key)
+        await load(url, "instant", True, 64, 20, key)
+    fast = [n for n in targets if n != "litellm"]
+    for scenario, model, stream in (("paced", "paced", True), ("plain", "instant", False),
+                                    ("stream", "instant", True)):
+        for _ in range(rounds):
+            for name in fast:  # interleaved, so machine noise hits both alike
+                proc, url, key = targets[name]
+                cpu = proc.cpu_seconds()
+                total = CONCURRENCY * 6 if scenario == "paced" else 20_000
+                result = await load(url, model, stream, total, 4.0 if scenario != "paced" else 30.0, key)
+                out[name].setdefault(scenario, []).append((result, proc.cpu_seconds() - cpu))
+        if "litellm" in targets:  # slow: one bounded round
+            proc, url, key = targets["litellm"]
+            cpu = proc.cpu_seconds()
+            result = await load(url, model, stream, CONCURRENCY * 4 if scenario == "paced" else 3_000, 20.0, key)
+            out["litellm"].setdefault(scenario, []).append((result, proc.cpu_seconds() - cpu))
+    return out
+
+
+def report(out: dict[str, dict[str, list]]) -> str:
+    print(f"{'target':8} {'scenario':8} {'req/s':>9} {'ttfb p50 ms':>12} {'ttfb p99 ms':>12} "
+          f"{'lat p50 ms':>11} {'lat p99 ms':>11} {'errors':>7} {'cpu ms/req':>11}")
+    summary: dict[tuple[str, str], dict[str, float]] = {}
+    for name, scenarios in out.items():
+        for scenario, runs in scenarios.items():
+            row = {
+                "rps": statistics.median(r.rps for r, _ in runs),
+                "ttfb50": statistics.median(pct(r.ttfb, 0.50) for r, _ in runs) * 1000,
+                "ttfb99": statistics.median(pct(r.ttfb, 0.99) for r, _ in runs) * 1000,
+                "lat50": statistics.median(pct(r.latency, 0.50) for r, _ in runs) * 1000,
+                "lat99": statistics.median(pct(r.latency, 0.99) for r, _ in runs) * 1000,
+                "errors": sum(r.errors for r, _ in runs),
+                "cpu": statistics.median(c / max(1, len(r.latency)) for r, c in runs) * 1000,
+            }
+            summary[(name, scenario)] = row
+            print(f"{name:8} {scenario:8} {row['rps']:9.1f} {row['ttfb50']:12.2f} {row['ttfb99']:12.2f} "
+                  f"{row['lat50']:11.2f} {row['lat99']:11.2f} {row['errors']:7d} {row['cpu']:11.3f}")
+    gw, direct = summary[("gateway", "paced")], summary[("direct", "paced")]
+    r1 = gw["rps"] / direct["rps"]
+    x = gw["ttfb50"] - direct["ttfb50"]
+    y = gw["ttfb99"] - direct["ttfb99"]
+    if ("litellm", "plain") in summary:
+        ratios = [summary[("gateway", s)]["rps"] / max(summary[("litellm", s)]["rps"], 1e-9) for s in ("plain", "stream")]
+        print(f"capacity gateway/litellm: plain {ratios[0]:.1f}x, stream {ratios[1]:.1f}x")
+        r2 = f"{min(ratios):.1f}"
+    else:
+        r2 = "nan"
+    print(f"paced added latency p50 {gw['lat50'] - direct['lat50']:.2f} ms, p99 {gw['lat99'] - direct['lat99']:.2f} ms")
+    return f"paced_gateway/direct={r1:.3f} capacity_gateway/litellm={r2} p50_added_ms={x:.2f} p99_added_ms={y:.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="gateway benchmark (see module docstring)")
+    sub = parser.add_subparsers(dest="cmd")
+    up = sub.add_parser("upstream", help="(internal) run the fake upstream")
+    up.add_argument("--port", type=int, required=True)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per scenario for direct and gateway")
+    parser.add_argument("--litellm-venv", type=pathlib.Path, default=REPO / ".bench-env")
+    parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM (no capacity ratio)")
+    args = parser.parse_args()
+    if args.cmd == "upstream":
+        web.run_app(upstream_app(), host="127.0.0.1", port=args.port, print=None, access_log=None)
+        return
+    exe = None if args.no_litellm else ensure_litellm(args.litellm_venv.resolve())
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
+        started: list[Proc] = []
+        try:
+            targets = start_targets(pathlib.Path(tmp), exe, started)
+            out = asyncio.run(measure(targets, max(1, args.rounds)))
+            line = report(out)
+        finally:
+            for proc in started:
+                proc.stop()
+    print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
