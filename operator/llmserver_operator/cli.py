@@ -10,6 +10,7 @@ import click
 # subcommand -> module exposing a click command named `command`
 SUBCOMMANDS: dict[str, str] = {
     "add-server": "llmserver_operator.commands.add_server",
+    "agent": "llmserver_operator.commands.agent",
     "download-model": "llmserver_operator.commands.download_model",
     "inspect": "llmserver_operator.commands.inspect",
     "list-loaded": "llmserver_operator.commands.list_loaded",

@@ -58,6 +58,7 @@ KINDS: dict[str, Kind] = {
         Kind("rbac.authorization.k8s.io/v1", "Role", "roles"),
         Kind("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings"),
         Kind("discovery.k8s.io/v1", "EndpointSlice", "endpointslices"),
+        Kind("coordination.k8s.io/v1", "Lease", "leases"),
     )
 }
 

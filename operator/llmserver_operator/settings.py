@@ -67,6 +67,13 @@ class Settings(pydantic_settings.BaseSettings):
         None, description="kopf peering object for several operator replicas; unset runs standalone."
     )
 
+    apple_namespace: str = pydantic.Field(
+        "llmserver-system", description="Namespace of the Mac agents' Leases and runtime key Secrets."
+    )
+    apple_default_model_memory: str = pydantic.Field(
+        "4Gi", description="Memory assumed for a Mac model until spec.resources.memory or the agent says more."
+    )
+
     @pydantic.field_validator("namespaces", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
