@@ -1,0 +1,125 @@
+"""Macs serving the cluster, end to end on one machine: two `llmserver agent` processes register
+AppleNodes against the API emulator, the real operator places an mlx LLMServer on one of them,
+that agent runs the real MLX runtime (mlx[cpu]) on a tiny model, the gateway discovers the Mac's
+EndpointSlice (with the node's runtime key), and the openai SDK gets a completion. Then the
+serving agent dies: its Lease expires, the operator marks the node NotReady and moves the server
+to the other Mac, and the gateway follows.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+
+import openai
+import pytest
+
+from testkit import fake_cluster, fake_upstreams
+from testkit.models import tiny_model_path
+
+NS = "macs"
+AGENT_NS = "llmserver-system"
+pytestmark = pytest.mark.timeout(420)
+
+
+def _agent(cluster: fake_cluster.FakeCluster, name: str, port_start: int, workdir: pathlib.Path) -> subprocess.Popen:
+    env = {**fake_upstreams.python_env(), "KUBECONFIG": cluster.kube.kubeconfig,
+           "LLMSERVER_AGENT_LOG_DIR": str(workdir / f"{name}-logs"),
+           "LLMSERVER_AGENT_CACHE_DIR": str(workdir / f"{name}-cache")}
+    args = [sys.executable, "-c", "from llmserver_operator.cli import main; main()", "agent",
+            "--name", name, "--address", "127.0.0.1", "--bind-host", "127.0.0.1", "--memory", "16Gi",
+            "--lease-seconds", "3", "--port-range-start", str(port_start)]
+    log = open(workdir / f"{name}.log", "ab")
+    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, sig)
+        proc.wait(30)
+
+
+def _node(cluster: fake_cluster.FakeCluster, name: str) -> dict:
+    return cluster.kube.get("serving.llmserver.dev/v1alpha1", "AppleNode", name, None) or {}
+
+
+def _ready(node: dict) -> str | None:
+    return next((c["status"] for c in (node.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"), None)
+
+
+def _completion(client: openai.OpenAI) -> str:
+    response = client.completions.create(model="tiny-mlx", prompt="Hello", max_tokens=4, temperature=0)
+    assert response.usage.completion_tokens > 0
+    return response.choices[0].text
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory):
+    workdir = tmp_path_factory.mktemp("macs")
+    model = pathlib.Path(tiny_model_path("hf-causal"))
+    with fake_cluster.FakeCluster(apple_namespace=AGENT_NS) as cluster:
+        base = fake_upstreams.free_port() // 100 * 100
+        agents = {"mac-a": _agent(cluster, "mac-a", 20000 + base % 20000, workdir),
+                  "mac-b": _agent(cluster, "mac-b", 20050 + base % 20000, workdir)}
+        gateway = fake_upstreams.start_gateway(
+            workdir, "--kubernetes", "--namespace", NS,
+            env={"KUBECONFIG": cluster.kube.kubeconfig, "LLMSERVER_GATEWAY_CONNECT_TIMEOUT": "2"})
+        try:
+            cluster.kube.wait_for(lambda: all(_ready(_node(cluster, n)) == "True" for n in agents), 60,
+                                  "both AppleNodes Ready")
+            cluster.apply_server("tiny-mac", NS, model="tiny-mlx", backend="mlx",
+                                 source={"pvc": {"claimName": str(model.parent), "path": model.name}},
+                                 resources={"memory": "1Gi"}, mlx={"maxKvSize": 256})
+            yield cluster, agents, gateway
+        finally:
+            fake_upstreams.stop_all([gateway])
+            for proc in agents.values():
+                _stop(proc)
+
+
+def test_server_is_placed_served_and_reached_through_the_gateway(world) -> None:
+    cluster, _, gateway = world
+    status = cluster.wait_phase("tiny-mac", "Ready", NS, timeout=240)
+    placement = status["placement"]
+    assert placement["node"] in ("mac-a", "mac-b") and placement["port"]
+    node = _node(cluster, placement["node"])
+    assert [m["state"] for m in node["status"]["models"]] == ["Ready"]
+    slice_ = cluster.kube.get("discovery.k8s.io/v1", "EndpointSlice", "tiny-mac-apple", NS)
+    assert slice_["endpoints"][0]["conditions"]["ready"] is True
+    service = cluster.kube.get("v1", "Service", "tiny-mac", NS)
+    assert "selector" not in service["spec"]
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0, timeout=60)
+    _ = cluster.kube.wait_for(lambda: _try(lambda: _completion(client)), 60, "completion through the gateway")
+
+
+def test_runtime_on_a_mac_refuses_requests_without_the_node_key(world) -> None:
+    cluster, _, _ = world
+    port = cluster.wait_phase("tiny-mac", "Ready", NS, timeout=240)["placement"]["port"]
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        _completion(client)
+
+
+def test_dead_mac_moves_the_server_and_the_gateway_follows(world) -> None:
+    cluster, agents, gateway = world
+    first = cluster.wait_phase("tiny-mac", "Ready", NS, timeout=240)["placement"]["node"]
+    other = "mac-b" if first == "mac-a" else "mac-a"
+    _stop(agents[first], signal.SIGKILL)  # no goodbye: only the Lease tells
+    cluster.kube.wait_for(lambda: _ready(_node(cluster, first)) == "False", 60, f"{first} NotReady")
+    moved = cluster.kube.wait_for(
+        lambda: (cluster.status("tiny-mac", NS).get("placement") or {}).get("node") == other
+        and cluster.status("tiny-mac", NS).get("phase") == "Ready", 240, "server re-placed and Ready")
+    assert moved
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0, timeout=60)
+    assert cluster.kube.wait_for(lambda: _try(lambda: _completion(client)), 60, "completion after failover") is not None
+    assert [m["server"] for m in _node(cluster, other)["status"]["models"]] == [f"{NS}/tiny-mac"]
+
+
+def _try(call):
+    try:
+        return call() or "ok"
+    except openai.APIError:
+        return None
