@@ -9,11 +9,14 @@ the usage honest: the completion counts the tokens up to the stop, not a few bey
 from __future__ import annotations
 
 import json
+import logging
 import pathlib
 from collections.abc import Iterator
 from typing import Any
 
 from llmserver_backends import base, vllm_inputs
+
+log = logging.getLogger(__name__)
 
 
 class StopScanner:
@@ -49,20 +52,25 @@ def deltas(responses: Iterator[Any], stops: tuple[str, ...]) -> Iterator[base.De
     """mlx-lm / mlx-vlm responses as our Deltas (cumulative usage), ending at a stop string."""
     scanner = StopScanner(stops)
     prompt_tokens = completion_tokens = 0
+    last = False  # set before the final delta: leaving after it is no early stop
     try:
         for response in responses:
             prompt_tokens, completion_tokens = int(response.prompt_tokens), int(response.generation_tokens)
             text, stopped = scanner.feed(response.text)
-            if stopped:
-                yield base.Delta(text, prompt_tokens, completion_tokens, "stop")
-                return
-            if response.finish_reason is not None:
-                reason = "length" if response.finish_reason == "length" else "stop"
-                yield base.Delta(text + scanner.flush(), prompt_tokens, completion_tokens, reason)
+            if stopped or response.finish_reason is not None:
+                reason = "length" if response.finish_reason == "length" and not stopped else "stop"
+                last = True
+                yield base.Delta(text if stopped else text + scanner.flush(), prompt_tokens, completion_tokens, reason)
                 return
             if text:
                 yield base.Delta(text, prompt_tokens, completion_tokens)
+        last = True
         yield base.Delta(scanner.flush(), prompt_tokens, completion_tokens, "stop")
+    except GeneratorExit:
+        # The consumer left mid-stream (client gone, timeout): say how far the engine got.
+        if not last:
+            log.info("generation stopped early after %d completion tokens (consumer left)", completion_tokens)
+        raise
     finally:
         # Close the engine's generator here, in the worker thread, not later in the GC.
         close = getattr(responses, "close", None)

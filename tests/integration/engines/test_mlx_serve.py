@@ -1,0 +1,82 @@
+"""`serve --backend mlx` for real (mlx-lm on mlx[cpu]) with the tiny Llama, driven by the openai SDK.
+
+On Linux MLX runs on the CPU; the same code runs on Metal on a Mac. The rotating KV cache is set
+smaller than the answers generated below, so `--max-kv-size` is exercised, not just accepted.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from testkit import engine_checks, runtime_server
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+MODEL = "tiny-mlx"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, tiny_hf_causal: str) -> Iterator[runtime_server.RuntimeServer]:
+    tmp: pathlib.Path = tmp_path_factory.mktemp("mlx")
+    with runtime_server.start(tmp, "mlx", tiny_hf_causal, MODEL, "--max-kv-size", "32", ready_timeout=300) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_hf_causal: str) -> Any:
+    return engine_checks.tokenizer(tiny_hf_causal)
+
+
+def test_chat_usage_and_streaming(server: runtime_server.RuntimeServer, tok: Any) -> None:
+    engine_checks.check_chat_usage_and_streaming(server.client(), MODEL, tok)
+
+
+def test_completions(server: runtime_server.RuntimeServer, tok: Any) -> None:
+    engine_checks.check_completions(server.client(), MODEL, tok)
+
+
+def test_stop_string(server: runtime_server.RuntimeServer) -> None:
+    engine_checks.check_stop_string(server.client(), MODEL)
+
+
+def test_seed(server: runtime_server.RuntimeServer) -> None:
+    engine_checks.check_seed(server.client(), MODEL)
+
+
+def test_errors(server: runtime_server.RuntimeServer) -> None:
+    engine_checks.check_errors(server.client(), MODEL, vision=False)
+
+
+def test_generates_past_the_rotating_kv_cache(server: runtime_server.RuntimeServer) -> None:
+    """With a 32-token KV cache, an 80-token answer still streams to its end."""
+    result = server.client().completions.create(model=MODEL, prompt="The quick", max_tokens=80, **engine_checks.GREEDY)
+    assert result.choices[0].finish_reason == "length", "the greedy answer should run to max_tokens"
+    assert result.usage is not None and result.usage.completion_tokens == 80
+
+
+def test_client_disconnect_stops_generation(server: runtime_server.RuntimeServer) -> None:
+    """Leaving a long stream early stops the engine's loop long before max_tokens (it logs where)."""
+    client = server.client()
+    with client.completions.create(model=MODEL, prompt="The quick", max_tokens=1500, stream=True, **engine_checks.GREEDY) as stream:
+        for count, _ in enumerate(stream):
+            if count == 2:
+                break
+    stopped = engine_checks.wait_for_log(server, "generation stopped early")
+    assert int(stopped.split("after ")[1].split(" ")[0]) < 1500, stopped
+    again = client.completions.create(model=MODEL, prompt="Hello", max_tokens=4, **engine_checks.GREEDY)
+    assert again.usage is not None and again.usage.completion_tokens >= 1
+    samples = server.metrics()
+    assert samples[f'llmserver_requests_in_flight{{model="{MODEL}"}}'] == 0
+    assert samples[f'llmserver_max_concurrency{{model="{MODEL}"}}'] == 1
+
+
+def test_metrics(server: runtime_server.RuntimeServer) -> None:
+    client = server.client()
+    client.chat.completions.create(model=MODEL, messages=engine_checks.QUESTION, max_tokens=3)
+    client.chat.completions.create(model=MODEL, messages=engine_checks.QUESTION, max_tokens=3)
+    client.completions.create(model=MODEL, prompt="Hi", max_tokens=3)
+    engine_checks.check_metrics(server, MODEL, "mlx")

