@@ -204,7 +204,7 @@ async def load(url: str, model: str, stream: bool, total: int, seconds: float, k
                         if resp.status != 200 or not first:
                             errors += 1
                             continue
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     errors += 1
                     continue
                 ttfb.append(t1 - t0)
@@ -265,7 +265,7 @@ def start_targets(
 
 async def measure(targets: dict[str, tuple[Proc, str, str | None]], rounds: int) -> dict[str, dict[str, list]]:
     out: dict[str, dict[str, list]] = {name: {} for name in targets}
-    for name, (_, url, key) in targets.items():  # warm-up: connections, caches, lazy imports
+    for _, url, key in targets.values():  # warm-up: connections, caches, lazy imports
         await load(url, "instant", False, 64, 20, key)
         await load(url, "instant", True, 64, 20, key)
     fast = [n for n in targets if n != "litellm"]
@@ -309,7 +309,8 @@ def report(out: dict[str, dict[str, list]]) -> str:
     x = gw["ttfb50"] - direct["ttfb50"]
     y = gw["ttfb99"] - direct["ttfb99"]
     if ("litellm", "plain") in summary:
-        ratios = [summary[("gateway", s)]["rps"] / max(summary[("litellm", s)]["rps"], 1e-9) for s in ("plain", "stream")]
+        ratios = [summary[("gateway", s)]["rps"] / max(summary[("litellm", s)]["rps"], 1e-9)
+                  for s in ("plain", "stream")]
         print(f"capacity gateway/litellm: plain {ratios[0]:.1f}x, stream {ratios[1]:.1f}x")
         r2 = f"{min(ratios):.1f}"
     else:

@@ -203,7 +203,7 @@ class Proc:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log = log
-        self._log_file = open(log, "ab")  # noqa: SIM115 - closed in stop()
+        self._log_file = open(log, "ab")
         self.popen = subprocess.Popen(list(args), stdout=self._log_file, stderr=subprocess.STDOUT,
                                       env=env or python_env(), cwd=REPO, start_new_session=True)
 

@@ -94,7 +94,7 @@ async def _supervise(run: Callable[[], Awaitable[None]]) -> None:
             return
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - a source must never take the gateway down
+        except Exception:
             log.exception("gateway background task crashed; restarting it in 5 s")
             await asyncio.sleep(5)
 

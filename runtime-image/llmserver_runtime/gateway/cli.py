@@ -63,7 +63,7 @@ def command(
         background = [source.run]
         where = f"config {config_file}"
     else:
-        from llmserver_runtime.gateway import discovery  # noqa: PLC0415 - only Kubernetes mode needs it
+        from llmserver_runtime.gateway import discovery
 
         watcher = discovery.KubernetesSource(gateway_settings, routes, keys)
         background = [watcher.run]

@@ -184,10 +184,15 @@ class StaticSource:
 
     def load(self) -> None:
         """Reads and applies the file now; raises ConfigError (the entrypoint fails fast at start)."""
+        self._apply(self._read())
+
+    def _read(self) -> str:
         try:
-            text = self.path.read_text(encoding="utf-8")
+            return self.path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read gateway config {self.path}: {exc}") from None
+
+    def _apply(self, text: str) -> None:
         if text == self._seen:
             return
         self._seen = text  # a broken version is reported once, not on every poll
@@ -200,13 +205,27 @@ class StaticSource:
         """Polls the file until cancelled; a bad edit is logged and the last good table stays.
 
         The whole (small) file is compared rather than its mtime: file timestamps are too coarse
-        to tell apart two quick writes of the same size.
+        to tell apart two quick writes of the same size. A changed file is read twice, a moment
+        apart, and applied only when both reads agree and it is not empty: a writer that
+        truncates and then writes must not drop every route for an instant.
         """
         while True:
             await asyncio.sleep(self.poll_seconds)
             if not self.path.exists():
                 continue  # mid-replace by an editor, or removed: keep serving the last good table
             try:
-                self.load()
+                text = self._read()
+                if text == self._seen:
+                    continue
+                await asyncio.sleep(min(0.05, self.poll_seconds))
+                if self._read() != text:
+                    continue  # still being written: look again at the next poll
+                if not text.strip():
+                    if self._seen != text:
+                        log.warning("gateway config %s is empty; keeping the previous table "
+                                    "(write `models: []` to remove every model)", self.path)
+                    self._seen = text
+                    continue
+                self._apply(text)
             except ConfigError as exc:
                 log.error("gateway config %s not reloaded, keeping the previous one: %s", self.path, exc)

@@ -12,6 +12,7 @@ Responses are read with `_preload_content=False`, so the client library never lo
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -96,12 +97,13 @@ class KubernetesSource:
             core = k8s.CoreV1Api(client)
             ns = self.config.namespace
             group, version, plural = llmserver_api.GROUP, llmserver_api.VERSION, "llmservers"
+            list_servers: Lister
+            list_slices: Lister
             if ns:
-                list_servers: Lister = lambda **kw: custom.list_namespaced_custom_object(  # noqa: E731
-                    group, version, ns, plural, **kw)
-                list_slices: Lister = lambda **kw: discovery.list_namespaced_endpoint_slice(ns, **kw)  # noqa: E731
+                list_servers = functools.partial(custom.list_namespaced_custom_object, group, version, ns, plural)
+                list_slices = functools.partial(discovery.list_namespaced_endpoint_slice, ns)
             else:
-                list_servers = lambda **kw: custom.list_cluster_custom_object(group, version, plural, **kw)  # noqa: E731
+                list_servers = functools.partial(custom.list_cluster_custom_object, group, version, plural)
                 list_slices = discovery.list_endpoint_slice_for_all_namespaces
             tasks = [
                 asyncio.create_task(self._list_watch("llmservers", list_servers, self.servers)),
@@ -139,7 +141,7 @@ class KubernetesSource:
                         await asyncio.sleep(1)  # a server ending watches at once must not make us spin
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - API down, network, odd payload: relist after a pause
+            except Exception as exc:
                 log.warning("watching %s failed (%s: %s); relisting in %.0f s", kind, type(exc).__name__, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
@@ -191,7 +193,7 @@ class KubernetesSource:
                     secret = await _read_secret(core, namespace, name)
                 except asyncio.CancelledError:
                     raise
-                except Exception as exc:  # noqa: BLE001 - keep the last known value; try again next round
+                except Exception as exc:
                     log.warning("reading Secret %s/%s failed (%s)", namespace, name, type(exc).__name__)
                     continue
                 old = self.secrets.get((namespace, name))

@@ -37,7 +37,8 @@ class GatewayMetrics:
             "llmserver_gateway_upstream_errors", "Failed upstream attempts, by model, endpoint and reason.",
             ["model", "endpoint", "reason"], registry=r)
         self.retries = prometheus_client.Counter(
-            "llmserver_gateway_retries", "Requests sent again to another endpoint after a failure before the first byte.",
+            "llmserver_gateway_retries",
+            "Requests sent again to another endpoint after a failure before the first byte.",
             ["model"], registry=r)
         self.in_flight = prometheus_client.Gauge(
             "llmserver_gateway_endpoint_in_flight", "Requests in flight per endpoint.",

@@ -89,7 +89,8 @@ class Proxy:
         headers = {"Content-Type": "application/json"}
         if upstream.api_key:
             headers["Authorization"] = f"Bearer {upstream.api_key}"
-        result = await self._attempt(request, route.model, upstream.url, f"{upstream.url}{path}", headers, body, started)
+        url = f"{upstream.url}{path}"
+        result = await self._attempt(request, route.model, upstream.url, url, headers, body, started)
         if isinstance(result, _Failure):
             return self._give_up(route, result, 1)
         return result
@@ -116,13 +117,13 @@ class Proxy:
                 upstream = await self.session.post(url, data=body, headers=headers, timeout=self.timeout)
             except aiohttp.SocketTimeoutError:
                 return self._upstream_timeout(model, endpoint)
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 return self._failed(model, endpoint, "connect", exc)
             if upstream.status in RETRYABLE_STATUS:
                 failure = _Failure(f"status {upstream.status}", upstream.status, headers=_passed(upstream))
                 try:
                     failure.body = await upstream.read()
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     pass
                 self.metrics.upstream_errors.labels(model, endpoint, f"status_{upstream.status}").inc()
                 log.warning("endpoint %s of model %s answered %d", endpoint, model, upstream.status)
@@ -143,7 +144,7 @@ class Proxy:
                     data = await upstream.read()
                 except aiohttp.SocketTimeoutError:
                     return self._upstream_timeout(model, endpoint)
-                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, aiohttp.ClientError) as exc:
                     return self._failed(model, endpoint, "body", exc)
                 self.metrics.child(self.metrics.ttfb, model).observe(time.perf_counter() - started)
                 response = web.Response(status=upstream.status, body=data, headers=_passed(upstream))
@@ -170,7 +171,7 @@ class Proxy:
         while True:
             try:
                 chunk = await content.readany()
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 reason = "read_timeout" if isinstance(exc, asyncio.TimeoutError) else "stream"
                 self.metrics.upstream_errors.labels(model, endpoint, reason).inc()
                 log.warning("endpoint %s of model %s failed mid-stream: %s", endpoint, model, _describe(exc))

@@ -46,8 +46,9 @@ class GatewaySettings(pydantic_settings.BaseSettings):
     )
     api_keys_secret: str | None = pydantic.Field(
         None,
-        description="Kubernetes mode: Secret (`name` in the gateway's namespace, or `namespace/name`) whose `apiKeys` key holds the "
-        "gateway API keys as YAML, in the static config's `apiKeys` shape. Unset: no auth.",
+        description="Kubernetes mode: Secret (`name` in the gateway's namespace, or `namespace/name`) "
+        "whose `apiKeys` key holds the gateway API keys as YAML, in the static config's `apiKeys` "
+        "shape. Unset: no auth.",
     )
     namespace: str | None = pydantic.Field(
         None, description="Kubernetes mode: watch only this namespace (default: all namespaces)."

@@ -30,7 +30,8 @@ def _stats(replica) -> dict:
 @pytest.fixture(scope="module")
 def secured(start_fakes, start_gateway):
     plain = start_fakes("T")["T"]
-    provider = start_fakes("provider", extra=("--require-key", PROVIDER_KEY, "--served-model", "upstream-x"))["provider"]
+    provider_args = ("--require-key", PROVIDER_KEY, "--served-model", "upstream-x")
+    provider = start_fakes("provider", extra=provider_args)["provider"]
     mac = start_fakes("mac", extra=("--api-key", MAC_KEY))["mac"]
     config = {
         "models": [
@@ -111,7 +112,7 @@ def test_proxy_mode_rewrites_the_model_and_injects_the_provider_key(secured) -> 
 
 
 def test_a_provider_refusing_the_key_is_a_502_that_does_not_leak_it(secured) -> None:
-    gateway, provider, _ = secured
+    gateway, _, _ = secured
     with pytest.raises(openai.APIStatusError) as caught:
         _chat(_client(gateway, ALL_KEY), "ext-misconfigured")
     assert caught.value.status_code == 502

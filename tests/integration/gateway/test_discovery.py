@@ -100,14 +100,14 @@ def _chat(client, model: str) -> str:
 
 
 def test_discovered_models_answer(world) -> None:
-    _, _, client, _, provider = world
+    _, _, client, _, _ = world
     assert sorted(m.id for m in client.models.list()) == ["ext-model", "tiny-chat"]
     assert _chat(client, "tiny-chat").split("-")[0] in ("E1", "E2")
     assert _chat(client, "ext-model") == "prov-0 prov-1 prov-2"
 
 
 def test_keys_come_from_the_secret(world) -> None:
-    kube, gateway, client, _, _ = world
+    kube, gateway, _, _, _ = world
     newcomer = openai.OpenAI(base_url=gateway.url + "/v1", api_key="sk-added-later", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         newcomer.models.list()
@@ -118,7 +118,7 @@ def test_keys_come_from_the_secret(world) -> None:
 
 def test_endpoint_readiness_follows_the_slices(world) -> None:
     kube, _, client, replicas, _ = world
-    e1, e2 = replicas["E1"], replicas["E2"]
+    e1 = replicas["E1"]
     kube.patch("discovery.k8s.io/v1", "EndpointSlice", "tiny-1",
                {"endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": False}}]}, NS)
 

@@ -61,11 +61,11 @@ def test_prefix_hash_keeps_a_shared_prefix_on_one_replica(setup) -> None:
         served_by.add(reply.choices[0].message.content.split("-")[0])
     after = [_requests(r) for r in prefix.values()]
     assert len(served_by) == 1
-    assert sorted(a - b for a, b in zip(after, before)) == [0, 0, 9]
+    assert sorted(a - b for a, b in zip(after, before, strict=True)) == [0, 0, 9]
 
 
 def test_prefix_hash_spreads_different_prefixes(setup) -> None:
-    client, _, prefix = setup
+    client, _, _ = setup
     served_by = set()
     for i in range(12):
         reply = client.completions.create(model="cached", prompt=f"Document number {i}: " + "lorem ipsum " * 20)

@@ -59,7 +59,7 @@ def cluster(start_fakes, start_fake, start_gateway):
 
 
 def test_routes_by_model_for_chat_completions_embeddings_and_rerank(cluster) -> None:
-    gateway, fakes, client = cluster
+    _, fakes, client = cluster
     alpha = client.chat.completions.create(model="alpha", messages=[{"role": "user", "content": "hi"}])
     assert alpha.choices[0].message.content == "A-0 A-1 A-2"
     beta = client.completions.create(model="beta", prompt="hi")

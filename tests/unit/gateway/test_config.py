@@ -98,6 +98,9 @@ async def test_reload_on_change_keeps_last_good_table(tmp_path: pathlib.Path) ->
         path.unlink()  # removed: still serving
         await asyncio.sleep(0.1)
         assert routes.get("b") is not None
+        path.write_text("")  # truncated by a writer that has not written yet: still serving
+        await asyncio.sleep(0.2)
+        assert routes.get("b") is not None
         path.write_text("models: []\n")
         await _until(lambda: routes.get("b") is None)
         assert not keys.enabled

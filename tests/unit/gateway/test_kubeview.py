@@ -65,7 +65,8 @@ def test_terminating_endpoints_take_no_requests_and_ipv6_gets_brackets() -> None
     sl = _slice("s", [("fd00::1", True)], address_type="IPv6")
     sl["endpoints"].append({"addresses": ["fd00::2"], "conditions": {"ready": True, "terminating": True}})
     (route,) = kubeview.build([_server("s", "m")], [sl], {}).routes
-    assert [(e.url, e.ready) for e in route.endpoints] == [("http://[fd00::1]:8080", True), ("http://[fd00::2]:8080", False)]
+    assert [(e.url, e.ready) for e in route.endpoints] == [
+        ("http://[fd00::1]:8080", True), ("http://[fd00::2]:8080", False)]
 
 
 def test_no_slices_yet_means_a_known_model_without_endpoints() -> None:

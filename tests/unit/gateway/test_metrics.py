@@ -32,7 +32,8 @@ def test_vanished_idle_endpoints_lose_their_in_flight_series() -> None:
     m.child(m.in_flight, "tiny", "http://b").dec()
     # a: still routed; b: gone and idle; c: gone but a request is still running on it
     m.forget_endpoints({("tiny", "http://a")}, busy={"http://c"})
-    endpoints = {dict(labels)["endpoint"] for name, labels in _samples(m) if name == "llmserver_gateway_endpoint_in_flight"}
+    endpoints = {dict(labels)["endpoint"] for name, labels in _samples(m)
+                 if name == "llmserver_gateway_endpoint_in_flight"}
     assert endpoints == {"http://a", "http://c"}
     m.child(m.in_flight, "tiny", "http://b").inc()  # coming back works (a fresh child)
     assert _samples(m)[("llmserver_gateway_endpoint_in_flight", (("endpoint", "http://b"), ("model", "tiny")))] == 1
