@@ -50,6 +50,10 @@ def _ours(obj: Manifest) -> bool:
     return ((obj.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/managed-by") == common.MANAGED_BY
 
 
+def _succeeded(job: Manifest) -> bool:
+    return bool((job.get("status") or {}).get("succeeded"))
+
+
 def _config_hash(obj: Manifest | None) -> str | None:
     return (((obj or {}).get("metadata") or {}).get("annotations") or {}).get(common.CONFIG_HASH)
 
@@ -147,23 +151,12 @@ class Reconciler:
         claim_found = True
         secrets: dict[str, frozenset[str]] = {}
         if source.hugging_face is not None:
-            ref = source.hugging_face.token_secret_ref
-            secrets = self._secrets(namespace, ref)
-            for build in (download.build_download_service_account, download.build_download_role,
-                          download.build_download_role_binding):
-                obj = self.apply(build(server, settings), raw)
-                keep.add((obj["kind"], obj["metadata"]["name"]))
-            self._ensure_cache(server, raw)
-            if status.secret_problem(ref, secrets, "") is None:
-                job = self._ensure_job(server, raw)
-                keep.add(("Job", job["metadata"]["name"]))
-                if (job.get("status") or {}).get("failed"):
-                    job_pods = self.kube.list("Pod", namespace, {"job-name": job["metadata"]["name"]})
-            downloaded = job is not None and bool((job.get("status") or {}).get("succeeded"))
+            job, job_pods, secrets = self._download(server, raw, keep)
+            downloaded = job is not None and _succeeded(job)
         else:
             claim_found = self.kube.get("PersistentVolumeClaim", namespace, source.pvc.claim_name) is not None if source.pvc else False
             downloaded = claim_found
-        if spec_changed or (job is not None and not (job.get("status") or {}).get("succeeded")):
+        if spec_changed:  # children of an older spec can only exist after a spec change
             self._remove_children(server, keep, CHILD_KINDS)
         current = self.kube.get("Deployment", namespace, name)
         if downloaded:
@@ -176,6 +169,29 @@ class Reconciler:
                 pods = self.kube.list("Pod", namespace, common.selector(server))
         return status.Observed(secrets=secrets, claim_found=claim_found, job=job, job_pods=job_pods,
                                deployment=current, pods=pods)
+
+    def _download(self, server: llmserver_api.LLMServer, raw: Manifest,
+                  keep: set[tuple[str, str]]) -> tuple[Manifest | None, list[Manifest], dict[str, frozenset[str]]]:
+        """The download Job (and what it needs). Once it has succeeded nothing else is looked at:
+        its identity and the cache claim were ensured in the pass that created it."""
+        namespace, identity = common.namespace_of(server), download.identity_name(server)
+        keep.update({("ServiceAccount", identity), ("Role", identity), ("RoleBinding", identity)})
+        desired = self._prepared(download.build_download_job(server, self.settings), raw)
+        keep.add(("Job", desired["metadata"]["name"]))
+        job = self.kube.get("Job", namespace, desired["metadata"]["name"])
+        if job is not None and _succeeded(job):
+            return job, [], {}
+        ref = server.spec.source.hugging_face.token_secret_ref if server.spec.source and server.spec.source.hugging_face else None
+        secrets = self._secrets(namespace, ref)
+        if status.secret_problem(ref, secrets, "") is not None:
+            return job, [], secrets
+        for build in (download.build_download_service_account, download.build_download_role,
+                      download.build_download_role_binding):
+            self.apply(build(server, self.settings), raw)
+        self._ensure_cache(server, raw)
+        job = self._ensure_job(desired, job)
+        job_pods = self.kube.list("Pod", namespace, {"job-name": job["metadata"]["name"]}) if (job.get("status") or {}).get("failed") else []
+        return job, job_pods, secrets
 
     def _ensure_cache(self, server: llmserver_api.LLMServer, raw: Manifest) -> None:
         """Creates the cache claim when missing; a shared claim is never patched or adopted later."""
@@ -190,12 +206,10 @@ class Reconciler:
             if exc.status != 409:
                 raise
 
-    def _ensure_job(self, server: llmserver_api.LLMServer, raw: Manifest) -> Manifest:
+    def _ensure_job(self, desired: Manifest, current: Manifest | None) -> Manifest:
         """The Job's pod template is immutable: a failed Job whose desired content changed is recreated."""
-        desired = self._prepared(download.build_download_job(server, self.settings), raw)
         meta = desired["metadata"]
-        current = self.kube.get("Job", meta["namespace"], meta["name"])
-        if current is not None and (current.get("status") or {}).get("failed") and _config_hash(current) != _config_hash(desired):
+        if current is not None and _config_hash(current) != _config_hash(desired):
             failed_for_good = any(c.get("type") == "Failed" and c.get("status") == "True"
                                   for c in (current.get("status") or {}).get("conditions") or [])
             if failed_for_good:

@@ -84,16 +84,16 @@ def _download(spec: llmserver_api.LLMServerSpec, observed: Observed, previous: M
         return "True", "ModelOnClaim", f"the model is read from PersistentVolumeClaim {spec.source.pvc.claim_name!r}"
     hf = spec.source.hugging_face
     assert hf is not None
+    job = observed.job
+    if job is not None and (workloads.job_condition(job, "Complete") or (job.get("status") or {}).get("succeeded")):
+        return "True", "DownloadComplete", f"{hf.repo}@{hf.revision} is in the model cache"
     problem = secret_problem(hf.token_secret_ref, observed.secrets, "spec.source.huggingFace.tokenSecretRef")
     if problem:
         return "False", "SecretNotFound", problem
-    job = observed.job
     if job is None:
         return "False", "DownloadPending", f"creating the download Job for {hf.repo}"
     if workloads.job_condition(job, "Failed"):
         return "False", "DownloadFailed", workloads.job_failure_message(job, observed.job_pods)
-    if workloads.job_condition(job, "Complete") or (job.get("status") or {}).get("succeeded"):
-        return "True", "DownloadComplete", f"{hf.repo}@{hf.revision} is in the model cache"
     return "False", "Downloading", _progress(previous)
 
 
