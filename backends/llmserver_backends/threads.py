@@ -13,6 +13,7 @@ engines with one context (llama.cpp) need.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import threading
@@ -60,18 +61,44 @@ class CancelToken:
             raise Cancelled()
 
 
-def _pump(
-    make: Callable[[CancelToken], Iterator[T]],
-    token: CancelToken,
-    loop: asyncio.AbstractEventLoop,
-    queue: asyncio.Queue[Any],
-) -> None:
+class _Channel:
+    """Worker -> event loop hand-off that wakes the loop only when the consumer is waiting.
+
+    A wake-up per item (call_soon_threadsafe each token) costs a self-pipe write and a loop turn;
+    when the consumer lags behind the engine it instead drains everything queued in one turn."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._items: collections.deque[Any] = collections.deque()
+        self._lock = threading.Lock()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put(self, item: Any) -> None:
+        """Worker side."""
+        with self._lock:
+            self._items.append(item)
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            with contextlib.suppress(RuntimeError):  # loop already closed: nobody is listening
+                self._loop.call_soon_threadsafe(_wake, waiter)
+
+    async def get(self) -> Any:
+        """Event-loop side."""
+        while True:
+            with self._lock:
+                if self._items:
+                    return self._items.popleft()
+                waiter = self._waiter = self._loop.create_future()
+            await waiter
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _pump(make: Callable[[CancelToken], Iterator[T]], token: CancelToken, channel: _Channel) -> None:
     """Worker side: iterate, forward each item (or the exception) to the loop, stop on cancel."""
-
-    def put(item: Any) -> None:
-        with contextlib.suppress(RuntimeError):  # loop already closed: nobody is listening
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
     iterator: Iterator[T] | None = None
     try:
         if token.cancelled:  # the consumer left while this job waited for the worker
@@ -80,19 +107,19 @@ def _pump(
         for item in iterator:
             if token.cancelled:
                 break
-            put(item)
+            channel.put(item)
             if token.cancelled:
                 break
     except Cancelled:
         pass
     except BaseException as exc:  # noqa: BLE001 - re-raised on the loop side
-        put(_Failure(exc))
+        channel.put(_Failure(exc))
     finally:
         close = getattr(iterator, "close", None)
         if close is not None:
             with contextlib.suppress(Exception):
                 close()
-        put(_DONE)
+        channel.put(_DONE)
 
 
 class _Failure:
@@ -112,12 +139,12 @@ async def stream(
     generator finishes closing.
     """
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Any] = asyncio.Queue()
+    channel = _Channel(loop)
     token = CancelToken()
-    future = loop.run_in_executor(executor, _pump, make, token, loop, queue)
+    future = loop.run_in_executor(executor, _pump, make, token, channel)
     try:
         while True:
-            item = await queue.get()
+            item = await channel.get()
             if item is _DONE:
                 return
             if isinstance(item, _Failure):
