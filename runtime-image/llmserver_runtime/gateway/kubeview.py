@@ -22,6 +22,10 @@ from llmserver_runtime.gateway import auth, config, table
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 API_KEYS_SECRET_KEY = "apiKeys"
+# Set by the operator on a Mac's EndpointSlice (llmserver_operator.apple.publishing): NS/NAME of the
+# Secret whose `api-key` the Mac runtime requires as Bearer.
+ENDPOINT_KEY_ANNOTATION = "serving.llmserver.dev/endpoint-api-key-secret"
+ENDPOINT_KEY_SECRET_KEY = "api-key"
 
 Obj = Mapping[str, Any]
 Ref = tuple[str, str]  # (namespace, name)
@@ -87,7 +91,7 @@ def build(servers: Iterable[Obj], slices: Iterable[Obj], secrets: Mapping[Ref, O
         if server.spec.mode is llmserver_api.Mode.PROXY:
             routes[name] = _proxy_route(server, key, secrets, needed, problems)
         else:
-            endpoints = endpoints_of(by_service.get(key, []))
+            endpoints = endpoints_of(by_service.get(key, []), secrets, needed, problems)
             routes[name] = table.Route(
                 model=name, policy=server.spec.routing.policy, endpoints=endpoints, source=where
             )
@@ -119,23 +123,53 @@ def _proxy_route(
     return table.Route(model=spec.model, policy=spec.routing.policy, upstream=upstream, source=where)
 
 
-def endpoints_of(slices: Iterable[Obj]) -> tuple[table.Endpoint, ...]:
-    """Endpoints of a Service's EndpointSlices, deduplicated, sorted, with their readiness."""
-    found: dict[str, bool] = {}
+def endpoints_of(
+    slices: Iterable[Obj],
+    secrets: Mapping[Ref, Obj] | None = None,
+    needed: set[Ref] | None = None,
+    problems: list[str] | None = None,
+) -> tuple[table.Endpoint, ...]:
+    """Endpoints of a Service's EndpointSlices, deduplicated, sorted, with readiness and API key.
+
+    A slice annotated with `serving.llmserver.dev/endpoint-api-key-secret: NS/NAME` (a Mac's
+    runtime) gets the Secret's `api-key` value as its Bearer key; while that Secret is missing its
+    endpoints count as not ready (the runtime would refuse every request).
+    """
+    found: dict[str, tuple[bool, str | None]] = {}
     for item in slices:
         port = _port(item.get("ports") or [])
         if port is None:
             continue
+        api_key, key_ok = _slice_key(item, secrets or {}, needed, problems)
         ipv6 = item.get("addressType") == "IPv6"
         for endpoint in item.get("endpoints") or []:
             conditions = endpoint.get("conditions") or {}
             # Kubernetes: a missing `ready` means ready; terminating endpoints take no new requests.
-            ready = conditions.get("ready") is not False and conditions.get("terminating") is not True
+            ready = key_ok and conditions.get("ready") is not False and conditions.get("terminating") is not True
             for address in endpoint.get("addresses") or []:
                 host = f"[{address}]" if ipv6 or ":" in address else address
                 url = f"http://{host}:{port}"
-                found[url] = found.get(url, False) or ready
-    return tuple(table.Endpoint(url=url, ready=ready) for url, ready in sorted(found.items()))
+                seen_ready, seen_key = found.get(url, (False, None))
+                found[url] = (seen_ready or ready, seen_key or api_key)
+    return tuple(table.Endpoint(url=url, ready=r, api_key=k) for url, (r, k) in sorted(found.items()))
+
+
+def _slice_key(
+    item: Obj, secrets: Mapping[Ref, Obj], needed: set[Ref] | None, problems: list[str] | None
+) -> tuple[str | None, bool]:
+    """(api key, usable) of a slice; usable is False when its annotated Secret cannot be read."""
+    annotation = ((item.get("metadata") or {}).get("annotations") or {}).get(ENDPOINT_KEY_ANNOTATION)
+    if not annotation:
+        return None, True
+    namespace, _, name = annotation.rpartition("/")
+    secret_ref = (namespace or ref(item)[0], name)
+    if needed is not None:
+        needed.add(secret_ref)
+    value = secret_value(secrets.get(secret_ref), ENDPOINT_KEY_SECRET_KEY)
+    if value is None and problems is not None:
+        problems.append(f"EndpointSlice {'/'.join(ref(item))}: Secret {'/'.join(secret_ref)} key "
+                        f"{ENDPOINT_KEY_SECRET_KEY!r} not found; its endpoints are not used until it exists")
+    return value, value is not None
 
 
 def _port(ports: list[Obj]) -> int | None:

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.timeout(180)
 NS = "ml"
 PROVIDER_KEY = "sk-provider-from-secret-5151"
 GATEWAY_KEY = "sk-gateway-user-6161"
+MAC_KEY = "mac-runtime-key-7171"
 SOURCE = {"huggingFace": {"repo": "acme/tiny-GGUF", "file": "tiny.gguf"}}
 
 
@@ -72,6 +73,7 @@ def kube():
 @pytest.fixture(scope="module")
 def world(kube, start_fakes, run_gateway):
     replicas = start_fakes("E1", "E2")
+    mac = start_fakes("mac", extra=("--api-key", MAC_KEY))["mac"]
     provider = start_fakes("prov", extra=("--require-key", PROVIDER_KEY, "--served-model", "up-model"))["prov"]
     kube.create(_secret("gw-keys", {"apiKeys": yaml.safe_dump([{"key": GATEWAY_KEY}])}))
     kube.create(_secret("provider", {"token": PROVIDER_KEY}))
@@ -81,6 +83,14 @@ def world(kube, start_fakes, run_gateway):
         "apiKeySecretRef": {"name": "provider", "key": "token"}}))
     for i, replica in enumerate(replicas.values(), 1):
         kube.create(_slice(f"tiny-{i}", "tiny", int(replica.url.rsplit(":", 1)[1]), ready=True))
+    # A Mac: the operator's slice names the Secret (in the agents' namespace) with the runtime's key.
+    kube.create({**_secret("applenode-m1-key", {"api-key": MAC_KEY}), "metadata": {
+        "name": "applenode-m1-key", "namespace": "agents"}})
+    kube.create(_server("macsrv", "mac-model", source=SOURCE))
+    mac_slice = _slice("macsrv-apple", "macsrv", int(mac.url.rsplit(":", 1)[1]), ready=True)
+    mac_slice["metadata"]["annotations"] = {
+        "serving.llmserver.dev/endpoint-api-key-secret": "agents/applenode-m1-key"}
+    kube.create(mac_slice)
     # A slice of a Service that is no LLMServer's, and one in another namespace: both ignored.
     kube.create({**_slice("other-1", "other", 1, True)})
     gateway = run_gateway(
@@ -90,7 +100,7 @@ def world(kube, start_fakes, run_gateway):
         env={"KUBECONFIG": kube.kubeconfig, "LLMSERVER_GATEWAY_SECRET_REFRESH_SECONDS": "0.3",
              "LLMSERVER_GATEWAY_RESYNC_SECONDS": "3"}, ready="/ready")
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=GATEWAY_KEY, max_retries=0, timeout=30)
-    yield kube, gateway, client, replicas, provider
+    yield kube, gateway, client, {**replicas, "mac": mac}, provider
     client.close()
 
 
@@ -101,9 +111,17 @@ def _chat(client, model: str) -> str:
 
 def test_discovered_models_answer(world) -> None:
     _, _, client, _, _ = world
-    assert sorted(m.id for m in client.models.list()) == ["ext-model", "tiny-chat"]
+    assert sorted(m.id for m in client.models.list()) == ["ext-model", "mac-model", "tiny-chat"]
     assert _chat(client, "tiny-chat").split("-")[0] in ("E1", "E2")
     assert _chat(client, "ext-model") == "prov-0 prov-1 prov-2"
+
+
+def test_mac_endpoint_gets_the_key_its_slice_names(world) -> None:
+    _, _, client, replicas, _ = world
+    assert _chat(client, "mac-model").startswith("mac-0")
+    with urllib.request.urlopen(replicas["mac"].url + "/fake/stats", timeout=5) as reply:
+        stats = json.loads(reply.read())
+    assert stats["auth_ok"] == 1 and stats["auth_bad"] == 0
 
 
 def test_keys_come_from_the_secret(world) -> None:
@@ -172,7 +190,7 @@ def test_deleted_llmserver_disappears(world) -> None:
         return False
 
     _until(gone, message="404 after delete")
-    assert [m.id for m in client.models.list()] == ["tiny-chat"]
+    assert [m.id for m in client.models.list()] == ["mac-model", "tiny-chat"]
     log = gateway.output()
-    for secret in (PROVIDER_KEY, GATEWAY_KEY, "sk-added-later", "sk-stale-key-0000"):
+    for secret in (PROVIDER_KEY, GATEWAY_KEY, MAC_KEY, "sk-added-later", "sk-stale-key-0000"):
         assert secret not in log

@@ -124,3 +124,17 @@ def test_api_keys_secret() -> None:
     assert keys is None and "sk-x" not in problem
     keys, problem = kubeview.api_keys_from_secret(_secret("k", {"apiKeys": "- models: [a]"}), "ml/k")
     assert keys is None and "[0]" in problem
+
+
+def test_mac_slices_get_the_api_key_named_by_their_annotation() -> None:
+    mac = _slice("tiny", [("192.168.1.20", True)], name="tiny-apple")
+    mac["metadata"]["annotations"] = {"serving.llmserver.dev/endpoint-api-key-secret": "agents/applenode-m1-key"}
+    server = _server("tiny", "tiny-chat", apple={})
+    missing = kubeview.build([server], [mac], {})
+    assert missing.secrets_needed == {("agents", "applenode-m1-key")}
+    assert missing.routes[0].endpoints == (table.Endpoint("http://192.168.1.20:8080", False),)
+    assert "agents/applenode-m1-key" in missing.problems[0]
+    secret = _secret("applenode-m1-key", {"api-key": "mac-secret-1"}, ns="agents")
+    view = kubeview.build([server], [mac], {("agents", "applenode-m1-key"): secret})
+    assert view.routes[0].endpoints == (table.Endpoint("http://192.168.1.20:8080", True, "mac-secret-1"),)
+    assert view.problems == []
