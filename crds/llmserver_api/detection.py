@@ -122,7 +122,8 @@ def profile(model: ModelFiles) -> Detection:
 def _gguf(model: ModelFiles, gguf: list[str], seen: str, chosen: bool = False) -> Detection:
     projectors = [path for path in gguf if "mmproj" in pathlib.PurePosixPath(path).name.lower()]
     groups = signals.gguf_models([path for path in gguf if path not in projectors])
-    warnings = tuple(f"vision projector {path} present: llama.cpp needs it passed to serve images" for path in projectors[:1])
+    warnings = tuple(f"vision projector {path} present: llama.cpp needs it passed to serve images"
+                     for path in projectors[:1])
     if not groups:
         return _undecided("only vision projector GGUF files, no language model", seen, ModelFormat.GGUF)
     first = sorted(groups.values())[0]
@@ -146,7 +147,8 @@ def choose_backend(found: Detection, hardware: Hardware) -> Detection:
     warnings = found.warnings
     if backend in (Backend.MLX, Backend.MLX_VLM) and hardware is not Hardware.APPLE:
         warnings += ("the operator places mlx and mlx-vlm models on a registered Mac (AppleNode)",)
-    return dataclasses.replace(found, hardware=hardware, backend=backend, reasons=found.reasons + (why,), warnings=warnings)
+    return dataclasses.replace(
+        found, hardware=hardware, backend=backend, reasons=found.reasons + (why,), warnings=warnings)
 
 
 def detect(model: ModelFiles, hardware: Hardware) -> Detection:
@@ -275,7 +277,8 @@ def resolve(spec: LLMServerSpec, model: ModelFiles, hardware: Hardware | None = 
                 f"{', '.join(c.value for c in found.capabilities)} ({'; '.join(found.reasons)})")
     if explicit_backend and found.format in LOADERS and explicit_backend not in LOADERS[found.format]:
         allowed = " or ".join(b.value for b in LOADERS[found.format])
-        contradictions.append(f"spec.backend {explicit_backend.value} cannot load {found.format.value} weights (use {allowed})")
+        contradictions.append(
+            f"spec.backend {explicit_backend.value} cannot load {found.format.value} weights (use {allowed})")
     elif explicit_backend is Backend.LLAMA_CPP and found.format not in (ModelFormat.GGUF, ModelFormat.UNKNOWN):
         contradictions.append(f"spec.backend llama-cpp needs a GGUF file, but the model is {found.format.value}")
     return Resolved(backend, capabilities, found, "; ".join(reasons), tuple(contradictions))

@@ -105,7 +105,8 @@ def gguf_capabilities(model: Described, model_file: str) -> tuple[tuple[Capabili
         return (Capability.EMBEDDINGS,), f"the GGUF header describes an encoder ({architecture}): an embedding model"
     if architecture and pooling not in (None, 0, -1):
         if "embed" in name:
-            return (Capability.EMBEDDINGS,), f"a {architecture} decoder with pooling {pooling}, named as an embedding model"
+            return (Capability.EMBEDDINGS,), (
+                f"a {architecture} decoder with pooling {pooling}, named as an embedding model")
         return (Capability.TEXT_GENERATION, Capability.EMBEDDINGS), (
             f"the GGUF header describes a {architecture} language model with pooling {pooling}: it also embeds")
     if architecture:
@@ -153,11 +154,14 @@ def capabilities(files: tuple[str, ...], configs: Mapping[str, Any]) -> tuple[
     if architecture and architecture.endswith("ForSequenceClassification"):
         labels, source = label_count(config)
         if labels == 1:
-            return (Capability.RERANK,), [f"{architecture} with one label is a cross-encoder (reranker)"], [], ModelFormat.CROSS_ENCODER
-        return (), [], [f"{architecture} has {labels} labels ({source}): a classifier, not a reranker (rerank needs one)"], None
+            why = f"{architecture} with one label is a cross-encoder (reranker)"
+            return (Capability.RERANK,), [why], [], ModelFormat.CROSS_ENCODER
+        problem = f"{architecture} has {labels} labels ({source}): a classifier, not a reranker (rerank needs one)"
+        return (), [], [problem], None
     layout = [name for name in SENTENCE_TRANSFORMERS_FILES if name in files]
     if layout:
-        return (Capability.EMBEDDINGS,), [f"sentence-transformers layout ({layout[0]}): an embedding model"], [], ModelFormat.SENTENCE_TRANSFORMERS
+        why = f"sentence-transformers layout ({layout[0]}): an embedding model"
+        return (Capability.EMBEDDINGS,), [why], [], ModelFormat.SENTENCE_TRANSFORMERS
     vision = vision_signal(configs)
     model_type = config.get("model_type", "?")
     if architecture and architecture.endswith(GENERATIVE_SUFFIXES):
@@ -169,7 +173,8 @@ def capabilities(files: tuple[str, ...], configs: Mapping[str, Any]) -> tuple[
     if vision:
         return (), [], [f"{architecture or model_type} takes images but does not generate text ({vision})"], None
     if architecture and architecture.endswith("Model"):
-        return (Capability.EMBEDDINGS,), [f"{architecture} is a bare encoder without a task head: served as embeddings"], [], None
+        why = f"{architecture} is a bare encoder without a task head: served as embeddings"
+        return (Capability.EMBEDDINGS,), [why], [], None
     if not architecture:
         return (), [], [f"config.json names no architectures (model_type {model_type})"], None
     return (), [], [f"{architecture} has no text generation, embedding or one-label classification head"], None

@@ -128,7 +128,7 @@ def _as_json(model: detection.ModelFiles, results: dict[detection.Hardware, dete
 
 @click.command(name="inspect")
 @click.argument("repo_or_path")
-@click.option("--file", "file", help="One file of the repo to serve (a GGUF quantisation), as spec.source.huggingFace.file.")
+@click.option("--file", "file", help="The one file to serve (a GGUF quantisation), as in spec.source.huggingFace.file.")
 @click.option("--revision", default="main", show_default=True, help="Branch, tag or commit of a Hub repo.")
 @click.option("--hardware", type=click.Choice([h.value for h in detection.Hardware]),
               help="Decide only for this hardware [default: gpu, cpu and apple].")
