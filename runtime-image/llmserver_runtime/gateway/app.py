@@ -61,6 +61,7 @@ def create_app(
     for path in PROXIED_PATHS:
         app.router.add_post(path, _proxied)
     app.router.add_get("/v1/models", _models)
+    app.router.add_get("/v1/models/{model:.+}", _model)
     app.router.add_get("/health", _health)
     app.router.add_get("/ready", _ready)
     app.router.add_get("/metrics", _metrics)
@@ -164,6 +165,19 @@ async def _models(request: web.Request) -> web.Response:
         ]
     )
     return web.Response(body=listing.model_dump_json(exclude_none=True), content_type="application/json")
+
+
+async def _model(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    name = request.match_info["model"]
+    try:
+        key = gw.keys.authenticate(request.headers.get("Authorization"))
+        if gw.routes.get(name) is None or (key is not None and not key.allows(name)):
+            raise protocol_errors.model_not_found(name)
+    except protocol_errors.APIError as exc:
+        return errors.to_response(exc)
+    model = protocol_models.Model(id=name, created=gw.started_at, owned_by="llmserver")
+    return web.Response(body=model.model_dump_json(exclude_none=True), content_type="application/json")
 
 
 async def _health(request: web.Request) -> web.Response:

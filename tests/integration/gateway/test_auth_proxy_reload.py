@@ -82,6 +82,9 @@ def test_a_key_limited_to_some_models_gets_403_for_others(secured) -> None:
     with pytest.raises(openai.PermissionDeniedError):
         _chat(tiny, "no-such-model")  # no hint whether a model it may not use exists
     assert [m.id for m in tiny.models.list()] == ["tiny"]
+    assert tiny.models.retrieve("tiny").id == "tiny"
+    with pytest.raises(openai.NotFoundError):
+        tiny.models.retrieve("big")  # not its model: not even its existence is told
     assert sorted(m.id for m in _client(gateway, ALL_KEY).models.list()) == [
         "big", "ext", "ext-misconfigured", "mac", "tiny"]
 

@@ -77,6 +77,9 @@ def test_models_are_listed_from_the_table(cluster) -> None:
     _, _, client = cluster
     assert sorted(m.id for m in client.models.list()) == [
         "allbad", "alpha", "beta", "disc", "down", "flaky", "stream"]
+    assert client.models.retrieve("beta").id == "beta"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("nope")
 
 
 def test_unknown_model_is_404_naming_the_param(cluster) -> None:
