@@ -42,7 +42,7 @@ def _run(memo: kopf.Memo, namespace: str, name: str, coalesce: bool) -> reconcil
 def register(registry: kopf.OperatorRegistry) -> None:
     """Attaches every handler of the operator to `registry`."""
 
-    @kopf.on.startup(registry=registry)
+    @kopf.on.startup(registry=registry, id="configure")
     def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         ours: settings_mod.Settings = memo.settings
         settings.posting.level = logging.WARNING  # events for problems only: a resync writes nothing
@@ -54,7 +54,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
         for group, version, plural in CHILD_RESOURCES:
             settings.watching.label_selectors[group or "v1", plural] = OURS  # watch only our children
 
-    @kopf.on.login(registry=registry)
+    @kopf.on.login(registry=registry, id="login")
     def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo | None:
         config = memo.kube_config
         if memo.settings.kubeconfig is None and config.host.startswith("https://kubernetes.default"):
@@ -69,9 +69,9 @@ def register(registry: kopf.OperatorRegistry) -> None:
             private_key_path=config.key_file,
         )
 
-    @kopf.on.resume(llmserver_api.GROUP, llmserver_api.VERSION, "llmservers", registry=registry)
-    @kopf.on.create(llmserver_api.GROUP, llmserver_api.VERSION, "llmservers", registry=registry)
-    @kopf.on.update(llmserver_api.GROUP, llmserver_api.VERSION, "llmservers", registry=registry)
+    @kopf.on.resume(llmserver_api.GROUP, llmserver_api.VERSION, "llmservers", registry=registry, id="reconcile")
+    @kopf.on.create(llmserver_api.GROUP, llmserver_api.VERSION, "llmservers", registry=registry, id="reconcile")
+    @kopf.on.update(llmserver_api.GROUP, llmserver_api.VERSION, "llmservers", registry=registry, id="reconcile")
     def server_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
         try:
             outcome = _run(memo, namespace, name, coalesce=False)
