@@ -47,7 +47,7 @@
   verbs: ["get"]
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
-  verbs: ["get"]
+  verbs: ["get"{{ if .Values.apple.enabled }}, "create", "update", "delete"{{ end }}]
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
   verbs: ["create"]
@@ -61,11 +61,34 @@
 {{/* Cluster-scoped objects the operator reads or writes: only kopf's cluster peering object
      when peering is on and it watches every namespace. */}}
 {{- define "llmserver.operatorClusterRules" -}}
+{{- if .Values.apple.enabled }}
+{{- /* Macs (llmserver_operator.apple): AppleNodes are cluster-scoped; their readiness comes from
+  Leases (see llmserver.operatorAppleRules); placement weighs every Apple-placed LLMServer, in every
+  namespace, so listing LLMServers is cluster-wide even in a namespaced install. */}}
+- apiGroups: ["serving.llmserver.dev"]
+  resources: ["applenodes"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["serving.llmserver.dev"]
+  resources: ["applenodes/status"]
+  verbs: ["patch"]
+{{- if .Values.operator.watchNamespaces }}
+- apiGroups: ["serving.llmserver.dev"]
+  resources: ["llmservers"]
+  verbs: ["list"]
+{{- end }}
+{{- end }}
 {{- if and .Values.operator.peering.enabled (not .Values.operator.watchNamespaces) }}
 - apiGroups: ["kopf.dev"]
   resources: ["clusterkopfpeerings"]
   verbs: ["get", "list", "watch", "patch"]
 {{- end }}
+{{- end -}}
+
+{{/* Mac agents' Leases (heartbeats), read by name in the release namespace (the agents' namespace). */}}
+{{- define "llmserver.operatorAppleRules" -}}
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get"]
 {{- end -}}
 
 {{/* What the gateway lists and watches to build its routing table. */}}

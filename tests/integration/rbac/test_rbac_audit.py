@@ -34,6 +34,15 @@ UNUSED_OK = {
     ("get", "serving.llmserver.dev", "llmservers/status"): "the download Job's Role grants it; the operator "
     "must hold it itself to create that Role without the `escalate` verb",
 }
+# Mac placement (apple.enabled) needs registered agents (tests/integration/apple); these grants are
+# derived from llmserver_operator.apple (scheduler, handlers) and may go unused here.
+APPLE = {
+    ("get", "serving.llmserver.dev", "applenodes"), ("list", "serving.llmserver.dev", "applenodes"),
+    ("watch", "serving.llmserver.dev", "applenodes"), ("patch", "serving.llmserver.dev", "applenodes"),
+    ("patch", "serving.llmserver.dev", "applenodes/status"), ("get", "coordination.k8s.io", "leases"),
+    ("create", "discovery.k8s.io", "endpointslices"), ("update", "discovery.k8s.io", "endpointslices"),
+    ("delete", "discovery.k8s.io", "endpointslices"), ("list", "serving.llmserver.dev", "llmservers"),
+}
 
 
 @pytest.fixture
@@ -73,7 +82,8 @@ def _check(requests: list[rbac.Request], values: dict[str, Any], account: str) -
 
 def _unused(granted: set[rbac.Grant], requests: list[rbac.Request]) -> list[str]:
     return sorted({f"{g.verb} {g.group or 'core'}/{g.resource}" for g in granted
-                   if not rbac.used(g, requests) and (g.verb, g.group, g.resource) not in UNUSED_OK})
+                   if not rbac.used(g, requests) and (g.verb, g.group, g.resource) not in UNUSED_OK
+                   and (g.verb, g.group, g.resource) not in APPLE})
 
 
 def _operator_scenario(cluster: fake_cluster.FakeCluster) -> None:
@@ -146,18 +156,23 @@ def test_operator_rbac_cluster_wide(recorded: list[rbac.Request]) -> None:
         _operator_scenario(cluster)
     granted = _check(recorded, {}, "operator")
     assert _unused(granted, recorded) == [], _unused(granted, recorded)
-    # Cluster-wide only because it watches every namespace: nothing cluster-scoped is granted.
-    assert {g.resource for g in granted} & {"namespaces", "customresourcedefinitions", "applenodes",
-                                            "clusterroles", "clusterrolebindings", "nodes"} == set()
+    # Cluster-wide because it watches every namespace; of cluster-scoped kinds only AppleNodes (Macs).
+    assert {g.resource for g in granted} & {"namespaces", "customresourcedefinitions", "clusterroles",
+                                            "clusterrolebindings", "nodes", "persistentvolumes"} == set()
 
 
 def test_operator_rbac_namespaced(recorded: list[rbac.Request]) -> None:
     with fake_cluster.FakeCluster(namespaces=[NS]) as cluster:
         _operator_scenario(cluster)
-    values = {"operator": {"watchNamespaces": [NS]}}
+    values = {"operator": {"watchNamespaces": [NS]}, "apple": {"enabled": False}}
     granted = _check(recorded, values, "operator")
     assert {g.namespace for g in granted} == {NS}, "a namespaced install must grant nothing cluster-wide"
     assert not helm.by_kind(helm.template(values), "ClusterRole")
+    # With Macs on, the only cluster-wide grants are the Apple ones (AppleNodes are cluster-scoped).
+    with_macs = _check(recorded, {"operator": {"watchNamespaces": [NS]}}, "operator")
+    cluster_wide = {(g.verb, g.group, g.resource) for g in with_macs if g.namespace is None}
+    assert cluster_wide and cluster_wide <= APPLE, cluster_wide
+    assert {(g.verb, g.resource) for g in with_macs if g.namespace == helm.NAMESPACE} == {("get", "leases")}
 
 
 def test_operator_holds_what_its_download_role_grants() -> None:
