@@ -27,6 +27,8 @@ from llmserver_operator.builders import cache, common, deployment, download, pla
 
 Manifest = dict[str, Any]
 CHILD_KINDS = ("Deployment", "Service", "Job", "ServiceAccount", "Role", "RoleBinding")
+# On a Mac the Service `N` is rewritten selector-less by the apple package: it is not removed here.
+APPLE_REMOVED_KINDS = tuple(kind for kind in CHILD_KINDS if kind != "Service")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,10 +90,14 @@ class Reconciler:
         where = plan.placement(server.spec)
         if where == plan.Placement.KUBERNETES:
             observed = self._converge_kubernetes(server, raw, spec_changed)
+        elif where == plan.Placement.PROXY:
+            if spec_changed:
+                self._remove_children(server, keep=set(), kinds=CHILD_KINDS)
+            observed = self._observe_proxy(server)
         else:
             if spec_changed:
-                self._remove_children(server, keep=set(), kinds=CHILD_KINDS if where == plan.Placement.PROXY else CHILD_KINDS[:1] + CHILD_KINDS[2:])
-            observed = self._observe_proxy(server) if where == plan.Placement.PROXY else self._observe_apple(server, previous)
+                self._remove_children(server, keep=set(), kinds=APPLE_REMOVED_KINDS)
+            observed = self._observe_apple(server, previous)
         return self._finish(raw, server, observed)
 
     def _finish(self, raw: Manifest, server: llmserver_api.LLMServer | None, observed: status.Observed) -> Outcome:
