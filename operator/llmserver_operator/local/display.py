@@ -14,6 +14,7 @@ PHASE_STYLES = {
     "Ready": "green",
     "Failed": "bold red",
     "Unloaded": "dim",
+    "Unloading": "dim",
     "Downloading": "cyan",
     "Starting": "yellow",
     "Pending": "yellow",

@@ -1,6 +1,8 @@
 """What the gateway should do with each model right now, decided from the units' state (pure).
 
 - Ready self-hosted server: its runtime.
+- Unloading (re-routed, runtime still up until the gateway re-read the config): the wake-up proxy
+  if it may restart, else no endpoint.
 - Unloaded by idle time or the LRU cap, or still loading: the wake-up proxy of the control
   endpoint, so a request (re)starts the model and waits instead of failing.
 - Failed, or unloaded by `unload-model`: no endpoint, so the gateway answers 503.
@@ -32,6 +34,8 @@ def route(unit: units.Unit, control_url: str | None) -> gateway_config.Route:
         return gateway_config.Route(model=spec.model, policy=policy, upstream=upstream)
     if unit.state.phase == "Ready" and unit.base_url:
         endpoint = gateway_config.Endpoint(unit.base_url, True)
+    elif unit.state.phase == "Unloading" and not unit.wakeable:
+        return gateway_config.Route(model=spec.model, policy=policy)
     elif control_url and (unit.wakeable or _loading(unit)):
         endpoint = gateway_config.Endpoint(f"{control_url}/wake/{unit.state.name}", True)
     else:

@@ -71,6 +71,10 @@ class Supervisor:
         self._gateway: process.ManagedProcess | None = None
         self._ctx: units.Context | None = None
         self._capacity = asyncio.Lock()
+        # the gateway re-reads its config every poll interval: wait two of them (and a margin)
+        # between re-routing a model and stopping its runtime
+        poll = float(self.env.get("LLMSERVER_GATEWAY_CONFIG_POLL_SECONDS", "1") or 1)
+        self.drain_seconds = 2 * poll + 0.5
 
     @property
     def gateway_url(self) -> str:
@@ -164,9 +168,30 @@ class Supervisor:
             victim = min(ready, key=lambda u: u.state.last_used or 0.0)
             await self.unload(victim, f"unloaded to stay within --max-loaded {limit} (least recently used)", wakeable=True)
 
-    async def unload(self, unit: units.Unit, reason: str, wakeable: bool) -> None:
-        """Stops a server without forgetting it; `wakeable` ones restart on their next request."""
+    async def unload(self, unit: units.Unit, reason: str, wakeable: bool, keep_if_used: bool = False) -> None:
+        """Stops a server without forgetting it; `wakeable` ones restart on their next request.
+
+        A ready runtime is first taken out of the gateway's config (to the wake-up proxy, or to
+        no endpoint) and only stopped once the gateway has re-read it, so no request is sent to
+        a runtime that is gone. With `keep_if_used` (idle unload) a request arriving meanwhile
+        cancels the unload.
+        """
         assert self._ctx is not None
+        while unit.draining:
+            await asyncio.sleep(0.1)
+        if unit.state.phase == "Ready" and unit.resident:
+            unit.wakeable = wakeable and unit.self_hosted
+            unit.wanted = False
+            unit.draining = True
+            unit.set(self._ctx, "Unloading", reason)
+            try:
+                await asyncio.sleep(self.drain_seconds)
+            finally:
+                unit.draining = False
+            if keep_if_used and unit.wanted and unit.resident:
+                unit.touch()
+                unit.set(self._ctx, "Ready", f"serving on 127.0.0.1:{unit.state.port}")
+                return
         task, unit.task = unit.task, None
         unit.wakeable = wakeable and unit.self_hosted
         if task is not None and not task.done() and task is not asyncio.current_task():
@@ -185,6 +210,10 @@ class Supervisor:
     async def ensure_loaded(self, unit: units.Unit, timeout: float) -> bool:
         """For the wake-up proxy: (re)start `unit` if allowed, wait until Ready or given up."""
         unit.touch()
+        if unit.draining:  # being unloaded: an idle unload is called off, an eviction finishes first
+            unit.wanted = True
+            while unit.draining:
+                await asyncio.sleep(0.05)
         if unit.state.phase == "Ready":
             return True
         if unit.wakeable and (unit.task is None or unit.task.done()):
@@ -211,7 +240,7 @@ class Supervisor:
                 previous[unit.state.name] = current
             idle = time.time() - (unit.state.last_used or time.time())
             if self.options.idle_unload and idle >= self.options.idle_unload:
-                await self.unload(unit, f"idle for {idle:.0f}s", wakeable=True)
+                await self.unload(unit, f"idle for {idle:.0f}s", wakeable=True, keep_if_used=True)
                 previous.pop(unit.state.name, None)
 
     async def _start_gateway(self) -> None:

@@ -60,7 +60,8 @@ class Unit:
         self.process: process.ManagedProcess | None = None
         self.task: asyncio.Task[None] | None = None
         self.wakeable = False  # unloaded by idle time or the LRU cap: the next request restarts it
-        self.activity: float | None = None
+        self.draining = False  # re-routed away, waiting for the gateway to re-read its config
+        self.wanted = False  # a request arrived while draining
 
     @property
     def resident(self) -> bool:

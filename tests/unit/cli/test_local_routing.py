@@ -36,6 +36,14 @@ def test_idle_unloaded_model_goes_through_the_wake_up_proxy() -> None:
     assert routing.route(u, CONTROL).endpoints == (gateway_config.Endpoint(f"{CONTROL}/wake/s", True),)
 
 
+def test_unloading_is_routed_away_from_the_runtime_before_it_stops() -> None:
+    u = self_hosted()
+    u.state.phase, u.state.port, u.wakeable = "Unloading", 18081, True
+    assert routing.route(u, CONTROL).endpoints == (gateway_config.Endpoint(f"{CONTROL}/wake/s", True),)
+    u.wakeable = False
+    assert routing.route(u, CONTROL).endpoints == ()
+
+
 def test_failed_or_manually_unloaded_model_has_no_endpoint() -> None:
     for phase in ("Failed", "Unloaded", "Pending"):
         u = self_hosted()
