@@ -1,0 +1,184 @@
+"""Hugging Face transformers (+ torch) backend: causal LMs, embedding encoders, cross-encoders.
+
+What it serves is read from the model's config (`transformers_loading.detect_capabilities`)
+unless the LLMServer states capabilities: a `*ForCausalLM` generates text with the tokenizer's
+chat template, an encoder (e.g. a sentence-transformers model) embeds, a
+`*ForSequenceClassification` reranks. Options: dtype (auto|float32|float16|bfloat16; float32 on
+CPU by default), load_in_4bit / load_in_8bit (bitsandbytes, CPU included). Remote code runs only
+with `trust_remote_code`. Extra args are `key=value` keywords for `from_pretrained` (e.g.
+`attn_implementation=eager`). One worker thread runs every model call, one request at a time.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+from llmserver_backends import base, threads
+from llmserver_backends import transformers_encoders as encoders
+from llmserver_backends import transformers_generation as generation
+from llmserver_backends import transformers_loading as loading
+
+
+class TransformersBackend(base.ModelBackend):
+    """One Hugging Face model directory served in-process with torch."""
+
+    kind = "transformers"
+
+    def __init__(self, config: base.BackendConfig) -> None:
+        super().__init__(config)
+        self._extra = base.parse_key_value_args(config.extra_args)
+        if config.options.get("load_in_4bit") and config.options.get("load_in_8bit"):
+            raise ValueError("load_in_4bit and load_in_8bit are mutually exclusive")
+        self._executor = threads.single_worker("transformers")
+        self._capabilities: frozenset[base.Capability] = config.capabilities or frozenset()
+        self._head: loading.Head | None = None
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._context_length: int | None = None
+        self._pooling = "mean"
+        self._embed_max: int | None = None
+        self._stop_ids: frozenset[int] = frozenset()
+
+    @property
+    def capabilities(self) -> frozenset[base.Capability]:
+        return self._capabilities
+
+    @property
+    def context_length(self) -> int | None:
+        return self._context_length
+
+    # -- loading --------------------------------------------------------------------------------
+
+    def _load_sync(self) -> None:
+        import torch
+        import transformers
+
+        path, remote = self.config.model_path, self.config.trust_remote_code
+        hf_config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=remote)
+        self._capabilities = self.config.capabilities or loading.detect_capabilities(hf_config, path)
+        self._head = loading.choose_head(self._capabilities, hf_config)
+        self._tokenizer = transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=remote)
+        kwargs = {**loading.model_kwargs(self.config.options, remote, torch.cuda.is_available()), **self._extra}
+        auto_class = {
+            loading.Head.CAUSAL_LM: transformers.AutoModelForCausalLM,
+            loading.Head.ENCODER: transformers.AutoModel,
+            loading.Head.SEQUENCE_CLASSIFICATION: transformers.AutoModelForSequenceClassification,
+        }[self._head]
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*MatMul8bitLt.*")
+            self._model = auto_class.from_pretrained(path, **kwargs).eval()
+        self._context_length = loading.context_length(hf_config, getattr(self._tokenizer, "model_max_length", None))
+        if self._head is loading.Head.ENCODER:
+            self._pooling, st_max = loading.sentence_transformers_settings(path)
+            self._embed_max = st_max or self._context_length
+        else:
+            self._embed_max = self._context_length
+        self._stop_ids = self._end_of_generation_ids()
+
+    def _end_of_generation_ids(self) -> frozenset[int]:
+        ids: set[int] = set()
+        generation_config = getattr(self._model, "generation_config", None)
+        for source in (getattr(generation_config, "eos_token_id", None), self._tokenizer.eos_token_id):
+            if isinstance(source, int):
+                ids.add(source)
+            elif source:
+                ids.update(int(i) for i in source)
+        return frozenset(ids)
+
+    async def load(self) -> None:
+        await threads.run(self._executor, self._load_sync)
+
+    async def unload(self) -> None:
+        def release() -> None:
+            self._model = self._tokenizer = None
+            gc.collect()
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+        await threads.run(self._executor, release)
+        self._executor.shutdown(wait=False)
+
+    # -- generation -----------------------------------------------------------------------------
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` as a completion prompt (special tokens the tokenizer adds included)."""
+        assert self._tokenizer is not None, "model not loaded"
+        return len(self._tokenizer(text, add_special_tokens=True)["input_ids"])
+
+    def _require(self, capability: base.Capability) -> None:
+        if capability not in self._capabilities:
+            raise base.UnsupportedRequest(f"this model was loaded without the {capability.value} capability")
+
+    def _completion_tokens(self, prompt: str) -> list[int]:
+        tokens = list(self._tokenizer(prompt, add_special_tokens=True)["input_ids"])
+        if not tokens:
+            start = self._tokenizer.bos_token_id
+            if start is None:
+                raise base.UnsupportedRequest("the prompt must not be empty")
+            tokens = [start]
+        return tokens
+
+    def _chat_tokens(self, messages: list[base.ChatMessage]) -> list[int]:
+        if any(m.images for m in messages):
+            raise base.UnsupportedRequest("the transformers backend does not accept images")
+        if not getattr(self._tokenizer, "chat_template", None):
+            raise base.UnsupportedRequest("this model has no chat template; use /v1/completions")
+        dicts = [{"role": m.role, "content": m.content, **({"name": m.name} if m.name else {})} for m in messages]
+        text = self._tokenizer.apply_chat_template(dicts, add_generation_prompt=True, tokenize=False)
+        # The template already holds any BOS/special tokens: adding them again would double them.
+        return list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _generate(
+        self, prompt: Callable[[], list[int]], params: base.SamplingParams, param: str, cancel: threads.CancelToken
+    ) -> Iterator[base.Delta]:
+        self._require(base.Capability.TEXT_GENERATION)
+        tokens = prompt()
+        limit = self._context_length
+        if limit is not None:
+            wanted = len(tokens) + (params.max_tokens or 0)
+            if len(tokens) >= limit or wanted > limit:
+                raise base.ContextLengthExceeded(
+                    f"This model's maximum context length is {limit} tokens. However, you requested {wanted} "
+                    f"tokens ({len(tokens)} in the {param}, {params.max_tokens or 0} in the completion)."
+                )
+        max_tokens = params.max_tokens or ((limit - len(tokens)) if limit is not None else 16)
+        seed = params.seed if params.seed is not None else random.getrandbits(63)
+        return generation.generate(
+            self._model, self._tokenizer, tokens, params,
+            max_tokens=max_tokens, stop_ids=self._stop_ids, seed=seed, cancel=cancel,
+        )  # fmt: skip
+
+    def chat(self, messages: list[base.ChatMessage], params: base.SamplingParams) -> AsyncIterator[base.Delta]:
+        return threads.stream(
+            self._executor, lambda cancel: self._generate(lambda: self._chat_tokens(messages), params, "messages", cancel)
+        )
+
+    def complete(self, prompt: str, params: base.SamplingParams) -> AsyncIterator[base.Delta]:
+        return threads.stream(
+            self._executor, lambda cancel: self._generate(lambda: self._completion_tokens(prompt), params, "prompt", cancel)
+        )
+
+    # -- encoders -------------------------------------------------------------------------------
+
+    def _embed_sync(self, texts: list[str]) -> base.Embeddings:
+        self._require(base.Capability.EMBEDDINGS)
+        causal = self._head is loading.Head.CAUSAL_LM
+        return encoders.embed(
+            self._model, self._tokenizer, texts, mode=self._pooling, max_length=self._embed_max, causal=causal
+        )
+
+    async def embed(self, texts: list[str]) -> base.Embeddings:
+        return await threads.run(self._executor, self._embed_sync, texts)
+
+    def _rerank_sync(self, query: str, documents: list[str]) -> base.RerankScores:
+        self._require(base.Capability.RERANK)
+        return encoders.rerank(self._model, self._tokenizer, query, documents, self._context_length)
+
+    async def rerank(self, query: str, documents: list[str]) -> base.RerankScores:
+        return await threads.run(self._executor, self._rerank_sync, query, documents)
