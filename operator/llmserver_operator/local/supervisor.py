@@ -283,10 +283,14 @@ class Supervisor:
                 await self._shutdown(runner)
 
     def _boot(self) -> None:
-        """Starts every server; beyond --max-loaded, self-hosted ones wait for their first request."""
+        """Starts every server, except `replicas: 0` ones (unloaded, as in a cluster, until
+        `load-model`); beyond --max-loaded, self-hosted ones wait for their first request."""
         assert self._ctx is not None
         started = 0
         for unit in self.units.values():
+            if unit.manifest.server.spec.replicas == 0:
+                unit.set(self._ctx, "Unloaded", f"spec.replicas is 0; `llmserver load-model {unit.state.name} --local` loads it")
+                continue
             if unit.self_hosted and self.options.max_loaded and started >= self.options.max_loaded:
                 unit.wakeable = True
                 unit.set(self._ctx, "Unloaded", f"not loaded (--max-loaded {self.options.max_loaded}); starts on the next request")

@@ -61,6 +61,14 @@ def manifest(provider_url: str) -> str:
           model: nokey
           mode: Proxy
           proxy: {{url: "{provider_url}/v1", apiKeySecretRef: {{name: other, key: missing-key}}}}
+        ---
+        apiVersion: serving.llmserver.dev/v1alpha1
+        kind: LLMServer
+        metadata: {{name: parked}}
+        spec:
+          model: parked
+          replicas: 0
+          source: {{pvc: {{claimName: ./models, path: tiny.gguf}}}}
     """)
 
 
@@ -107,11 +115,13 @@ def test_failures_are_shown_and_the_others_keep_serving(side_by_side: local_up.U
     assert "runtime exited with code" in broken["message"]
     nokey = side_by_side.wait_phase("nokey", "Failed")
     assert "set env MISSING_KEY" in nokey["message"]
-    assert side_by_side.status_of("broken") == 503
+    parked = side_by_side.wait_phase("parked", "Unloaded")
+    assert "spec.replicas is 0" in parked["message"] and parked["pid"] is None
+    assert side_by_side.status_of("broken") == 503 and side_by_side.status_of("parked") == 503
     assert side_by_side.status_of("tiny-local") == 200
     listed = local_up.llmserver("list-loaded", "--local", "--state-dir", str(side_by_side.state_dir), "-o", "json")
     rows = {row["name"]: row for row in json.loads(listed.stdout)}
-    assert {name: row["phase"] for name, row in rows.items()} == {"tiny": "Ready", "gpt": "Ready", "broken": "Failed", "nokey": "Failed"}
+    assert {name: row["phase"] for name, row in rows.items()} == {"tiny": "Ready", "gpt": "Ready", "broken": "Failed", "nokey": "Failed", "parked": "Unloaded"}
     assert PROVIDER_KEY not in side_by_side.output() and PROVIDER_KEY not in listed.stdout
     assert PROVIDER_KEY not in (side_by_side.state_dir / "gateway.yaml").read_text()
 
