@@ -14,6 +14,7 @@ import kopf
 import llmserver_api
 
 from llmserver_operator import kube as kube_mod
+from llmserver_operator.apple import handlers as apple_handlers
 from llmserver_operator import reconciler as reconciler_mod
 from llmserver_operator import serializer as serializer_mod
 from llmserver_operator import settings as settings_mod
@@ -41,6 +42,7 @@ def _run(memo: kopf.Memo, namespace: str, name: str, coalesce: bool) -> reconcil
 
 def register(registry: kopf.OperatorRegistry) -> None:
     """Attaches every handler of the operator to `registry`."""
+    apple_handlers.register(registry, lease_check_seconds=2.0)
 
     @kopf.on.startup(registry=registry, id="configure")
     def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:

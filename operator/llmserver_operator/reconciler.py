@@ -21,6 +21,7 @@ import llmserver_api
 from llmserver_api import llmserver
 
 from llmserver_operator import kube as kube_mod
+from llmserver_operator.apple import scheduler as apple_scheduler
 from llmserver_operator import settings as settings_mod
 from llmserver_operator import status
 from llmserver_operator.builders import cache, common, deployment, download, plan, service
@@ -67,6 +68,7 @@ class Reconciler:
         self.kube = kube
         self.settings = settings
         self.clock = clock
+        self.apple = apple_scheduler.AppleScheduler(kube, settings)
 
     # --- entry points ----------------------------------------------------------------------
     def reconcile(self, namespace: str, name: str) -> Outcome:
@@ -97,7 +99,7 @@ class Reconciler:
         else:
             if spec_changed:
                 self._remove_children(server, keep=set(), kinds=APPLE_REMOVED_KINDS)
-            observed = self._observe_apple(server, previous)
+            observed = self._observe_apple(server, raw, previous)
         return self._finish(raw, server, observed)
 
     def _finish(self, raw: Manifest, server: llmserver_api.LLMServer | None, observed: status.Observed) -> Outcome:
@@ -136,15 +138,11 @@ class Reconciler:
         ref = proxy.api_key_secret_ref if proxy else None
         return status.Observed(secrets=self._secrets(common.namespace_of(server), ref))
 
-    def _observe_apple(self, server: llmserver_api.LLMServer, previous: Manifest) -> status.Observed:
-        """Placement is written by the apple scheduler; ready once the Mac's EndpointSlice has a ready endpoint."""
-        raw_placement = previous.get("placement")
-        if not raw_placement:
-            return status.Observed()
-        placement = llmserver.Placement.model_validate(raw_placement)
-        slice_ = self.kube.get("EndpointSlice", common.namespace_of(server), f"{common.name_of(server)}-apple")
-        ready = any((endpoint.get("conditions") or {}).get("ready") for endpoint in (slice_ or {}).get("endpoints") or [])
-        return status.Observed(placement=placement, placement_ready=ready)
+    def _observe_apple(self, server: llmserver_api.LLMServer, raw: Manifest, previous: Manifest) -> status.Observed:
+        """Places the server on a Mac (or keeps it there) and publishes the Mac's endpoint."""
+        outcome = self.apple.reconcile(server, previous, apply=lambda desired: self.apply(desired, raw))
+        return status.Observed(placement=outcome.placement, placement_ready=outcome.ready,
+                               placement_problem=outcome.problem)
 
     # --- the Kubernetes path ---------------------------------------------------------------
     def _converge_kubernetes(self, server: llmserver_api.LLMServer, raw: Manifest, spec_changed: bool) -> status.Observed:

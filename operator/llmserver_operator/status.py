@@ -36,6 +36,7 @@ class Observed:
     pods: Sequence[Manifest] = ()
     placement: llmserver.Placement | None = None
     placement_ready: bool = False
+    placement_problem: str | None = None  # why no Mac fits, or why the Mac's runtime failed
 
 
 @dataclasses.dataclass
@@ -161,10 +162,16 @@ def _apple(observed: Observed) -> _Verdict:
     conditions = {"Downloaded": ("Unknown", "OnAppleNode", "the Mac's agent downloads the model"),
                   "Degraded": ("False", "AsExpected", "")}
     if observed.placement is None:
-        message = "waiting for an AppleNode: mlx and mlx-vlm models run on a registered Mac, none is assigned yet"
+        why = observed.placement_problem or "none is assigned yet"
+        message = f"waiting for an AppleNode: mlx and mlx-vlm models run on a registered Mac; {why}"
         conditions.update(Ready=("False", "WaitingForAppleNode", message), Progressing=("True", "WaitingForAppleNode", message))
         return _Verdict(llmserver_api.Phase.PENDING, message, conditions)
     node = observed.placement.node
+    if observed.placement_problem:
+        message = f"the runtime on AppleNode {node!r} failed: {observed.placement_problem}"
+        conditions.update(Ready=("False", "RuntimeFailedOnAppleNode", message), Progressing=("False", "Failed", message),
+                          Degraded=("True", "RuntimeFailedOnAppleNode", message))
+        return _Verdict(llmserver_api.Phase.FAILED, message, conditions)
     if observed.placement_ready:
         conditions.update(Ready=("True", "RunningOnAppleNode", f"serving on AppleNode {node!r}"), Progressing=("False", "Complete", ""))
         return _Verdict(llmserver_api.Phase.READY, f"serving on AppleNode {node!r}", conditions, 1)

@@ -130,12 +130,13 @@ class AppleScheduler:
         ready = node_ready and model is not None and model.state == "Ready" and port is not None
         chosen = llmserver.Placement(node=decision.node, address=node.spec.address, port=port, reason=decision.reason)
         self._set_placement(namespace, name, previous, chosen)
+        failed = (model.message or "no details") if model is not None and model.state == "Failed" else None
         if port is None:
             self._drop_slice(server)
         else:
             apply(publishing.build_apple_endpoint_slice(
                 server, decision.node, node.spec.address, port, ready, self.settings.apple_namespace))
-        return Outcome(chosen, ready, None)
+        return Outcome(chosen, ready, failed)
 
     def _drop_slice(self, server: llmserver_api.LLMServer) -> None:
         """Removes the Mac's endpoint (read first: a resync with nothing to remove writes nothing)."""
