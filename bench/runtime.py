@@ -68,8 +68,12 @@ def tiny_gguf(out: pathlib.Path) -> str:
     """Generate the tiny GGUF with the project's own generator; returns its path."""
     result = subprocess.run(
         [sys.executable, "-m", "llmserver_runtime", "tiny-model", "--kind", "gguf", "--out", str(out)],
-        capture_output=True, text=True, timeout=300, env=_env(), check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_env(),
+        check=True,
+    )
     return result.stdout.strip().splitlines()[-1]
 
 
@@ -84,10 +88,9 @@ def server(argv: list[str], port: int, log: pathlib.Path, ready_path: str) -> It
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"{argv[2]} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(url + ready_path, timeout=1) as response:
-                    if response.status == 200:
-                        break
+            with contextlib.suppress(OSError), urllib.request.urlopen(url + ready_path, timeout=1) as response:
+                if response.status == 200:
+                    break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{argv[2]} not ready after 120 s:\n{log.read_text()[-3000:]}")
             time.sleep(0.1)
@@ -103,9 +106,13 @@ def server(argv: list[str], port: int, log: pathlib.Path, ready_path: str) -> It
 
 def _body(max_tokens: int, stream: bool) -> dict[str, object]:
     return {
-        "model": MODEL, "prompt": PROMPT, "max_tokens": max_tokens, "temperature": 0.0,
-        "repeat_penalty": 1.0, "stream": stream,
-    }  # fmt: skip
+        "model": MODEL,
+        "prompt": PROMPT,
+        "max_tokens": max_tokens,
+        "temperature": 0.0,
+        "repeat_penalty": 1.0,
+        "stream": stream,
+    }
 
 
 async def _complete(session: aiohttp.ClientSession, url: str) -> int:
@@ -202,7 +209,10 @@ async def measure(llm: object, urls: dict[str, str], rounds: int) -> dict[str, d
     comparison is made within seconds, under the same background load."""
     timeout = aiohttp.ClientTimeout(total=PHASE_TIMEOUT)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        systems: dict[str, Raw | Server] = {"raw": Raw(llm), **{name: Server(url, session) for name, url in urls.items()}}
+        systems: dict[str, Raw | Server] = {
+            "raw": Raw(llm),
+            **{name: Server(url, session) for name, url in urls.items()},
+        }
         for system in systems.values():  # warm-up: the same prefix-cache state everywhere
             await system.seq_ttft()
         results: dict[str, dict[str, list[float]]] = {name: {phase: [] for phase in PHASES} for name in systems}
@@ -232,16 +242,52 @@ def main() -> None:
         threads, n_ctx = str(args.threads), str(args.n_ctx)
         theirs_port, ours_port = _free_port(), _free_port()
         theirs_argv = [
-            sys.executable, "-m", "llama_cpp.server", "--model", model, "--model_alias", MODEL,
-            "--host", "127.0.0.1", "--port", str(theirs_port), "--n_ctx", n_ctx,
-            "--n_threads", threads, "--n_threads_batch", threads, "--verbose", "false",
-            "--interrupt_requests", "false",  # its default cuts a running stream when another request comes
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            model,
+            "--model_alias",
+            MODEL,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(theirs_port),
+            "--n_ctx",
+            n_ctx,
+            "--n_threads",
+            threads,
+            "--n_threads_batch",
+            threads,
+            "--verbose",
+            "false",
+            "--interrupt_requests",
+            "false",  # its default cuts a running stream when another request comes
+        ]
         ours_argv = [
-            sys.executable, "-m", "llmserver_runtime", "serve", "--backend", "llama-cpp", "--model", model,
-            "--served-model-name", MODEL, "--host", "127.0.0.1", "--port", str(ours_port), "--n-ctx", n_ctx,
-            "--n-threads", threads, "--log-level", "warning", "--", f"n_threads_batch={threads}",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "llmserver_runtime",
+            "serve",
+            "--backend",
+            "llama-cpp",
+            "--model",
+            model,
+            "--served-model-name",
+            MODEL,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(ours_port),
+            "--n-ctx",
+            n_ctx,
+            "--n-threads",
+            threads,
+            "--log-level",
+            "warning",
+            "--",
+            f"n_threads_batch={threads}",
+        ]
         llm = llama_cpp.Llama(
             model_path=model, n_ctx=args.n_ctx, n_threads=args.threads, n_threads_batch=args.threads, verbose=False
         )
@@ -252,8 +298,10 @@ def main() -> None:
             results = asyncio.run(measure(llm, {"llama_cpp.server": theirs, "ours": ours}, args.rounds))
         llm.close()
 
-    print(f"tiny GGUF, prompt {PROMPT!r}, greedy, max_tokens {MAX_TOKENS}, {args.threads} llama.cpp thread(s), "
-          f"{args.rounds} rounds (medians); concurrent = {CLIENTS} clients")  # fmt: skip
+    print(
+        f"tiny GGUF, prompt {PROMPT!r}, greedy, max_tokens {MAX_TOKENS}, {args.threads} llama.cpp thread(s), "
+        f"{args.rounds} rounds (medians); concurrent = {CLIENTS} clients"
+    )
     print(f"{'system':18} {'seq tok/s':>10} {'conc tok/s':>11} {'seq TTFT ms':>12} {'conc TTFT ms':>13}")
     summary: dict[str, dict[str, float]] = {}
     for name, phases in results.items():

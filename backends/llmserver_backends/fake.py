@@ -26,12 +26,13 @@ from typing import Any
 from llmserver_backends import base
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
-VOCABULARY: tuple[str, ...] = tuple(
-    "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
-    "quebec romeo sierra tango uniform victor whiskey xray yankee zulu red orange yellow green blue "
-    "violet north south east west spring summer autumn winter river mountain forest desert ocean "
-    "island valley meadow canyon glacier harbor lantern compass anchor signal beacon".split()
+_WORDS = (
+    "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar "
+    "papa quebec romeo sierra tango uniform victor whiskey xray yankee zulu red orange yellow green "
+    "blue violet north south east west spring summer autumn winter river mountain forest desert "
+    "ocean island valley meadow canyon glacier harbor lantern compass anchor signal beacon"
 )
+VOCABULARY: tuple[str, ...] = tuple(_WORDS.split())
 _DEFAULTS: dict[str, Any] = {
     "delay_per_token": 0.0,
     "first_token_delay": 0.0,

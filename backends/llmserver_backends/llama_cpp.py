@@ -27,7 +27,16 @@ from llama_cpp import llama_chat_format
 from llmserver_backends import base, threads
 
 # Architectures llama.cpp runs as encoders: they embed, they cannot generate.
-_ENCODER_ARCHS = {"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3", "t5encoder", "modern-bert", "neo-bert"}
+_ENCODER_ARCHS = {
+    "bert",
+    "nomic-bert",
+    "nomic-bert-moe",
+    "jina-bert-v2",
+    "jina-bert-v3",
+    "t5encoder",
+    "modern-bert",
+    "neo-bert",
+}
 _DEFAULT_N_CTX = 4096
 
 
@@ -187,7 +196,7 @@ class LlamaCppBackend(base.ModelBackend):
             if llama_cpp.llama_vocab_is_eog(vocab, token):
                 yield base.Delta(decoder.decode(b"", final=True), n_prompt, produced, "stop")
                 return
-            produced += 1
+            produced += 1  # noqa: SIM113 - end-of-generation tokens are not counted
             text = decoder.decode(llm.detokenize([token]))
             if produced >= max_tokens:
                 yield base.Delta(text + decoder.decode(b"", final=True), n_prompt, produced, "length")
@@ -196,7 +205,8 @@ class LlamaCppBackend(base.ModelBackend):
 
     def chat(self, messages: list[base.ChatMessage], params: base.SamplingParams) -> AsyncIterator[base.Delta]:
         return threads.stream(
-            self._executor, lambda cancel: self._generate(lambda: self._chat_tokens(messages), params, "messages", cancel)
+            self._executor,
+            lambda cancel: self._generate(lambda: self._chat_tokens(messages), params, "messages", cancel),
         )
 
     def complete(self, prompt: str, params: base.SamplingParams) -> AsyncIterator[base.Delta]:

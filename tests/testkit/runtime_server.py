@@ -111,16 +111,34 @@ class RuntimeServer:
 
 
 def launch(
-    tmp: pathlib.Path, backend: str, model: str, name: str, *flags: str,
-    extra: Sequence[str] = (), environment: dict[str, str] | None = None,
-) -> RuntimeServer:  # fmt: skip
+    tmp: pathlib.Path,
+    backend: str,
+    model: str,
+    name: str,
+    *flags: str,
+    extra: Sequence[str] = (),
+    environment: dict[str, str] | None = None,
+) -> RuntimeServer:
     """Start serve without waiting (for tests of start-up failures)."""
     port = free_port()
     log = tmp / f"serve-{name}-{port}.log"
     argv = [
-        sys.executable, "-m", "llmserver_runtime", "serve", "--backend", backend, "--model", model,
-        "--served-model-name", name, "--host", "127.0.0.1", "--port", str(port), *flags,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "llmserver_runtime",
+        "serve",
+        "--backend",
+        backend,
+        "--model",
+        model,
+        "--served-model-name",
+        name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *flags,
+    ]
     if extra:
         argv += ["--", *extra]
     with log.open("wb") as out:
@@ -130,9 +148,15 @@ def launch(
 
 @contextlib.contextmanager
 def start(
-    tmp: pathlib.Path, backend: str, model: str, name: str, *flags: str,
-    extra: Sequence[str] = (), environment: dict[str, str] | None = None, ready_timeout: float = 120.0,
-) -> Iterator[RuntimeServer]:  # fmt: skip
+    tmp: pathlib.Path,
+    backend: str,
+    model: str,
+    name: str,
+    *flags: str,
+    extra: Sequence[str] = (),
+    environment: dict[str, str] | None = None,
+    ready_timeout: float = 120.0,
+) -> Iterator[RuntimeServer]:
     """A ready serve process, stopped on exit."""
     server = launch(tmp, backend, model, name, *flags, extra=extra, environment=environment)
     try:

@@ -43,13 +43,11 @@ class Admission:
         """Wait for a slot, or raise a 429 APIError when the queue is full.
 
         Cancellation while waiting (timeout, client gone) leaves no slot behind."""
-        if self._slots.locked() or self.waiting:
-            if self.waiting >= self.max_queue:
-                raise errors.rate_limited(
-                    f"The server is at capacity ({self.max_concurrency} running, {self.waiting} queued); "
-                    "retry later.",
-                    self.retry_after_s(),
-                )
+        if (self._slots.locked() or self.waiting) and self.waiting >= self.max_queue:
+            raise errors.rate_limited(
+                f"The server is at capacity ({self.max_concurrency} running, {self.waiting} queued); retry later.",
+                self.retry_after_s(),
+            )
         self.waiting += 1
         try:
             await self._slots.acquire()

@@ -13,9 +13,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import fastapi
+from llmserver_backends import base
 from starlette import requests, responses
 
-from llmserver_backends import base
 from llmserver_runtime.server import auth, disconnect, errors, metrics, middleware, settings, state
 from llmserver_runtime.server.routes import chat, completions, embeddings, health, models, rerank
 
@@ -37,13 +37,16 @@ async def load_model(runtime: state.Runtime, on_failure: Callable[[BaseException
         runtime.mark_ready()
         log.info(
             "model %s ready: load %.2fs, warm-up %.2fs, capabilities %s, max concurrency %d, context %s",
-            model, load_s, time.perf_counter() - started,
+            model,
+            load_s,
+            time.perf_counter() - started,
             ",".join(sorted(c.value for c in backend.capabilities)),
-            runtime.admission.max_concurrency if runtime.admission else 0, backend.context_length,
-        )  # fmt: skip
+            runtime.admission.max_concurrency if runtime.admission else 0,
+            backend.context_length,
+        )
     except asyncio.CancelledError:
         raise
-    except BaseException as exc:  # noqa: BLE001 - any load failure must end the process clearly
+    except BaseException as exc:  # any load failure must end the process clearly
         log.critical("loading model %s (%s backend) failed: %s: %s", model, backend.kind, type(exc).__name__, exc)
         log.debug("load failure traceback", exc_info=exc)
         if on_failure is not None:
@@ -75,12 +78,10 @@ def create_app(
             await runtime.images.close()
             try:
                 await backend.unload()
-            except Exception:  # noqa: BLE001 - shutting down anyway
+            except Exception:  # shutting down anyway
                 log.exception("unloading the model failed")
 
-    app = fastapi.FastAPI(
-        title="llmserver runtime", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
-    )
+    app = fastapi.FastAPI(title="llmserver runtime", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.runtime = runtime
     errors.install(app)
     app.add_exception_handler(disconnect.ClientDisconnected, _client_gone)

@@ -16,8 +16,8 @@ import click
 import prometheus_client
 import pydantic
 import uvicorn
-
 from llmserver_backends import base, registry
+
 from llmserver_runtime.server import app as app_module
 from llmserver_runtime.server import settings
 
@@ -62,9 +62,13 @@ def run(config: settings.ServeSettings, backend: base.ModelBackend) -> int:
     application = app_module.create_app(config, backend, on_load_failure=on_load_failure)
     server = uvicorn.Server(
         uvicorn.Config(
-            application, host=config.host, port=config.port, log_level=config.log_level.lower(),
-            access_log=False, timeout_graceful_shutdown=10,
-        )  # fmt: skip
+            application,
+            host=config.host,
+            port=config.port,
+            log_level=config.log_level.lower(),
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
     )
     server.run()
     if failures:

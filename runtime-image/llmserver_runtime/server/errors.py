@@ -10,10 +10,10 @@ import logging
 
 import fastapi
 import fastapi.exceptions
+from llmserver_backends import base, threads
 from starlette import exceptions as starlette_exceptions
 from starlette import requests, responses
 
-from llmserver_backends import base, threads
 from llmserver_runtime.protocol import errors
 
 log = logging.getLogger("llmserver.runtime")

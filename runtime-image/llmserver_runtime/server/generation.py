@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from llmserver_backends import base
+
 from llmserver_runtime.protocol import common
 from llmserver_runtime.server import admission, errors, state, stops
 
@@ -65,6 +66,7 @@ class Generation:
         self._last_token_at: float | None = None
         self._ttft_seen = False
         self._closed = False
+        self.completed = False  # every choice ran to its end
 
     async def start(self, gate: admission.Admission) -> None:
         """Take a slot and the first delta of choice 0; raises what the request should answer."""
@@ -112,8 +114,7 @@ class Generation:
                 stream, delta = self._first
             else:
                 self._last_token_at = None  # the next gap would include this choice's prefill
-                async with asyncio.timeout_at(self.deadline):
-                    stream = start()
+                stream = start()
                 delta = await self._next(stream)
             matcher = stops.StopMatcher(self.stop)
             try:
@@ -133,6 +134,7 @@ class Generation:
                     yield Piece(index, matcher.flush(), "stop")
             finally:
                 await _aclose(stream)
+        self.completed = True
 
     async def collect(self) -> list[tuple[str, str]]:
         """(text, finish_reason) per choice, for non-streaming responses."""

@@ -6,14 +6,13 @@ risk), with a size cap and a timeout. Bytes must look like an image format engin
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import re
 
 import aiohttp
-
 from llmserver_backends import base
+
 from llmserver_runtime.protocol import errors
 from llmserver_runtime.server import settings
 
@@ -74,8 +73,8 @@ async def fetch(url: str, config: settings.ServeSettings, session: aiohttp.Clien
             if response.content_length is not None and response.content_length > config.max_image_bytes:
                 raise errors.invalid_request(f"Image is larger than {config.max_image_bytes} bytes.", param)
             data = await response.content.read(config.max_image_bytes + 1)
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
-        reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
         raise errors.invalid_request(f"Could not fetch image_url: {reason}.", param) from None
     return _checked(data, config, param)
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from llmserver_backends import base
+
 from llmserver_runtime.protocol import chat
 from llmserver_runtime.server import images, state
 
 _ROLE_ALIASES = {"developer": "system"}
 
 
-async def convert(messages: list[chat.Message], runtime: state.Runtime, loader: images.ImageLoader) -> list[base.ChatMessage]:
+async def convert(
+    messages: list[chat.Message], runtime: state.Runtime, loader: images.ImageLoader
+) -> list[base.ChatMessage]:
     """Text parts are joined with newlines; image parts are decoded in order."""
     converted: list[base.ChatMessage] = []
     for i, message in enumerate(messages):

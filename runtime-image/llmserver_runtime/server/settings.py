@@ -8,7 +8,6 @@ from typing import Any
 
 import pydantic
 import pydantic_settings
-
 from llmserver_backends import base
 
 # serve flags that are engine options: passed to the backend in BackendConfig.options when set.

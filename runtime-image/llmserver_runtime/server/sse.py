@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from starlette import requests, responses, types
@@ -63,7 +63,7 @@ async def events(
     include_usage: bool,
     param: str,
     prefixes: list[str] | None = None,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The whole event stream of a started Generation; always closes it.
 
     `prefixes` (completions with echo) is prepended to each choice's first piece."""
@@ -103,19 +103,33 @@ async def events(
 
 
 class EventStreamResponse(responses.StreamingResponse):
-    """A StreamingResponse that always closes its body iterator, so a dropped client's generation
-    is cancelled and its slot released even when the drop happened while a chunk was being sent."""
+    """A StreamingResponse that always closes its body iterator and then calls `on_close`, so a
+    dropped client's generation is cancelled and its slot released even when the drop happened
+    while a chunk was being sent, or before the first chunk was asked for (an async generator that
+    never started skips its own `finally`)."""
 
     media_type = "text/event-stream"
 
-    def __init__(self, content: AsyncIterator[bytes]) -> None:
+    def __init__(self, content: AsyncGenerator[bytes, None], on_close: Callable[[], None]) -> None:
         super().__init__(content, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         self._events = content
+        self._on_close = on_close
 
     async def __call__(self, scope: types.Scope, receive: types.Receive, send: types.Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
-            aclose = getattr(self._events, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await self._events.aclose()
+            self._on_close()
+
+
+def closer(request: requests.Request, gen: generation.Generation) -> Callable[[], None]:
+    """`on_close` for a generation's stream: books 499 if it never completed nor failed, and
+    releases the generation (idempotent; `events` normally did both already)."""
+
+    def close() -> None:
+        if not gen.completed and OUTCOME not in request.scope:
+            set_outcome(request, 499)
+        gen.close()
+
+    return close

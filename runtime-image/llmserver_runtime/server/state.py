@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import time
 
+from llmserver_backends import base
 from starlette import requests
 
-from llmserver_backends import base
 from llmserver_runtime.protocol import errors
 from llmserver_runtime.server import admission, images, metrics, settings
 

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 import httpx
 import openai
 import pytest
-
 from testkit import runtime_server
 
 pytestmark = pytest.mark.timeout(120)
@@ -30,9 +29,15 @@ def restricted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[runtime_ser
     tmp: pathlib.Path = tmp_path_factory.mktemp("restricted")
     environment = runtime_server.env(LLMSERVER_API_KEY=KEY, LLMSERVER_REQUEST_TIMEOUT="1")
     with runtime_server.start(
-        tmp, "fake", "unused", "tiny", "--capabilities", "TextGeneration",
-        extra=["delay_per_token=0.02", "stop_after=1000"], environment=environment,
-    ) as server:  # fmt: skip
+        tmp,
+        "fake",
+        "unused",
+        "tiny",
+        "--capabilities",
+        "TextGeneration",
+        extra=["delay_per_token=0.02", "stop_after=1000"],
+        environment=environment,
+    ) as server:
         yield server
 
 

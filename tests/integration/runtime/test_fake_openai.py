@@ -7,7 +7,6 @@ import struct
 
 import openai
 import pytest
-
 from llmserver_backends import base, fake
 from testkit import runtime_server
 
@@ -51,11 +50,15 @@ def test_stream_matches_non_stream_and_ends_with_usage(fake_server: runtime_serv
 
 
 def test_stream_without_include_usage_sends_no_usage_chunk(fake_server: runtime_server.RuntimeServer) -> None:
-    chunks = list(fake_server.client().chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=3, stream=True))
+    chunks = list(
+        fake_server.client().chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=3, stream=True)
+    )
     assert all(c.choices and c.usage is None for c in chunks)
 
 
-def test_seed_makes_sampling_reproducible_and_n_gives_distinct_choices(fake_server: runtime_server.RuntimeServer) -> None:
+def test_seed_makes_sampling_reproducible_and_n_gives_distinct_choices(
+    fake_server: runtime_server.RuntimeServer,
+) -> None:
     client = fake_server.client()
     a = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=8, seed=11, n=3, temperature=0.9)
     b = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=8, seed=11, n=3, temperature=0.9)
@@ -71,7 +74,9 @@ def test_streamed_n_choices_carry_their_index(fake_server: runtime_server.Runtim
     client = fake_server.client()
     whole = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=4, seed=2, n=2)
     texts = {0: "", 1: ""}
-    for chunk in client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=4, seed=2, n=2, stream=True):
+    for chunk in client.chat.completions.create(
+        model="tiny", messages=MESSAGES, max_tokens=4, seed=2, n=2, stream=True
+    ):
         for choice in chunk.choices:
             texts[choice.index] += choice.delta.content or ""
     assert [texts[0], texts[1]] == [c.message.content for c in whole.choices]
@@ -79,12 +84,18 @@ def test_streamed_n_choices_carry_their_index(fake_server: runtime_server.Runtim
 
 def test_stop_string_cuts_the_text_and_the_usage(fake_server: runtime_server.RuntimeServer) -> None:
     client = fake_server.client()
-    full = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=12, seed=9).choices[0].message.content
+    full = (
+        client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=12, seed=9)
+        .choices[0]
+        .message.content
+    )
     words = full.split()
     position = next(i for i in range(2, len(words)) if words[i] not in words[:i])
     stop_word = words[position]
     expected = full[: full.index(" " + stop_word)]
-    reply = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=12, seed=9, stop=[" " + stop_word])
+    reply = client.chat.completions.create(
+        model="tiny", messages=MESSAGES, max_tokens=12, seed=9, stop=[" " + stop_word]
+    )
     assert reply.choices[0].message.content == expected
     assert reply.choices[0].finish_reason == "stop"
     assert reply.usage.completion_tokens == position + 1  # tokens generated up to and including the stop
@@ -154,7 +165,10 @@ def test_models_lists_the_served_model(fake_server: runtime_server.RuntimeServer
 
 def test_vision_parts_from_data_urls_count_as_image_tokens(fake_server: runtime_server.RuntimeServer) -> None:
     png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 32).decode()
-    content = [{"type": "text", "text": "What is it?"}, {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}}]
+    content = [
+        {"type": "text", "text": "What is it?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}},
+    ]
     client = fake_server.client()
     reply = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": content}], max_tokens=2)
     text_only = client.chat.completions.create(

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 import httpx
 import openai
 import pytest
-
 from testkit import runtime_server
 
 pytestmark = pytest.mark.timeout(120)
@@ -24,10 +23,16 @@ M = 'model="tiny"'
 def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[runtime_server.RuntimeServer]:
     """20 ms per token, 2 running + 3 queued at most."""
     with runtime_server.start(
-        tmp_path_factory.mktemp("slow"), "fake", "unused", "tiny",
-        "--max-concurrency", str(CONCURRENCY), "--max-queue", str(QUEUE),
+        tmp_path_factory.mktemp("slow"),
+        "fake",
+        "unused",
+        "tiny",
+        "--max-concurrency",
+        str(CONCURRENCY),
+        "--max-queue",
+        str(QUEUE),
         extra=["delay_per_token=0.02", "stop_after=100000"],
-    ) as server:  # fmt: skip
+    ) as server:
         yield server
 
 
@@ -78,7 +83,10 @@ def test_stream_disconnect_cancels_generation(slow: runtime_server.RuntimeServer
     before = _wait_idle(slow)
     completion_before = before[f"llmserver_completion_tokens_total{{{M}}}"]
     body = {"model": "tiny", "messages": USER, "max_tokens": 2000, "stream": True}
-    with httpx.Client(timeout=10) as http, http.stream("POST", slow.url + "/v1/chat/completions", json=body) as response:
+    with (
+        httpx.Client(timeout=10) as http,
+        http.stream("POST", slow.url + "/v1/chat/completions", json=body) as response,
+    ):
         assert response.status_code == 200
         lines = 0
         for line in response.iter_lines():
@@ -102,7 +110,9 @@ def test_non_stream_disconnect_cancels_generation(slow: runtime_server.RuntimeSe
     assert samples[f'llmserver_requests_total{{endpoint="chat",{M},status="499"}}'] > before.get(
         f'llmserver_requests_total{{endpoint="chat",{M},status="499"}}', 0
     )
-    generated = samples[f"llmserver_completion_tokens_total{{{M}}}"] - before[f"llmserver_completion_tokens_total{{{M}}}"]
+    generated = (
+        samples[f"llmserver_completion_tokens_total{{{M}}}"] - before[f"llmserver_completion_tokens_total{{{M}}}"]
+    )
     assert 0 < generated < 200
 
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import openai
 import pytest
-
 from testkit import runtime_server
 from testkit.models import tiny_gguf, tiny_hf_causal  # noqa: F401 - session fixtures
 
@@ -27,9 +26,17 @@ N_CTX = 512
 @pytest.fixture(scope="module")
 def llama(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: str) -> Iterator[runtime_server.RuntimeServer]:  # noqa: F811
     with runtime_server.start(
-        tmp_path_factory.mktemp("llama"), "llama-cpp", tiny_gguf, "tiny",
-        "--capabilities", "TextGeneration,Embeddings", "--n-ctx", str(N_CTX), "--n-threads", "2",
-    ) as server:  # fmt: skip
+        tmp_path_factory.mktemp("llama"),
+        "llama-cpp",
+        tiny_gguf,
+        "tiny",
+        "--capabilities",
+        "TextGeneration,Embeddings",
+        "--n-ctx",
+        str(N_CTX),
+        "--n-threads",
+        "2",
+    ) as server:
         yield server
 
 
@@ -88,9 +95,13 @@ def test_greedy_is_deterministic_and_stream_matches(llama: runtime_server.Runtim
     assert first.choices[0].message.content == second.choices[0].message.content
     chunks = list(
         client.chat.completions.create(
-            model="tiny", messages=MESSAGES, max_tokens=30, temperature=0, stream=True,
+            model="tiny",
+            messages=MESSAGES,
+            max_tokens=30,
+            temperature=0,
+            stream=True,
             stream_options={"include_usage": True},
-        )  # fmt: skip
+        )
     )
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert streamed == first.choices[0].message.content
@@ -124,7 +135,9 @@ def test_stop_string_ends_the_choice(llama: runtime_server.RuntimeServer) -> Non
     assert 0 < cut.usage.completion_tokens <= 40
 
 
-def test_embeddings_are_pooled_normalised_and_batch_consistent(llama: runtime_server.RuntimeServer, hf_tokenizer: Tokenizer) -> None:
+def test_embeddings_are_pooled_normalised_and_batch_consistent(
+    llama: runtime_server.RuntimeServer, hf_tokenizer: Tokenizer
+) -> None:
     client = llama.client()
     texts = ["hello world", "a completely different sentence", "hello world"]
     batch = client.embeddings.create(model="tiny", input=texts, encoding_format="float")

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 
 import openai
 import pytest
-
 from testkit import runtime_server
 
 pytestmark = pytest.mark.timeout(60)
@@ -18,7 +17,7 @@ FILES = {"/cat.png": PNG, "/big.png": b"\x89PNG\r\n\x1a\n" + b"\x00" * 5000, "/t
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+    def do_GET(self) -> None:
         body = FILES.get(self.path)
         if body is None:
             self.send_error(404)
@@ -56,7 +55,9 @@ def vision(tmp_path_factory: pytest.TempPathFactory) -> Iterator[runtime_server.
 
 def _ask(server: runtime_server.RuntimeServer, url: str) -> openai.types.chat.ChatCompletion:
     content = [{"type": "text", "text": "What is it?"}, {"type": "image_url", "image_url": {"url": url}}]
-    return server.client().chat.completions.create(model="tiny", messages=[{"role": "user", "content": content}], max_tokens=2)
+    return server.client().chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": content}], max_tokens=2
+    )
 
 
 def test_allowed_remote_image_is_fetched(vision: runtime_server.RuntimeServer, image_host: str) -> None:
@@ -71,7 +72,9 @@ def test_allowed_remote_image_is_fetched(vision: runtime_server.RuntimeServer, i
     ("path", "message"),
     [("/big.png", "larger than 1000 bytes"), ("/missing.png", "HTTP 404"), ("/text.txt", "not PNG, JPEG")],
 )
-def test_bad_remote_images_are_400(vision: runtime_server.RuntimeServer, image_host: str, path: str, message: str) -> None:
+def test_bad_remote_images_are_400(
+    vision: runtime_server.RuntimeServer, image_host: str, path: str, message: str
+) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         _ask(vision, image_host + path)
     error = caught.value.response.json()["error"]

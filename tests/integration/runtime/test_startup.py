@@ -10,7 +10,6 @@ import time
 
 import httpx
 import pytest
-
 from testkit import runtime_server
 
 pytestmark = pytest.mark.timeout(60)
@@ -51,7 +50,9 @@ def test_alive_before_ready_then_ready_then_clean_exit(tmp_path: pathlib.Path) -
 def test_load_failure_is_logged_and_exits_1(tmp_path: pathlib.Path) -> None:
     server = runtime_server.launch(tmp_path, "fake", "unused", "tiny", extra=["fail_load=true"])
     assert _exit_code(server) == 1
-    assert "loading model tiny (fake backend) failed: BackendError: fake backend asked to fail its load" in server.output()
+    assert (
+        "loading model tiny (fake backend) failed: BackendError: fake backend asked to fail its load" in server.output()
+    )
 
 
 def test_missing_model_file_exits_1(tmp_path: pathlib.Path) -> None:

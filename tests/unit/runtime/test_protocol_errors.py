@@ -6,7 +6,6 @@ import json
 
 import pydantic
 import pytest
-
 from llmserver_runtime.protocol import chat, errors
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pydantic
 import pytest
-
 from llmserver_backends import base
 from llmserver_runtime.server import settings
 
@@ -36,9 +35,14 @@ def test_unknown_capability_is_refused_by_name() -> None:
 
 def test_backend_config_carries_only_given_engine_options() -> None:
     config = settings.ServeSettings(
-        backend="llama-cpp", model="/m.gguf", served_model_name="n", n_ctx=512, n_gpu_layers=-1,
-        capabilities="TextGeneration", extra_args=["flash_attn=true"],
-    )  # fmt: skip
+        backend="llama-cpp",
+        model="/m.gguf",
+        served_model_name="n",
+        n_ctx=512,
+        n_gpu_layers=-1,
+        capabilities="TextGeneration",
+        extra_args=["flash_attn=true"],
+    )
     backend_config = config.backend_config()
     assert backend_config.options == {"n_ctx": 512, "n_gpu_layers": -1}
     assert backend_config.capabilities == {base.Capability.TEXT_GENERATION}
@@ -47,11 +51,15 @@ def test_backend_config_carries_only_given_engine_options() -> None:
 
 def test_4bit_and_8bit_are_exclusive() -> None:
     with pytest.raises(pydantic.ValidationError, match="mutually exclusive"):
-        settings.ServeSettings(backend="transformers", model="m", served_model_name="n", load_in_4bit=True, load_in_8bit=True)
+        settings.ServeSettings(
+            backend="transformers", model="m", served_model_name="n", load_in_4bit=True, load_in_8bit=True
+        )
 
 
 def test_parse_key_value_args_types_values() -> None:
-    assert base.parse_key_value_args(["n_threads=4", "--flash-attn=true", "rope_freq_base=1e4", "name=x", "v=none"]) == {
+    assert base.parse_key_value_args(
+        ["n_threads=4", "--flash-attn=true", "rope_freq_base=1e4", "name=x", "v=none"]
+    ) == {
         "n_threads": 4,
         "flash_attn": True,
         "rope_freq_base": 10000.0,

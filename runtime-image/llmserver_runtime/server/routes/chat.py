@@ -6,9 +6,9 @@ import functools
 import time
 
 import fastapi
+from llmserver_backends import base
 from starlette import requests, responses
 
-from llmserver_backends import base
 from llmserver_runtime.protocol import chat, common
 from llmserver_runtime.server import disconnect, generation, messages, sse, state
 from llmserver_runtime.server.routes import common as route_common
@@ -30,9 +30,13 @@ async def chat_completions(body: chat.ChatCompletionRequest, request: requests.R
             runtime.backend.chat,
             history,
             route_common.sampling(
-                max_tokens=body.effective_max_tokens, temperature=body.temperature, top_p=body.top_p,
-                stop=body.stop, seed=body.seed, choice=k,
-            ),  # fmt: skip
+                max_tokens=body.effective_max_tokens,
+                temperature=body.temperature,
+                top_p=body.top_p,
+                stop=body.stop,
+                seed=body.seed,
+                choice=k,
+            ),
         )
         for k in range(body.n)
     ]
@@ -45,7 +49,10 @@ async def chat_completions(body: chat.ChatCompletionRequest, request: requests.R
         if body.stream:
             writer = sse.ChunkWriter(response_id, created, runtime.model, "chat.completion.chunk")
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return sse.EventStreamResponse(sse.events(request, gen, writer, include_usage=include_usage, param="messages"))
+            return sse.EventStreamResponse(
+                sse.events(request, gen, writer, include_usage=include_usage, param="messages"),
+                sse.closer(request, gen),
+            )
         try:
             results = await gen.collect()
         finally:

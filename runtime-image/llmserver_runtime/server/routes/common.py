@@ -5,9 +5,9 @@ from __future__ import annotations
 import secrets
 import time
 
+from llmserver_backends import base
 from starlette import responses
 
-from llmserver_backends import base
 from llmserver_runtime.protocol import common, errors
 
 
@@ -48,4 +48,6 @@ def sampling(
 def refuse_if(condition: object, field: str, what: str) -> None:
     """400 naming `field` for a semantic option this server does not implement."""
     if condition:
-        raise errors.invalid_request(f"{what} is not supported by this server.", param=field, code="unsupported_parameter")
+        raise errors.invalid_request(
+            f"{what} is not supported by this server.", param=field, code="unsupported_parameter"
+        )

@@ -6,9 +6,9 @@ import functools
 import time
 
 import fastapi
+from llmserver_backends import base
 from starlette import requests, responses
 
-from llmserver_backends import base
 from llmserver_runtime.protocol import common, completions, errors
 from llmserver_runtime.server import disconnect, generation, sse, state
 from llmserver_runtime.server.routes import common as route_common
@@ -40,9 +40,13 @@ async def create_completion(body: completions.CompletionRequest, request: reques
             runtime.backend.complete,
             prompt,
             route_common.sampling(
-                max_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p,
-                stop=body.stop, seed=body.seed, choice=k,
-            ),  # fmt: skip
+                max_tokens=body.max_tokens,
+                temperature=body.temperature,
+                top_p=body.top_p,
+                stop=body.stop,
+                seed=body.seed,
+                choice=k,
+            ),
         )
         for prompt in prompts
         for k in range(body.n)
@@ -58,7 +62,8 @@ async def create_completion(body: completions.CompletionRequest, request: reques
             writer = sse.ChunkWriter(response_id, created, runtime.model, "text_completion")
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return sse.EventStreamResponse(
-                sse.events(request, gen, writer, include_usage=include_usage, param="prompt", prefixes=prefixes)
+                sse.events(request, gen, writer, include_usage=include_usage, param="prompt", prefixes=prefixes),
+                sse.closer(request, gen),
             )
         try:
             results = await gen.collect()

@@ -6,9 +6,9 @@ import base64
 import struct
 
 import fastapi
+from llmserver_backends import base
 from starlette import requests, responses
 
-from llmserver_backends import base
 from llmserver_runtime.protocol import embeddings, errors
 from llmserver_runtime.server import disconnect, generation, state
 from llmserver_runtime.server import errors as server_errors

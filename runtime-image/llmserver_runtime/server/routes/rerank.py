@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import fastapi
+from llmserver_backends import base
 from starlette import requests, responses
 
-from llmserver_backends import base
 from llmserver_runtime.protocol import rerank
 from llmserver_runtime.server import disconnect, generation, state
 from llmserver_runtime.server import errors as server_errors
