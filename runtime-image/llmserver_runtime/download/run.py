@@ -1,0 +1,88 @@
+"""One download from start to finish: skip if complete, resolve, check space, fetch with retries.
+
+Transient failures (network, Hub 5xx/429, a truncated file) are retried with exponential backoff;
+huggingface-hub resumes partial bodies itself and skips files already present, so a retry only
+transfers what is missing. Everything else fails at once with a DownloadError naming the cause.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import time
+from collections.abc import Callable
+
+from llmserver_runtime.download import errors, fetch, progress
+
+
+@dataclasses.dataclass(frozen=True)
+class Retry:
+    """Attempts and backoff (seconds, doubled after each failure, capped)."""
+
+    attempts: int = 5
+    delay: float = 2.0
+    max_delay: float = 60.0
+
+
+def run(
+    request: fetch.Request,
+    *,
+    emit: Callable[[str], None],
+    report: Callable[[progress.Snapshot], None] | None = None,
+    retry: Retry = Retry(),
+    interval: float = 1.0,
+    report_interval: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> pathlib.Path:
+    """Downloads `request`; returns the path the runtime should load. Raises DownloadError."""
+    done = fetch.completed_plan(request)
+    if done is not None:
+        emit(f"already complete: {request.repo}@{request.revision} (commit {done.commit}) in {request.target}")
+        final = progress.Snapshot(
+            fetch.present_bytes(request, done), done.total_bytes, len(done.files), len(done.files), "complete"
+        )
+        progress.Monitor(lambda: final, emit, report).tick(final=True, snapshot=final)
+        return request.served_path
+
+    delay = retry.delay
+    for attempt in range(1, retry.attempts + 1):
+        try:
+            return _attempt(request, emit, report, interval, report_interval)
+        except Exception as exc:  # noqa: BLE001 - classified below
+            failure = errors.classify(exc, repo=request.repo, revision=request.revision, file=request.file,
+                                      token=request.token)  # fmt: skip
+            if not failure.transient or attempt == retry.attempts:
+                if failure.transient:
+                    failure = errors.DownloadError(
+                        f"{failure.message}; gave up after {retry.attempts} attempts", transient=True
+                    )
+                raise failure from None  # the library's exception (and its request headers) stays out
+            emit(f"attempt {attempt}/{retry.attempts} failed: {failure.message}; retrying in {delay:.0f}s")
+            sleep(delay)
+            delay = min(delay * 2, retry.max_delay)
+    raise AssertionError("unreachable")
+
+
+def _attempt(
+    request: fetch.Request,
+    emit: Callable[[str], None],
+    report: Callable[[progress.Snapshot], None] | None,
+    interval: float,
+    report_interval: float,
+) -> pathlib.Path:
+    plan = fetch.resolve(request)
+    files = f"{len(plan.files)} file{'s' if len(plan.files) != 1 else ''}"
+    emit(f"downloading {request.repo}@{request.revision} (commit {plan.commit}): {files} into {request.target}")
+    freed = fetch.remove_stale_partials(request)
+    if freed:
+        emit(f"removed {freed} bytes of partial files left by an interrupted run")
+    fetch.check_disk_space(request, plan)
+    monitor = progress.Monitor(
+        lambda: progress.measure(request, plan, "downloading"), emit, report,
+        interval=interval, report_interval=report_interval,
+    )  # fmt: skip
+    with monitor:
+        path = fetch.download(request, plan)
+    fetch.mark_complete(request, plan)
+    monitor.tick(final=True, snapshot=progress.measure(request, plan, "complete"))
+    return path
