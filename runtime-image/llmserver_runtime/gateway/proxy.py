@@ -1,6 +1,6 @@
 """Forwarding one request to a replica or provider, with retries only while nothing was sent.
 
-A connection error, or a 502/503 answer, before the first byte reaches the client is retried on
+A connection error, or a 429/502/503 answer, before the first byte reaches the client is retried on
 another ready endpoint (at most `max_retries` more). Once bytes went out the request is never
 repeated: a failure mid-stream ends the stream with an OpenAI-shaped SSE error event. Streams pass
 through chunk by chunk as they arrive; when the client goes away the handler is cancelled and the
@@ -22,7 +22,9 @@ from llmserver_runtime.gateway import balancing, errors, metrics, settings, tabl
 
 log = logging.getLogger("llmserver.gateway.proxy")
 
-RETRYABLE_STATUS = frozenset({502, 503})
+# 429 from a replica means its queue is full (the runtime sheds load that way), not that the
+# caller is over a limit: another replica may have room. The gateway's own per-key limit is separate.
+RETRYABLE_STATUS = frozenset({429, 502, 503})
 _PASS_HEADERS = ("Content-Type", "Retry-After")
 
 

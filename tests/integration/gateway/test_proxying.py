@@ -39,6 +39,7 @@ def cluster(start_fakes, start_fake, start_gateway):
     """Replicas A (alpha), B (beta), a dead one and a 503 one next to healthy ones, and the gateway."""
     fakes = start_fakes("A", "B", "R1", "S1", "S2", "D1", "D2")
     fakes.update(start_fakes("broken", extra=("--status", "503")))
+    fakes.update(start_fakes("busy", extra=("--status", "429")))
     dead = start_fake("dead")
     dead.kill()  # a crashed replica: its port refuses connections
     config = {
@@ -46,13 +47,15 @@ def cluster(start_fakes, start_fake, start_gateway):
             {"name": "alpha", "endpoints": [{"url": fakes["A"].url}]},
             {"name": "beta", "endpoints": [{"url": fakes["B"].url + "/"}]},
             {"name": "down", "endpoints": [{"url": fakes["A"].url, "ready": False}]},
-            {"name": "flaky", "endpoints": [{"url": dead.url}, {"url": fakes["broken"].url}, {"url": fakes["R1"].url}]},
+            {"name": "flaky", "endpoints": [{"url": dead.url}, {"url": fakes["broken"].url},
+                                            {"url": fakes["busy"].url}, {"url": fakes["R1"].url}]},
             {"name": "allbad", "endpoints": [{"url": dead.url}, {"url": fakes["broken"].url}]},
             {"name": "stream", "endpoints": [{"url": fakes["S1"].url}, {"url": fakes["S2"].url}]},
             {"name": "disc", "endpoints": [{"url": fakes["D1"].url}, {"url": fakes["D2"].url}]},
         ]
     }
-    gateway, _ = start_gateway(config)
+    # flaky has 3 bad replicas of 4: 3 retries always reach the good one
+    gateway, _ = start_gateway(config, {"LLMSERVER_GATEWAY_MAX_RETRIES": "3"})
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0, timeout=30)
     yield gateway, fakes, client
     client.close()
@@ -111,18 +114,18 @@ def test_no_ready_endpoint_is_503_with_a_clear_message(cluster) -> None:
     assert _stats(fakes["A"])["requests"] == before  # the unready replica got nothing
 
 
-def test_dead_and_503_replicas_are_retried_on_another(cluster) -> None:
+def test_dead_503_and_full_replicas_are_retried_on_another(cluster) -> None:
     gateway, fakes, client = cluster
     for _ in range(6):
         reply = client.chat.completions.create(model="flaky", messages=[{"role": "user", "content": "hi"}])
         assert reply.choices[0].message.content.startswith("R1-0")
     assert _stats(fakes["R1"])["requests"] == 6
-    assert _stats(fakes["broken"])["requests"] >= 1
+    assert _stats(fakes["broken"])["requests"] >= 1 and _stats(fakes["busy"])["requests"] >= 1
     metrics = _metrics(gateway)
     assert metrics[("llmserver_gateway_retries_total", (("model", "flaky"),))] >= 6
     errors = {labels: v for (name, labels), v in metrics.items() if name == "llmserver_gateway_upstream_errors_total"}
     reasons = {dict(labels)["reason"] for labels in errors if dict(labels)["model"] == "flaky"}
-    assert reasons == {"connect", "status_503"}
+    assert reasons == {"connect", "status_503", "status_429"}
 
 
 def test_when_every_replica_fails_the_last_answer_is_returned(cluster) -> None:
@@ -200,7 +203,7 @@ def test_metrics_count_requests_latency_and_ttfb(cluster) -> None:
     assert metrics[("llmserver_gateway_time_to_first_byte_seconds_count", (("model", "stream"),))] >= 1
     in_flight = [v for (name, labels), v in metrics.items() if name == "llmserver_gateway_endpoint_in_flight"]
     assert in_flight and all(v == 0 for v in in_flight)  # everything finished, nothing leaked
-    assert metrics[("llmserver_gateway_ready_endpoints", (("model", "flaky"),))] == 3
+    assert metrics[("llmserver_gateway_ready_endpoints", (("model", "flaky"),))] == 4
     assert metrics[("llmserver_gateway_ready_endpoints", (("model", "down"),))] == 0
 
 
