@@ -8,6 +8,7 @@ token. Chat prompts come from the tokenizer's own chat template, as mlx_lm.serve
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -15,6 +16,9 @@ from typing import Any
 from llmserver_backends import base, mlx_generation, threads
 
 log = logging.getLogger(__name__)
+
+# generate_step arguments this backend sets itself (extraArgs may set the others).
+_MANAGED = frozenset({"prompt", "model", "stream", "max_tokens", "sampler", "max_kv_size", "prompt_cache"})
 
 
 class MlxBackend(base.ModelBackend):
@@ -28,6 +32,7 @@ class MlxBackend(base.ModelBackend):
         self._model: Any = None
         self._tokenizer: Any = None  # mlx_lm TokenizerWrapper
         self._context = mlx_generation.context_length(config.model_path)
+        self._engine_kwargs: dict[str, Any] = {}
 
     @property
     def capabilities(self) -> frozenset[base.Capability]:
@@ -45,6 +50,9 @@ class MlxBackend(base.ModelBackend):
     def _load(self) -> tuple[Any, Any]:
         import mlx_lm
 
+        # importlib: the package attribute `mlx_lm.generate` is the function, not the module.
+        step = importlib.import_module("mlx_lm.generate").generate_step
+        self._engine_kwargs = mlx_generation.engine_kwargs(self.config.extra_args, step, _MANAGED)
         log.info("loading %s with mlx-lm", self.config.model_path)
         return mlx_lm.load(self.config.model_path, trust_remote_code=self.config.trust_remote_code)
 
@@ -99,6 +107,7 @@ class MlxBackend(base.ModelBackend):
                 max_tokens=max_tokens,
                 sampler=sample_utils.make_sampler(temp=params.temperature, top_p=mlx_generation.top_p(params.top_p)),
                 max_kv_size=self.config.options.get("max_kv_size"),
+                **self._engine_kwargs,
             )
             return mlx_generation.deltas(responses, params.stop)
 

@@ -8,10 +8,11 @@ the usage honest: the completion counts the tokens up to the stop, not a few bey
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import pathlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from llmserver_backends import base, vllm_inputs
@@ -107,3 +108,28 @@ def budget(prompt_tokens: int, requested: int | None, default: int | None, conte
 def top_p(value: float) -> float:
     """OpenAI's top_p=1 (no nucleus filter) is mlx-lm's top_p=0 (disabled)."""
     return 0.0 if value >= 1.0 else value
+
+
+def engine_kwargs(extra_args: tuple[str, ...], generator: Callable[..., Any], managed: frozenset[str]) -> dict[str, Any]:
+    """spec.extraArgs (`key=value`) as keyword arguments of the engine's generation step.
+
+    Checked at load against the step's signature, so a typo fails the load with the accepted
+    names instead of failing every request; options this backend sets per request (`managed`)
+    cannot be overridden. Example: `kv_bits=8 prefill_step_size=512`.
+    """
+    try:
+        parsed = base.parse_key_value_args(extra_args)
+    except ValueError as error:
+        raise base.BackendError(f"extraArgs: {error}") from error
+    accepted = {
+        name
+        for name, parameter in inspect.signature(generator).parameters.items()
+        if parameter.kind in (parameter.KEYWORD_ONLY, parameter.POSITIONAL_OR_KEYWORD) and name not in managed
+    }
+    unknown = sorted(set(parsed) - accepted)
+    if unknown:
+        raise base.BackendError(
+            f"extraArgs: {', '.join(unknown)} not accepted by {generator.__module__}.{generator.__name__}; "
+            f"accepted: {', '.join(sorted(accepted))}"
+        )
+    return parsed

@@ -23,6 +23,11 @@ from llmserver_backends import base, mlx_generation, threads
 log = logging.getLogger(__name__)
 
 _PREPARED = ("input_ids", "pixel_values", "attention_mask")
+# generate_step arguments this backend sets itself (extraArgs may set the others).
+_MANAGED = frozenset({
+    "input_ids", "model", "pixel_values", "mask", "max_tokens", "temperature", "top_p", "seed",
+    "max_kv_size", "prompt_cache", "sampler",
+})  # fmt: skip
 
 
 class MlxVlmBackend(base.ModelBackend):
@@ -36,6 +41,7 @@ class MlxVlmBackend(base.ModelBackend):
         self._model: Any = None
         self._processor: Any = None
         self._context = mlx_generation.context_length(config.model_path)
+        self._engine_kwargs: dict[str, Any] = {}
 
     @property
     def capabilities(self) -> frozenset[base.Capability]:
@@ -52,7 +58,9 @@ class MlxVlmBackend(base.ModelBackend):
 
     def _load(self) -> tuple[Any, Any]:
         import mlx_vlm
+        from mlx_vlm.generate import ar
 
+        self._engine_kwargs = mlx_generation.engine_kwargs(self.config.extra_args, ar.generate_step, _MANAGED)
         log.info("loading %s with mlx-vlm", self.config.model_path)
         # Passed explicitly: with no keyword arguments mlx-vlm loads configs with remote code on.
         return mlx_vlm.load(self.config.model_path, trust_remote_code=self.config.trust_remote_code)
@@ -117,6 +125,7 @@ class MlxVlmBackend(base.ModelBackend):
                 top_p=params.top_p,
                 seed=params.seed,
                 max_kv_size=self.config.options.get("max_kv_size"),
+                **self._engine_kwargs,
                 **extra,
             )
             return mlx_generation.deltas(responses, params.stop)

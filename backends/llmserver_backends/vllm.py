@@ -156,6 +156,7 @@ def _vllm_errors(validating: bool = False) -> Iterator[None]:
     During generation it would be an engine bug, so it stays a 500.
     """
     from vllm import exceptions
+    from vllm.v1.engine import exceptions as engine_exceptions
 
     try:
         yield
@@ -166,6 +167,9 @@ def _vllm_errors(validating: bool = False) -> Iterator[None]:
         raise base.UnsupportedRequest(message) from error
     except exceptions.VLLMClientError as error:
         raise base.UnsupportedRequest(str(error)) from error
+    except engine_exceptions.EngineDeadError as error:
+        # The engine process is gone: 503 (retry elsewhere) rather than a 500; a restart heals it.
+        raise base.BackendUnavailable("the vLLM engine has stopped") from error
     except (GeneratorExit, asyncio.CancelledError, base.BackendError):
         raise
     except (ValueError, TypeError) as error:

@@ -1,7 +1,8 @@
 """`serve --backend mlx` for real (mlx-lm on mlx[cpu]) with the tiny Llama, driven by the openai SDK.
 
 On Linux MLX runs on the CPU; the same code runs on Metal on a Mac. The rotating KV cache is set
-smaller than the answers generated below, so `--max-kv-size` is exercised, not just accepted.
+smaller than the answers generated below, so `--max-kv-size` is exercised, not just accepted; the
+extra argument `prefill_step_size=8` makes every prompt here prefill in several chunks.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ MODEL = "tiny-mlx"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_hf_causal: str) -> Iterator[runtime_server.RuntimeServer]:
     tmp: pathlib.Path = tmp_path_factory.mktemp("mlx")
-    with runtime_server.start(tmp, "mlx", tiny_hf_causal, MODEL, "--max-kv-size", "32", ready_timeout=300) as started:
+    # extraArgs for mlx are generate_step keyword arguments: prefill in chunks of 8 tokens.
+    with runtime_server.start(
+        tmp, "mlx", tiny_hf_causal, MODEL, "--max-kv-size", "32", extra=("prefill_step_size=8",), ready_timeout=300
+    ) as started:
         yield started
 
 

@@ -84,12 +84,19 @@ def test_stop_string_and_seed(server: runtime_server.RuntimeServer) -> None:
 
 
 def test_default_max_tokens_comes_from_the_server_setting(server: runtime_server.RuntimeServer) -> None:
+    """A chat request without max_tokens gets `--max-tokens` (completions keep OpenAI's 16)."""
     client = server.client()
-    explicit = client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=DEFAULT_MAX_TOKENS, **engine_checks.GREEDY)
-    default = client.completions.create(model=MODEL, prompt="Once upon a time", **engine_checks.GREEDY)
-    assert default.choices[0].text == explicit.choices[0].text
+    messages = image_message("noise")
+    explicit = client.chat.completions.create(
+        model=MODEL, messages=messages, max_tokens=DEFAULT_MAX_TOKENS, **engine_checks.GREEDY
+    )
+    # Meaningful only if the greedy answer is longer than the default (it is, for this tiny model).
+    assert explicit.choices[0].finish_reason == "length"
+    default = client.chat.completions.create(model=MODEL, messages=messages, **engine_checks.GREEDY)
+    assert default.choices[0].message.content == explicit.choices[0].message.content
+    assert default.choices[0].finish_reason == explicit.choices[0].finish_reason
     assert default.usage is not None and explicit.usage is not None
-    assert default.usage.completion_tokens == explicit.usage.completion_tokens <= DEFAULT_MAX_TOKENS
+    assert default.usage.completion_tokens == explicit.usage.completion_tokens == DEFAULT_MAX_TOKENS
 
 
 def test_bad_images_are_client_errors(server: runtime_server.RuntimeServer) -> None:

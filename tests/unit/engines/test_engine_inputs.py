@@ -153,3 +153,26 @@ def test_mlx_budget() -> None:
 def test_top_p_one_means_no_nucleus_filter() -> None:
     assert mlx_generation.top_p(1.0) == 0.0
     assert mlx_generation.top_p(0.9) == 0.9
+
+
+def generation_step(prompt: list[int], model: object, *, max_tokens: int = 256, kv_bits: int | None = None,
+                    prefill_step_size: int = 2048, **kwargs: object) -> None:
+    """Shaped like mlx-lm's generate_step: the engine signature extraArgs are checked against."""
+
+
+def test_extra_args_become_typed_engine_kwargs() -> None:
+    kwargs = mlx_generation.engine_kwargs(("kv_bits=8", "--prefill-step-size=512"), generation_step, frozenset({"max_tokens"}))
+    assert kwargs == {"kv_bits": 8, "prefill_step_size": 512}
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (("kv_bitz=8",), "kv_bitz not accepted by .*generation_step; accepted: kv_bits, prefill_step_size"),
+        (("max_tokens=5",), "max_tokens not accepted"),  # the request sets it
+        (("--kv-bits",), "not of the form key=value"),
+    ],
+)
+def test_bad_extra_args_fail_the_load_naming_them(extra: tuple[str, ...], message: str) -> None:
+    with pytest.raises(base.BackendError, match=message):
+        mlx_generation.engine_kwargs(extra, generation_step, frozenset({"max_tokens", "prompt", "model"}))
