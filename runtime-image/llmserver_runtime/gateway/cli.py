@@ -6,6 +6,7 @@ below takes them as arguments. Kubernetes libraries are imported only in --kuber
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import pathlib
 
@@ -63,8 +64,12 @@ def command(
         background = [source.run]
         where = f"config {config_file}"
     else:
-        from llmserver_runtime.gateway import discovery
+        from llmserver_runtime.gateway import discovery  # only Kubernetes mode needs the client library
 
+        try:  # fail fast with one clear line instead of a retry loop when there is no cluster to talk to
+            asyncio.run(discovery.load_configuration())
+        except discovery.KubernetesConfigError as exc:
+            raise click.ClickException(str(exc)) from None
         watcher = discovery.KubernetesSource(gateway_settings, routes, keys)
         background = [watcher.run]
         where = f"Kubernetes (namespace {gateway_settings.namespace or 'all'})"

@@ -36,15 +36,31 @@ _MAX_BACKOFF = 30.0
 Lister = Callable[..., Awaitable[aiohttp.ClientResponse]]
 
 
-async def api_client(kubeconfig: str | None = None) -> k8s.ApiClient:
-    """An API client from in-cluster credentials, else from a kubeconfig (KUBECONFIG or ~/.kube/config)."""
+async def load_configuration(kubeconfig: str | None = None) -> k8s.Configuration:
+    """In-cluster credentials, else a kubeconfig (KUBECONFIG or ~/.kube/config).
+
+    Raises KubernetesConfigError with a one-line reason when neither is usable.
+    """
     configuration = k8s.Configuration()
-    if kubeconfig is None and "KUBERNETES_SERVICE_HOST" in os.environ:
-        k8s_config.load_incluster_config(client_configuration=configuration)
-    else:
-        path = kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
-        await k8s_config.load_kube_config(config_file=path, client_configuration=configuration, persist_config=False)
-    return k8s.ApiClient(configuration=configuration)
+    try:
+        if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            k8s_config.load_incluster_config(client_configuration=configuration)
+        else:
+            path = kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
+            await k8s_config.load_kube_config(
+                config_file=path, client_configuration=configuration, persist_config=False)
+    except (k8s_config.ConfigException, OSError, ValueError) as exc:
+        raise KubernetesConfigError(f"no usable Kubernetes credentials (in-cluster or kubeconfig): {exc}") from None
+    return configuration
+
+
+class KubernetesConfigError(RuntimeError):
+    """Neither in-cluster credentials nor a kubeconfig could be loaded."""
+
+
+async def api_client(kubeconfig: str | None = None) -> k8s.ApiClient:
+    """An API client for the cluster (see load_configuration)."""
+    return k8s.ApiClient(configuration=await load_configuration(kubeconfig))
 
 
 def own_namespace(config: settings.GatewaySettings) -> str:
