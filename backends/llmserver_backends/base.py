@@ -128,6 +128,10 @@ class Delta:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str | None = None  # "stop" | "length" on the last delta
+    # time.perf_counter() when the engine produced it. Optional: engines whose deltas reach the
+    # event loop in batches (threads.stream coalesces wake-ups) set it so TTFT and inter-token
+    # latency metrics stay exact; otherwise the server uses the time it received the delta.
+    at: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
