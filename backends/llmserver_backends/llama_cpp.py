@@ -18,6 +18,7 @@ from __future__ import annotations
 import codecs
 import inspect
 import random
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -194,14 +195,16 @@ class LlamaCppBackend(base.ModelBackend):
             tokens, top_k=0, top_p=params.top_p, min_p=0.0, temp=params.temperature, repeat_penalty=1.0
         ):
             if llama_cpp.llama_vocab_is_eog(vocab, token):
-                yield base.Delta(decoder.decode(b"", final=True), n_prompt, produced, "stop")
+                yield base.Delta(decoder.decode(b"", final=True), n_prompt, produced, "stop", time.perf_counter())
                 return
             produced += 1  # noqa: SIM113 - end-of-generation tokens are not counted
             text = decoder.decode(llm.detokenize([token]))
             if produced >= max_tokens:
-                yield base.Delta(text + decoder.decode(b"", final=True), n_prompt, produced, "length")
+                yield base.Delta(
+                    text + decoder.decode(b"", final=True), n_prompt, produced, "length", time.perf_counter()
+                )
                 return
-            yield base.Delta(text, n_prompt, produced)
+            yield base.Delta(text, n_prompt, produced, None, time.perf_counter())
 
     def chat(self, messages: list[base.ChatMessage], params: base.SamplingParams) -> AsyncIterator[base.Delta]:
         return threads.stream(

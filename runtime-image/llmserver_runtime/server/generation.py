@@ -88,7 +88,7 @@ class Generation:
             raise
 
     def _observe(self, delta: base.Delta, index: int) -> None:
-        now = time.perf_counter()
+        now = delta.at if delta.at is not None else time.perf_counter()
         new_tokens = delta.completion_tokens - self.completion_tokens.get(index, 0)
         if new_tokens > 0:
             if not self._ttft_seen:

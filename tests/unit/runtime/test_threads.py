@@ -114,3 +114,38 @@ async def test_cancel_token_lets_long_steps_stop() -> None:
     await stream.aclose()
     assert time.perf_counter() - started < 2.0
     assert checks and checks[-1] is True
+
+
+async def test_an_item_after_a_burst_is_not_held_until_the_next_one() -> None:
+    """Wake-ups are coalesced for fast engines; an item whose wake-up was skipped must still
+    arrive within milliseconds even if the engine then stalls."""
+    got_first, release = threading.Event(), threading.Event()
+    arrived: list[float] = []
+
+    def produce(_: threads.CancelToken) -> Iterator[float]:
+        time.sleep(0.02)  # the consumer is waiting: this item wakes it
+        yield time.perf_counter()
+        got_first.wait(5)
+        time.sleep(0.0003)  # the consumer is waiting again, well inside the coalescing window
+        yield time.perf_counter()
+        release.wait(5)  # the engine stalls
+        yield time.perf_counter()
+
+    stream = threads.stream(None, produce)
+    async for produced in stream:
+        arrived.append(time.perf_counter() - produced)
+        got_first.set()
+        if len(arrived) == 2:
+            release.set()
+    assert len(arrived) == 3
+    assert max(arrived) < 1.0, arrived
+
+
+async def test_first_item_after_a_pause_arrives_without_coalescing_delay() -> None:
+    def produce(_: threads.CancelToken) -> Iterator[float]:
+        for _ in range(3):
+            time.sleep(0.02)
+            yield time.perf_counter()
+
+    delays = [time.perf_counter() - produced async for produced in threads.stream(None, produce)]
+    assert len(delays) == 3 and all(d < 0.5 for d in delays)
