@@ -110,7 +110,9 @@ def top_p(value: float) -> float:
     return 0.0 if value >= 1.0 else value
 
 
-def engine_kwargs(extra_args: tuple[str, ...], generator: Callable[..., Any], managed: frozenset[str]) -> dict[str, Any]:
+def engine_kwargs(
+    extra_args: tuple[str, ...], generator: Callable[..., Any], managed: frozenset[str]
+) -> dict[str, Any]:
     """spec.extraArgs (`key=value`) as keyword arguments of the engine's generation step.
 
     Checked at load against the step's signature, so a typo fails the load with the accepted

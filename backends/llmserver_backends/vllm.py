@@ -44,7 +44,10 @@ class VllmBackend(base.ModelBackend):
         args = vllm_args.engine_args(self.config)
         log.info(
             "starting vLLM engine: model=%s tensor_parallel_size=%s max_model_len=%s dtype=%s",
-            args.model, args.tensor_parallel_size, args.max_model_len, args.dtype,
+            args.model,
+            args.tensor_parallel_size,
+            args.max_model_len,
+            args.dtype,
         )
         # Building the engine waits for the core process to load and compile the model (tens of
         # seconds); a thread keeps /health answering meanwhile.

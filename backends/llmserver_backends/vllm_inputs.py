@@ -46,8 +46,7 @@ def completion_budget(prompt_tokens: int, max_tokens: int | None, max_model_len:
     """
     if prompt_tokens >= max_model_len:
         raise base.ContextLengthExceeded(
-            f"This model's maximum context length is {max_model_len} tokens, "
-            f"but the prompt has {prompt_tokens} tokens."
+            f"This model's maximum context length is {max_model_len} tokens, but the prompt has {prompt_tokens} tokens."
         )
     if max_tokens is None:
         return max_model_len - prompt_tokens

@@ -118,9 +118,7 @@ def check_seed(client: openai.OpenAI, model: str) -> None:
     """Sampling with a seed repeats itself; other seeds give other text."""
 
     def sample(seed: int) -> str:
-        result = client.completions.create(
-            model=model, prompt="Hello", max_tokens=16, temperature=1.0, seed=seed
-        )
+        result = client.completions.create(model=model, prompt="Hello", max_tokens=16, temperature=1.0, seed=seed)
         return result.choices[0].text
 
     first = sample(1234)
@@ -138,10 +136,15 @@ def check_errors(client: openai.OpenAI, model: str, vision: bool) -> None:
             client.chat.completions.create(
                 model=model,
                 max_tokens=2,
-                messages=[{"role": "user", "content": [
-                    {"type": "text", "text": "What is this?"},
-                    {"type": "image_url", "image_url": {"url": png_data_url("black")}},
-                ]}],  # fmt: skip
+                messages=[
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": "What is this?"},
+                            {"type": "image_url", "image_url": {"url": png_data_url("black")}},
+                        ],
+                    }
+                ],
             )
         assert "Vision" in refused.value.body["message"]  # type: ignore[index]
 

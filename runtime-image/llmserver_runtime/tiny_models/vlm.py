@@ -73,9 +73,7 @@ def write_tokenizer(out_dir: pathlib.Path) -> transformers.PreTrainedTokenizerFa
     return tokenizer
 
 
-def llava_config(
-    text: transformers.LlamaConfig, clip: ClipShape, image_token_index: int
-) -> transformers.LlavaConfig:
+def llava_config(text: transformers.LlamaConfig, clip: ClipShape, image_token_index: int) -> transformers.LlavaConfig:
     """The LLaVA config joining the tiny Llama and the tiny CLIP tower."""
     vision = transformers.CLIPVisionConfig(
         hidden_size=clip.hidden_size,

@@ -65,7 +65,9 @@ def test_generates_past_the_rotating_kv_cache(server: runtime_server.RuntimeServ
 def test_client_disconnect_stops_generation(server: runtime_server.RuntimeServer) -> None:
     """Leaving a long stream early stops the engine's loop long before max_tokens (it logs where)."""
     client = server.client()
-    with client.completions.create(model=MODEL, prompt="The quick", max_tokens=1500, stream=True, **engine_checks.GREEDY) as stream:
+    with client.completions.create(
+        model=MODEL, prompt="The quick", max_tokens=1500, stream=True, **engine_checks.GREEDY
+    ) as stream:
         for count, _ in enumerate(stream):
             if count == 2:
                 break

@@ -46,9 +46,13 @@ def image_message(pattern: str, text: str = "What is in this picture?") -> list[
 
 def test_chat_with_an_image(server: runtime_server.RuntimeServer, tok: Any) -> None:
     client = server.client()
-    answer = client.chat.completions.create(model=MODEL, messages=image_message("noise"), max_tokens=10, **engine_checks.GREEDY)
+    answer = client.chat.completions.create(
+        model=MODEL, messages=image_message("noise"), max_tokens=10, **engine_checks.GREEDY
+    )
     assert answer.choices[0].message.content
-    placeholder = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is in this picture?"}]}]
+    placeholder = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is in this picture?"}]}
+    ]
     assert answer.usage is not None
     assert answer.usage.prompt_tokens == engine_checks.chat_prompt_tokens(tok, placeholder) + IMAGE_TOKENS - 1
 
@@ -67,7 +71,9 @@ def test_the_image_changes_the_answer(server: runtime_server.RuntimeServer) -> N
     answers = {
         pattern: client.chat.completions.create(
             model=MODEL, messages=image_message(pattern), max_tokens=12, **engine_checks.GREEDY
-        ).choices[0].message.content
+        )
+        .choices[0]
+        .message.content
         for pattern in ("noise", "black")
     }
     assert answers["noise"] != answers["black"], answers

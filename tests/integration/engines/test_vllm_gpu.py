@@ -26,7 +26,9 @@ def _nvidia_gpus() -> int:
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.timeout(900),
-    pytest.mark.skipif(_nvidia_gpus() < 2, reason="tensor_parallel_size=2 needs two NVIDIA GPUs and the CUDA vLLM build"),
+    pytest.mark.skipif(
+        _nvidia_gpus() < 2, reason="tensor_parallel_size=2 needs two NVIDIA GPUs and the CUDA vLLM build"
+    ),
 ]
 
 

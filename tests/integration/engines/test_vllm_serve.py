@@ -87,7 +87,9 @@ def test_client_disconnect_aborts_the_vllm_request(server: runtime_server.Runtim
     """Leaving a stream early aborts the request inside vLLM (its request log says so)."""
     client = server.client()
     budget = MAX_MODEL_LEN - 8
-    with client.completions.create(model=MODEL, prompt="The quick", max_tokens=budget, stream=True, **engine_checks.GREEDY) as stream:
+    with client.completions.create(
+        model=MODEL, prompt="The quick", max_tokens=budget, stream=True, **engine_checks.GREEDY
+    ) as stream:
         for count, _ in enumerate(stream):
             if count == 2:
                 break

@@ -155,13 +155,22 @@ def test_top_p_one_means_no_nucleus_filter() -> None:
     assert mlx_generation.top_p(0.9) == 0.9
 
 
-def generation_step(prompt: list[int], model: object, *, max_tokens: int = 256, kv_bits: int | None = None,
-                    prefill_step_size: int = 2048, **kwargs: object) -> None:
+def generation_step(
+    prompt: list[int],
+    model: object,
+    *,
+    max_tokens: int = 256,
+    kv_bits: int | None = None,
+    prefill_step_size: int = 2048,
+    **kwargs: object,
+) -> None:
     """Shaped like mlx-lm's generate_step: the engine signature extraArgs are checked against."""
 
 
 def test_extra_args_become_typed_engine_kwargs() -> None:
-    kwargs = mlx_generation.engine_kwargs(("kv_bits=8", "--prefill-step-size=512"), generation_step, frozenset({"max_tokens"}))
+    kwargs = mlx_generation.engine_kwargs(
+        ("kv_bits=8", "--prefill-step-size=512"), generation_step, frozenset({"max_tokens"})
+    )
     assert kwargs == {"kv_bits": 8, "prefill_step_size": 512}
 
 

@@ -85,9 +85,7 @@ def test_a_bad_value_names_the_flag() -> None:
         vllm_args.engine_args(config(tensor_parallel_size="two"), gpu_count=1)
 
 
-@pytest.mark.parametrize(
-    "visible, expected", [("0,1,2", 3), ("0", 1), ("", 0), ("-1", 0), ("GPU-6f1c,GPU-77aa", 2)]
-)
+@pytest.mark.parametrize("visible, expected", [("0,1,2", 3), ("0", 1), ("", 0), ("-1", 0), ("GPU-6f1c,GPU-77aa", 2)])
 def test_visible_gpu_count_follows_cuda_visible_devices(visible: str, expected: int) -> None:
     assert vllm_args.visible_gpu_count({"CUDA_VISIBLE_DEVICES": visible}) == expected
 
