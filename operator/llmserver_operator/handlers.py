@@ -20,8 +20,14 @@ from llmserver_operator import serializer as serializer_mod
 from llmserver_operator import settings as settings_mod
 from llmserver_operator.builders import common
 
-OURS = f"app.kubernetes.io/managed-by={common.MANAGED_BY}"
-CHILD_RESOURCES = (("batch", "v1", "jobs"), ("apps", "v1", "deployments"), ("", "v1", "pods"))
+OURS = {"app.kubernetes.io/managed-by": common.MANAGED_BY}
+# Children whose changes re-trigger their LLMServer, with the labels that select them server-side.
+# Download pods are left out: their Job's own status change follows every change that matters.
+CHILD_RESOURCES = (
+    ("batch", "v1", "jobs", OURS),
+    ("apps", "v1", "deployments", OURS),
+    ("", "v1", "pods", {**OURS, "app.kubernetes.io/component": "runtime"}),
+)
 
 
 def make_memo(settings: settings_mod.Settings) -> kopf.Memo:
@@ -53,8 +59,8 @@ def register(registry: kopf.OperatorRegistry) -> None:
             prefix=llmserver_api.GROUP, key="last-handled-configuration")
         settings.scanning.disabled = True
         settings.execution.max_workers = ours.workers
-        for group, version, plural in CHILD_RESOURCES:
-            settings.watching.label_selectors[group or "v1", plural] = OURS  # watch only our children
+        for group, version, plural, labels in CHILD_RESOURCES:  # watch only our children
+            settings.watching.label_selectors[group or "v1", plural] = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
     @kopf.on.login(registry=registry, id="login")
     def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo | None:
@@ -84,10 +90,9 @@ def register(registry: kopf.OperatorRegistry) -> None:
         if outcome is not None and outcome.retry_after is not None:
             raise kopf.TemporaryError(f"waiting ({outcome.phase})", delay=outcome.retry_after)
 
-    for group, version, plural in CHILD_RESOURCES:
+    for group, version, plural, labels in CHILD_RESOURCES:
 
-        @kopf.on.event(group, version, plural, labels={"app.kubernetes.io/managed-by": common.MANAGED_BY},
-                       registry=registry, id=f"child-{plural}")
+        @kopf.on.event(group, version, plural, labels=labels, registry=registry, id=f"child-{plural}")
         def child_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
             owner = body.metadata.labels.get(common.SERVER_LABEL)
             if type is None or not owner or body.metadata.namespace is None:
