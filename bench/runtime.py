@@ -1,17 +1,19 @@
 """Runtime benchmark on the tiny GGUF: raw llama_cpp in-process vs `python -m llama_cpp.server`
 vs our `llmserver-runtime serve --backend llama-cpp`, all in one run.
 
-    ~/.cache/llmserver/venv/bin/python bench/runtime.py [--rounds 3] [--threads 1]
+    ~/.cache/llmserver/venv/bin/python bench/runtime.py [--samples 24] [--threads 1]
 
 Work is identical everywhere: the same GGUF, greedy decoding (temperature 0, repeat penalty 1),
 the same prompt and max_tokens, the same llama.cpp thread count. Measured per system:
   tokens/s  non-streaming completions (each system's own reported completion tokens / wall time),
-            sequential (one client) and concurrent (several clients; both servers run one request
-            at a time on one llama context, so this shows queueing overhead, not batching)
+            sequential (one client) and concurrent (several clients at once; both servers run one
+            request at a time on one llama context, so this shows queueing overhead, not batching)
   TTFT      streaming completions: time to the first chunk carrying text (raw: to the first
-            token out of `Llama.generate`), sequential and concurrent
+            token out of `Llama.generate`), sequential and concurrent (median)
 raw is the engine's own token loop (`Llama.generate` + detokenize) in this process: the ceiling
-for any server. Rounds are interleaved (raw, llama_cpp.server, ours) and medians reported.
+for any server. Systems are interleaved request by request (order rotated each sample), so on a
+machine whose background load swings from second to second every system sees the same load;
+tokens/s is total tokens over total time across all samples.
 The last line is `ours/raw=R1 ours/llama_cpp_server=R2`: R1 compares sequential tokens/s (raw has
 no concurrent mode), R2 concurrent tokens/s (the server-to-server case).
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import pathlib
@@ -44,9 +47,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 PROMPT = "Hello"
 MAX_TOKENS = 256
 TTFT_TOKENS = 8
-SEQUENTIAL = 6
 CLIENTS = 4
-PER_CLIENT = 2
 MODEL = "tiny"
 PHASE_TIMEOUT = 120.0
 
@@ -138,31 +139,18 @@ async def _ttft(session: aiohttp.ClientSession, url: str) -> float:
 
 
 class Server:
-    """Measurements against one OpenAI-compatible server."""
+    """One OpenAI-compatible server."""
 
     def __init__(self, url: str, session: aiohttp.ClientSession) -> None:
         self.url = url
         self.session = session
 
-    async def seq_tps(self) -> float:
-        started, tokens = time.perf_counter(), 0
-        for _ in range(SEQUENTIAL):
-            tokens += await _complete(self.session, self.url)
-        return tokens / (time.perf_counter() - started)
-
-    async def conc_tps(self) -> float:
-        async def client() -> int:
-            return sum([await _complete(self.session, self.url) for _ in range(PER_CLIENT)])
-
+    async def tokens(self) -> tuple[int, float]:
         started = time.perf_counter()
-        tokens = sum(await asyncio.gather(*(client() for _ in range(CLIENTS))))
-        return tokens / (time.perf_counter() - started)
+        return await _complete(self.session, self.url), time.perf_counter() - started
 
-    async def seq_ttft(self) -> float:
-        return statistics.median([await _ttft(self.session, self.url) for _ in range(SEQUENTIAL)])
-
-    async def conc_ttft(self) -> float:
-        return statistics.median(await asyncio.gather(*(_ttft(self.session, self.url) for _ in range(CLIENTS))))
+    async def ttft(self) -> float:
+        return await _ttft(self.session, self.url)
 
 
 class Raw:
@@ -175,7 +163,7 @@ class Raw:
         self.vocab = llama_cpp.llama_model_get_vocab(llm.model)  # type: ignore[attr-defined]
         self.is_eog = llama_cpp.llama_vocab_is_eog
 
-    def _run(self, max_tokens: int) -> tuple[int, float]:
+    def _run(self, max_tokens: int) -> tuple[int, float, float]:
         llm = self.llm
         started = time.perf_counter()
         first = 0.0
@@ -190,46 +178,70 @@ class Raw:
                 first = time.perf_counter() - started
             if produced >= max_tokens:
                 break
-        return produced, first
+        return produced, time.perf_counter() - started, first
 
-    async def seq_tps(self) -> float:
-        started = time.perf_counter()
-        tokens = sum(self._run(MAX_TOKENS)[0] for _ in range(SEQUENTIAL))
-        return tokens / (time.perf_counter() - started)
+    async def tokens(self) -> tuple[int, float]:
+        produced, elapsed, _ = self._run(MAX_TOKENS)
+        return produced, elapsed
 
-    async def seq_ttft(self) -> float:
-        return statistics.median(self._run(TTFT_TOKENS)[1] for _ in range(SEQUENTIAL))
-
-
-PHASES = ("seq_tps", "conc_tps", "seq_ttft", "conc_ttft")
+    async def ttft(self) -> float:
+        return self._run(TTFT_TOKENS)[2]
 
 
-async def measure(llm: object, urls: dict[str, str], rounds: int) -> dict[str, dict[str, list[float]]]:
-    """Every phase runs on every system back to back (order rotated per round), so each
-    comparison is made within seconds, under the same background load."""
+@dataclasses.dataclass
+class Tally:
+    """One system's measurements."""
+
+    seq_tokens: int = 0
+    seq_seconds: float = 0.0
+    conc_tokens: int = 0
+    conc_seconds: float = 0.0
+    seq_ttft: list[float] = dataclasses.field(default_factory=list)
+    conc_ttft: list[float] = dataclasses.field(default_factory=list)
+
+    def row(self) -> dict[str, float]:
+        nan = float("nan")
+        return {
+            "seq_tps": self.seq_tokens / self.seq_seconds if self.seq_seconds else nan,
+            "conc_tps": self.conc_tokens / self.conc_seconds if self.conc_seconds else nan,
+            "seq_ttft": statistics.median(self.seq_ttft) if self.seq_ttft else nan,
+            "conc_ttft": statistics.median(self.conc_ttft) if self.conc_ttft else nan,
+        }
+
+
+async def measure(llm: object, urls: dict[str, str], samples: int) -> dict[str, Tally]:
+    """Interleave single measurements of every system, rotating the order each sample."""
     timeout = aiohttp.ClientTimeout(total=PHASE_TIMEOUT)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        systems: dict[str, Raw | Server] = {
-            "raw": Raw(llm),
-            **{name: Server(url, session) for name, url in urls.items()},
-        }
+        systems: dict[str, Raw | Server] = {"raw": Raw(llm), **{n: Server(u, session) for n, u in urls.items()}}
         for system in systems.values():  # warm-up: the same prefix-cache state everywhere
-            await system.seq_ttft()
-        results: dict[str, dict[str, list[float]]] = {name: {phase: [] for phase in PHASES} for name in systems}
+            await system.tokens()
+            await system.ttft()
+        tallies = {name: Tally() for name in systems}
         names = list(systems)
-        for round_ in range(rounds):
-            order = names[round_ % len(names) :] + names[: round_ % len(names)]
-            for phase in PHASES:
-                for name in order:
-                    method = getattr(systems[name], phase, None)
-                    if method is not None:
-                        results[name][phase].append(await method())
-    return results
+        deadline = time.monotonic() + 10 * PHASE_TIMEOUT
+        for sample in range(samples):
+            if time.monotonic() > deadline:
+                break
+            order = names[sample % len(names) :] + names[: sample % len(names)]
+            for name in order:
+                system, tally = systems[name], tallies[name]
+                tokens, seconds = await system.tokens()
+                tally.seq_tokens += tokens
+                tally.seq_seconds += seconds
+                tally.seq_ttft.append(await system.ttft())
+                if isinstance(system, Server):
+                    started = time.perf_counter()
+                    results = await asyncio.gather(*(system.tokens() for _ in range(CLIENTS)))
+                    tally.conc_seconds += time.perf_counter() - started
+                    tally.conc_tokens += sum(tokens for tokens, _ in results)
+                    tally.conc_ttft.extend(await asyncio.gather(*(system.ttft() for _ in range(CLIENTS))))
+    return tallies
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--samples", type=int, default=24, help="interleaved samples per system")
     parser.add_argument("--threads", type=int, default=1, help="llama.cpp threads for every system")
     parser.add_argument("--n-ctx", type=int, default=2048)
     args = parser.parse_args()
@@ -241,53 +253,13 @@ def main() -> None:
         model = tiny_gguf(work / "model")
         threads, n_ctx = str(args.threads), str(args.n_ctx)
         theirs_port, ours_port = _free_port(), _free_port()
-        theirs_argv = [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            model,
-            "--model_alias",
-            MODEL,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(theirs_port),
-            "--n_ctx",
-            n_ctx,
-            "--n_threads",
-            threads,
-            "--n_threads_batch",
-            threads,
-            "--verbose",
-            "false",
-            "--interrupt_requests",
-            "false",  # its default cuts a running stream when another request comes
-        ]
-        ours_argv = [
-            sys.executable,
-            "-m",
-            "llmserver_runtime",
-            "serve",
-            "--backend",
-            "llama-cpp",
-            "--model",
-            model,
-            "--served-model-name",
-            MODEL,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(ours_port),
-            "--n-ctx",
-            n_ctx,
-            "--n-threads",
-            threads,
-            "--log-level",
-            "warning",
-            "--",
-            f"n_threads_batch={threads}",
-        ]
+        theirs_argv = [sys.executable, "-m", "llama_cpp.server", "--model", model, "--model_alias", MODEL]
+        theirs_argv += ["--host", "127.0.0.1", "--port", str(theirs_port), "--n_ctx", n_ctx, "--verbose", "false"]
+        theirs_argv += ["--n_threads", threads, "--n_threads_batch", threads]
+        theirs_argv += ["--interrupt_requests", "false"]  # its default cuts a running stream for a new request
+        ours_argv = [sys.executable, "-m", "llmserver_runtime", "serve", "--backend", "llama-cpp", "--model", model]
+        ours_argv += ["--served-model-name", MODEL, "--host", "127.0.0.1", "--port", str(ours_port), "--n-ctx", n_ctx]
+        ours_argv += ["--n-threads", threads, "--log-level", "warning", "--", f"n_threads_batch={threads}"]
         llm = llama_cpp.Llama(
             model_path=model, n_ctx=args.n_ctx, n_threads=args.threads, n_threads_batch=args.threads, verbose=False
         )
@@ -295,18 +267,17 @@ def main() -> None:
             server(theirs_argv, theirs_port, work / "theirs.log", "/v1/models") as theirs,
             server(ours_argv, ours_port, work / "ours.log", "/ready") as ours,
         ):
-            results = asyncio.run(measure(llm, {"llama_cpp.server": theirs, "ours": ours}, args.rounds))
+            tallies = asyncio.run(measure(llm, {"llama_cpp.server": theirs, "ours": ours}, args.samples))
         llm.close()
 
     print(
         f"tiny GGUF, prompt {PROMPT!r}, greedy, max_tokens {MAX_TOKENS}, {args.threads} llama.cpp thread(s), "
-        f"{args.rounds} rounds (medians); concurrent = {CLIENTS} clients"
+        f"{args.samples} interleaved samples; concurrent = {CLIENTS} clients"
     )
     print(f"{'system':18} {'seq tok/s':>10} {'conc tok/s':>11} {'seq TTFT ms':>12} {'conc TTFT ms':>13}")
     summary: dict[str, dict[str, float]] = {}
-    for name, phases in results.items():
-        row = {phase: statistics.median(values) if values else float("nan") for phase, values in phases.items()}
-        summary[name] = row
+    for name, tally in tallies.items():
+        row = summary[name] = tally.row()
         print(
             f"{name:18} {row['seq_tps']:10.0f} {row['conc_tps']:11.0f} "
             f"{row['seq_ttft'] * 1000:12.2f} {row['conc_ttft'] * 1000:13.2f}"
