@@ -10,14 +10,13 @@ import logging
 from typing import Any
 
 import kopf
-
 import llmserver_api
 
 from llmserver_operator import kube as kube_mod
-from llmserver_operator.apple import handlers as apple_handlers
 from llmserver_operator import reconciler as reconciler_mod
 from llmserver_operator import serializer as serializer_mod
 from llmserver_operator import settings as settings_mod
+from llmserver_operator.apple import handlers as apple_handlers
 from llmserver_operator.builders import common
 
 OURS = {"app.kubernetes.io/managed-by": common.MANAGED_BY}

@@ -15,15 +15,13 @@ from collections.abc import Callable
 from typing import Any
 
 import kopf
+import llmserver_api
 import pydantic
 
-import llmserver_api
-from llmserver_api import llmserver
-
 from llmserver_operator import kube as kube_mod
-from llmserver_operator.apple import scheduler as apple_scheduler
 from llmserver_operator import settings as settings_mod
 from llmserver_operator import status
+from llmserver_operator.apple import scheduler as apple_scheduler
 from llmserver_operator.builders import cache, common, deployment, download, plan, service
 
 Manifest = dict[str, Any]

@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import llmserver_api
 import pydantic
 import yaml
-
-import llmserver_api
 
 from llmserver_operator import settings as settings_mod
 from llmserver_operator import status

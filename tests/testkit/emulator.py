@@ -44,7 +44,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import aiohttp.web
 import yaml
@@ -94,7 +94,7 @@ class KubeEmulator:
                 site = aiohttp.web.TCPSite(self._runner, "127.0.0.1", 0)
                 loop.run_until_complete(site.start())
                 self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            except BaseException as exc:  # surfaced to the caller of start()
+            except BaseException as exc:  # noqa: BLE001 - surfaced to the caller of start()
                 failure.append(exc)
                 ready.set()
                 return
@@ -119,7 +119,7 @@ class KubeEmulator:
             self._thread.join(30)
         self._tmp.cleanup()
 
-    def __enter__(self) -> KubeEmulator:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

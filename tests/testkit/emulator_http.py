@@ -265,7 +265,7 @@ class Api:
         match_fields = emulator_select.field_selector(query.get("fieldSelector"))
         if t.name is not None:
             by_name = emulator_select.field_selector(f"metadata.name={t.name}")
-            match_fields = lambda obj, base=match_fields: base(obj) and by_name(obj)  # noqa: E731
+            match_fields = lambda obj, base=match_fields: base(obj) and by_name(obj)
 
         def wanted(obj: dict[str, Any]) -> bool:
             namespace_ok = t.namespace is None or obj["metadata"].get("namespace") == t.namespace

@@ -246,7 +246,7 @@ class Store:
                 for ip in ("clusterIP", "clusterIPs"):
                     if ip in (old.get("spec") or {}) and not (new.get("spec") or {}).get(ip):
                         new.setdefault("spec", {})[ip] = old["spec"][ip]
-            spec_of = lambda o: {k: v for k, v in o.items() if k not in ("metadata", "status")}  # noqa: E731
+            spec_of = lambda o: {k: v for k, v in o.items() if k not in ("metadata", "status")}
             if spec_of(new) != spec_of(old):
                 meta["generation"] = int(old_meta.get("generation") or 0) + 1
         new["apiVersion"], new["kind"] = resource.api_version, resource.kind

@@ -13,7 +13,7 @@ Usage::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 from testkit import emulator, kubelet, operator_thread
 
@@ -63,7 +63,7 @@ class FakeCluster:
                 self.kubelet.stop()
             self.kube.stop()
 
-    def __enter__(self) -> FakeCluster:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

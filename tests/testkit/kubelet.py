@@ -32,7 +32,7 @@ import dataclasses
 import itertools
 import queue
 import threading
-from typing import Any
+from typing import Any, Self
 
 from testkit import emulator, emulator_store, kubelet_pods, kubelet_process
 
@@ -112,7 +112,7 @@ class Kubelet:
             process.stop()
         self.processes.clear()
 
-    def __enter__(self) -> Kubelet:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -156,7 +156,7 @@ class Kubelet:
             except emulator_store.ApiError as exc:
                 if exc.code not in (404, 409):
                     self.errors.append(exc)
-            except Exception as exc:  # kept for the test to inspect; the simulator keeps going
+            except Exception as exc:  # noqa: BLE001 - kept for the test to inspect; the simulator keeps going
                 self.errors.append(exc)
 
     def _job_outcome(self, name: str) -> JobOutcome:

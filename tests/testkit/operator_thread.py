@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
+from typing import Any, Self
 
 import kopf
-
 from llmserver_operator import handlers
 from llmserver_operator import settings as settings_mod
 
@@ -45,7 +44,7 @@ class OperatorThread:
                 stop_flag=self._stop,
                 ready_flag=self._ready,
             ))
-        except BaseException as exc:  # reported by stop()
+        except BaseException as exc:  # noqa: BLE001 - reported by stop()
             self._error.append(exc)
             self._ready.set()
 
@@ -69,7 +68,7 @@ class OperatorThread:
         if self._error:
             raise RuntimeError("the operator crashed") from self._error[0]
 
-    def __enter__(self) -> OperatorThread:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -3,6 +3,7 @@ LLMServers in FILE (`-` reads stdin). Operator settings come from LLMSERVER_OPER
 
 from __future__ import annotations
 
+import pathlib
 import sys
 
 import click
@@ -20,7 +21,7 @@ def command(files: tuple[str, ...], namespace: str) -> None:
     documents = []
     for name in files:
         try:
-            text = sys.stdin.read() if name == "-" else open(name, encoding="utf-8").read()
+            text = sys.stdin.read() if name == "-" else pathlib.Path(name).read_text(encoding="utf-8")
             documents += [doc for doc in yaml.safe_load_all(text) if doc is not None]
         except OSError as exc:
             raise click.ClickException(f"cannot read {name}: {exc.strerror}") from None

@@ -6,7 +6,6 @@ import re
 from collections.abc import Iterator
 
 import pytest
-
 from testkit import fake_cluster
 
 

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
 from testkit import emulator
 
 pytestmark = pytest.mark.timeout(120)
@@ -118,7 +117,7 @@ def stream(kube: emulator.KubeEmulator, path: str, count: int) -> list[dict[str,
 
 
 def test_watch_resumes_from_a_resource_version_without_losing_events(kube: emulator.KubeEmulator) -> None:
-    code, listing = call(kube, "GET", "/api/v1/namespaces/em6/configmaps")
+    _, listing = call(kube, "GET", "/api/v1/namespaces/em6/configmaps")
     since = listing["metadata"]["resourceVersion"]
     kube.create(configmap("w1", namespace="em6"))
     kube.patch("v1", "ConfigMap", "w1", {"data": {"a": "2"}}, "em6")

@@ -9,7 +9,6 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-
 from testkit import emulator
 
 pytestmark = pytest.mark.timeout(120)
@@ -27,8 +26,9 @@ def test_module_entrypoint_reconciles_with_env_settings(kube: emulator.KubeEmula
     env = {**os.environ, "KUBECONFIG": kube.kubeconfig, "LLMSERVER_OPERATOR_NAMESPACES": "watched",
            "LLMSERVER_OPERATOR_GATEWAY_URL": "http://gw.{namespace}.example/v1",
            "LLMSERVER_OPERATOR_RUNTIME_IMAGE": "registry.local/runtime", "LLMSERVER_OPERATOR_RUNTIME_TAG": "7"}
-    log = open(os.path.join(tmp_path, "operator.log"), "wb")
-    process = subprocess.Popen([sys.executable, "-m", "llmserver_operator"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    log_path = os.path.join(tmp_path, "operator.log")
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "llmserver_operator"], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         for namespace in ("watched", "ignored"):
             kube.create({"apiVersion": LLMS, "kind": "LLMServer", "metadata": {"name": "p", "namespace": namespace},
@@ -44,5 +44,5 @@ def test_module_entrypoint_reconciles_with_env_settings(kube: emulator.KubeEmula
     finally:
         process.send_signal(signal.SIGTERM)
         code = process.wait(60)
-        log.close()
-    assert code == 0, open(os.path.join(tmp_path, "operator.log")).read()[-3000:]
+    with open(log_path) as log:
+        assert code == 0, log.read()[-3000:]

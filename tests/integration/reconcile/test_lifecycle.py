@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from testkit import fake_cluster
 
 pytestmark = pytest.mark.timeout(120)

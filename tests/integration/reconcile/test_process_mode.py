@@ -14,7 +14,6 @@ from collections.abc import Iterator
 
 import openai
 import pytest
-
 from testkit import fake_cluster, models
 
 pytestmark = pytest.mark.timeout(300)

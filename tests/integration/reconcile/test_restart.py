@@ -10,7 +10,6 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-
 from llmserver_operator import kube as kube_mod
 from llmserver_operator import reconciler as reconciler_mod
 from testkit import crd_validation, fake_cluster

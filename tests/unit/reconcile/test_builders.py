@@ -6,9 +6,8 @@ import copy
 from typing import Any
 
 import kubernetes_validate
-import pytest
-
 import llmserver_api
+import pytest
 from llmserver_operator import settings as settings_mod
 from llmserver_operator.builders import cache, common, deployment, download, engine_args, plan, service
 

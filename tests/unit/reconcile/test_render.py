@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pathlib
 
+import llmserver_api
 import pytest
 import yaml
 from click.testing import CliRunner
-
-import llmserver_api
 from llmserver_operator import cli
 from llmserver_operator import settings as settings_mod
 from llmserver_operator.builders import plan

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pydantic
 import pytest
-
 from llmserver_operator import settings as settings_mod
 
 pytestmark = pytest.mark.timeout(30)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import llmserver_api
 import pydantic
 import pytest
-
-import llmserver_api
 from llmserver_operator import status
 
 pytestmark = pytest.mark.timeout(60)
