@@ -15,7 +15,6 @@ import json
 import os
 import pathlib
 import signal
-import stat
 import subprocess
 import sys
 import time
@@ -185,42 +184,3 @@ class Up:
             self._log.close()
 
 
-
-_STAND_IN = '''\
-#!{python}
-import json, os, pathlib, sys, time
-args = sys.argv[1:]
-if args[:3] == ["-m", "llmserver_runtime", "download"]:
-    opts = dict(zip(args[3::2], args[4::2]))
-    with open({calls!r}, "a") as log:
-        log.write(json.dumps(opts) + "\\n")
-    if opts["--repo"] == "org/missing":
-        print("download failed: 404 Repository Not Found for url https://huggingface.co/org/missing", flush=True)
-        sys.exit(1)
-    owner, name = opts["--repo"].split("/")
-    target = pathlib.Path(opts["--cache-dir"], "hf", owner, name, opts["--revision"], opts["--file"])
-    target.parent.mkdir(parents=True, exist_ok=True)
-    data = pathlib.Path({gguf!r}).read_bytes()
-    partial = target.with_name(target.name + ".incomplete")
-    with partial.open("wb") as out:
-        for start in range(0, len(data), len(data) // 4 + 1):
-            out.write(data[start:start + len(data) // 4 + 1]); out.flush(); time.sleep(0.6)
-    partial.rename(target)
-    sys.exit(0)
-os.execv({python!r}, [{python!r}, *args])
-'''
-
-
-def stand_in_downloader(tmp: pathlib.Path, gguf: str) -> tuple[pathlib.Path, pathlib.Path]:
-    """An executable to use as local mode's interpreter where no model hub is reachable.
-
-    `-m llmserver_runtime download --repo R --file F --revision V --cache-dir D` copies `gguf` to
-    D/hf/<R>/<V>/<F> in four slow chunks (through an .incomplete file, as huggingface-hub does),
-    except repo `org/missing`, which fails like a 404; each call is logged as JSON to the returned
-    calls file. Anything else execs this interpreter unchanged (gateway, serve).
-    """
-    calls = tmp / "downloader-calls.jsonl"
-    wrapper = tmp / "python-with-stand-in-downloader"
-    wrapper.write_text(_STAND_IN.format(python=sys.executable, calls=str(calls), gguf=gguf))
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
-    return wrapper, calls

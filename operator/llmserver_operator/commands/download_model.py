@@ -12,8 +12,6 @@ import pathlib
 import shutil
 import subprocess
 import sys
-import threading
-import time
 
 import click
 import rich.console
@@ -22,13 +20,6 @@ import rich.progress
 import llmserver_api.paths
 from llmserver_operator.commands import cluster, prewarm
 from llmserver_operator.local import commands, settings, units
-
-
-def _folder_bytes(folder: pathlib.Path) -> int:
-    try:
-        return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-    except OSError:
-        return 0
 
 
 def download_local(
@@ -40,41 +31,42 @@ def download_local(
     console: rich.console.Console,
     python: str = sys.executable,
 ) -> pathlib.Path:
-    """Runs the downloader into `cache_dir` with a progress bar; returns the model's path."""
+    """Runs the downloader into `cache_dir` with a progress bar fed by its progress lines."""
     target = cache_dir / llmserver_api.paths.huggingface_model_path(repo, revision, file)
-    folder = cache_dir / llmserver_api.paths.huggingface_dir(repo, revision)
-    if force and target.exists():
-        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    if force and target.is_dir():
+        shutil.rmtree(target)  # the whole snapshot (its completion marker included)
+    elif force and target.exists():
+        target.unlink()  # only this file: the downloader sees it missing and fetches it again
     argv = commands.download_repo(python, repo, file, revision, cache_dir)
     output: list[str] = []
     columns = (
         rich.progress.SpinnerColumn(),
         rich.progress.TextColumn("{task.description}"),
+        rich.progress.BarColumn(),
         rich.progress.DownloadColumn(),
         rich.progress.TransferSpeedColumn(),
-        rich.progress.TimeElapsedColumn(),
+        rich.progress.TimeRemainingColumn(),
     )
     with rich.progress.Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task(f"{repo}" + (f" / {file}" if file else ""), total=None)
+        task = progress.add_task(repo + (f" / {file}" if file else ""), total=None)
         proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
             env=units.child_env(dict(os.environ)),
         )  # fmt: skip
-        reader = threading.Thread(target=lambda: output.extend(proc.stdout or []), daemon=True)
-        reader.start()
         try:
-            while proc.poll() is None:
-                progress.update(task, completed=_folder_bytes(folder))
-                time.sleep(0.5)
+            for line in proc.stdout or []:
+                output.append(line.rstrip())
+                seen = units.parse_progress(line)
+                if seen is not None:
+                    progress.update(task, completed=seen[0], total=seen[1])
+            proc.wait()
         except KeyboardInterrupt:
             proc.terminate()
             proc.wait(timeout=30)
             raise
-        reader.join(timeout=5)
-        progress.update(task, completed=_folder_bytes(folder))
     if proc.returncode != 0 or not target.exists():
-        tail = "".join(output[-5:]).strip() or "no output"
-        raise click.ClickException(f"download of {repo} failed (exit {proc.returncode}): {tail}")
+        said = next((line for line in reversed(output) if line.startswith("download failed")), None)
+        raise click.ClickException(said or f"download of {repo} failed (exit {proc.returncode}): {' / '.join(output[-3:])}")
     return target
 
 

@@ -34,8 +34,12 @@ def _human_bytes(count: int | None) -> str:
 
 def detail(server: state.ServerState) -> str:
     """The message column: the error, progress or where it serves."""
-    if server.phase == "Downloading" and server.download_bytes:
-        return f"{server.message} ({_human_bytes(server.download_bytes)})"
+    if server.phase == "Downloading" and server.download_bytes is not None:
+        done = _human_bytes(server.download_bytes)
+        if server.download_total:
+            percent = 100 * server.download_bytes // server.download_total
+            return f"{server.message}: {done} / {_human_bytes(server.download_total)} ({percent}%)"
+        return f"{server.message}: {done}"
     return server.message
 
 

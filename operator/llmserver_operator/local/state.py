@@ -27,6 +27,7 @@ class ServerState(pydantic.BaseModel):
     pid: int | None = None
     upstream: str | None = None
     download_bytes: int | None = None
+    download_total: int | None = None
     last_used: float | None = None
 
     @property

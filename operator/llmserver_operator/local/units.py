@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import pathlib
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -84,52 +85,50 @@ class Unit:
         return f"http://127.0.0.1:{self.state.port}" if self.state.port else None
 
 
+PROGRESS = re.compile(r"\[bytes=(\d+)/(\d+|\?)\]")
+
+
+def parse_progress(line: str) -> tuple[int, int | None] | None:
+    """(bytes done, bytes total or None) from a downloader progress line (`... [bytes=D/T] ...`)."""
+    match = PROGRESS.search(line)
+    if match is None:
+        return None
+    return int(match.group(1)), None if match.group(2) == "?" else int(match.group(2))
+
+
 async def download(unit: Unit, ctx: Context) -> None:
-    """Runs the shared downloader for a Hugging Face source unless the model is already cached."""
+    """Runs the shared downloader for a Hugging Face source. It returns at once, without network,
+    when the cache already holds a complete download, and resumes a partial one."""
     spec = unit.manifest.server.spec
     if spec.source is None or spec.source.hugging_face is None:
         return
-    target = sources.huggingface_path(unit.manifest.server, ctx.cache_dir)
-    if _complete(target):
-        return
-    unit.set(ctx, "Downloading", f"downloading {spec.source.hugging_face.repo}")
+    repo = spec.source.hugging_face.repo
+    unit.set(ctx, "Downloading", f"{repo}: checking the cache")
+
+    def on_line(line: str) -> None:
+        progress = parse_progress(line)
+        if progress is not None:
+            unit.state.download_bytes, unit.state.download_total = progress
+            unit.state.message = repo
+            ctx.changed()
+
     proc = process.ManagedProcess(
         commands.download(ctx.python, unit.manifest.server, ctx.cache_dir),
         ctx.log_dir / f"{unit.state.name}.download.log",
         env=ctx.env,
-        on_line=lambda line: None,  # piped: the last lines are kept in memory for the error message
+        on_line=on_line,
     )
     await proc.start()
-    watcher = asyncio.create_task(_report_bytes(unit, ctx, target))
     try:
         code = await proc.wait()
     except asyncio.CancelledError:
         await proc.stop()
         raise
-    finally:
-        watcher.cancel()
+    target = sources.huggingface_path(unit.manifest.server, ctx.cache_dir)
     if code != 0 or not target.exists():
-        raise LoadFailed(f"download failed (exit {code}): {proc.tail(3) or 'no output'}")
-
-
-def _complete(target: pathlib.Path) -> bool:
-    """A downloaded file, or a downloaded folder with files in it (the downloader writes atomically)."""
-    if target.is_file():
-        return True
-    return target.is_dir() and any(p.is_file() and not p.name.startswith(".") for p in target.iterdir())
-
-
-async def _report_bytes(unit: Unit, ctx: Context, target: pathlib.Path) -> None:
-    folder = target if target.suffix == "" else target.parent
-    while True:
-        await asyncio.sleep(1.0)
-        try:
-            done = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-        except OSError:
-            continue
-        if done != unit.state.download_bytes:
-            unit.state.download_bytes = done
-            ctx.changed()
+        recent = proc.tail(10).splitlines()
+        said = next((line for line in reversed(recent) if line.startswith("download failed")), None)
+        raise LoadFailed(said or f"download of {repo} failed (exit {code}): {' / '.join(recent[-3:]) or 'no output'}")
 
 
 def child_env(base: dict[str, str]) -> dict[str, str]:
