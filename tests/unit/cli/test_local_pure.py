@@ -110,3 +110,14 @@ def test_state_file_round_trip_and_stale_pid(tmp_path: pathlib.Path) -> None:
     assert state.read(path) is None
     state.remove(path, int(dead.stdout))
     assert not path.exists()
+
+
+def test_download_progress_lines_are_parsed_and_shown() -> None:
+    from llmserver_operator.local import display, units
+
+    assert units.parse_progress("progress: 1.5 MiB / 3.0 MiB (50%), 0/1 files [bytes=1572864/3145728] q.gguf") == (1572864, 3145728)
+    assert units.parse_progress("progress: 10 B, 0/? files [bytes=10/?]") == (10, None)
+    assert units.parse_progress("downloading org/x@main (commit abc): 1 file into /c") is None
+    server = state.ServerState(name="q", model="q", mode="SelfHosted", backend="llama-cpp", phase="Downloading",
+                               message="org/q", download_bytes=1572864, download_total=3145728)  # fmt: skip
+    assert display.detail(server) == "org/q: 1.5 MiB / 3.0 MiB (50%)"
