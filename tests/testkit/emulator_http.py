@@ -214,6 +214,8 @@ class Api:
                     with contextlib.suppress(ApiError):
                         store.delete(t.resource, t.namespace, item["metadata"]["name"])
                 return _json({"apiVersion": t.resource.api_version, "kind": f"{t.resource.kind}List", "items": items})
+        elif t.subresource == "scale":
+            return _json(self._scale(t, await self._body(request) if method in ("PUT", "PATCH") else None))
         else:
             if method == "GET":
                 obj = store.get(t.resource, t.namespace, t.name)
@@ -237,6 +239,21 @@ class Api:
                 precondition = (options.get("preconditions") or {}).get("resourceVersion")
                 return _json(store.delete(t.resource, t.namespace, t.name, propagation, precondition))
         raise ApiError(405, "MethodNotAllowed", f"{method} is not supported here")
+
+    def _scale(self, t: Target, body: Any) -> dict[str, Any]:
+        """The autoscaling/v1 Scale view of spec.replicas (kubectl scale, HPAs)."""
+        assert t.name is not None
+        if body is not None:
+            replicas = ((body or {}).get("spec") or {}).get("replicas")
+            if replicas is not None:
+                self.store.patch(t.resource, t.namespace, t.name, {"spec": {"replicas": replicas}}, "application/merge-patch+json")
+        obj = self.store.get(t.resource, t.namespace, t.name)
+        selector = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        return {"apiVersion": "autoscaling/v1", "kind": "Scale",
+                "metadata": {key: obj["metadata"][key] for key in ("name", "namespace", "uid", "resourceVersion") if key in obj["metadata"]},
+                "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
+                "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
+                           "selector": ",".join(f"{k}={v}" for k, v in sorted(selector.items()))}}
 
     def _table(self, resource: Resource, items: list[dict[str, Any]], rv: int) -> dict[str, Any]:
         columns = [{"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}]

@@ -48,8 +48,9 @@ class Resource:
 
 
 def _r(group: str, version: str, plural: str, kind: str, namespaced: bool = True, short: tuple[str, ...] = (),
-       status: bool = True) -> Resource:
-    return Resource(group, version, plural, kind, namespaced, short, ("status",) if status else ())
+       status: bool = True, scale: bool = False) -> Resource:
+    return Resource(group, version, plural, kind, namespaced, short,
+                    (("status",) if status else ()) + (("scale",) if scale else ()))
 
 
 BUILTIN: tuple[Resource, ...] = (
@@ -63,9 +64,9 @@ BUILTIN: tuple[Resource, ...] = (
     _r("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", short=("pvc",)),
     _r("", "v1", "events", "Event", short=("ev",), status=False),
     _r("", "v1", "nodes", "Node", namespaced=False, short=("no",)),
-    _r("apps", "v1", "deployments", "Deployment", short=("deploy",)),
-    _r("apps", "v1", "replicasets", "ReplicaSet", short=("rs",)),
-    _r("apps", "v1", "statefulsets", "StatefulSet", short=("sts",)),
+    _r("apps", "v1", "deployments", "Deployment", short=("deploy",), scale=True),
+    _r("apps", "v1", "replicasets", "ReplicaSet", short=("rs",), scale=True),
+    _r("apps", "v1", "statefulsets", "StatefulSet", short=("sts",), scale=True),
     _r("batch", "v1", "jobs", "Job"),
     _r("rbac.authorization.k8s.io", "v1", "roles", "Role", status=False),
     _r("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", status=False),

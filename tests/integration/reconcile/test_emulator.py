@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 import threading
 import urllib.error
 import urllib.request
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 from testkit import emulator
 
 pytestmark = pytest.mark.timeout(120)
@@ -182,3 +184,22 @@ def test_kubectl_shows_the_llmserver_printer_columns(kube: emulator.KubeEmulator
     assert row[6].endswith(("s", "m"))  # an age, not a timestamp
     as_json = json.loads(kube.kubectl("get", "llmservers", "cols", "-n", "em10", "-o", "json").stdout)
     assert as_json["status"]["phase"] == "Ready"
+
+
+def test_kubectl_apply_scale_and_delete_work(kube: emulator.KubeEmulator, tmp_path: pathlib.Path) -> None:
+    manifest = tmp_path / "objects.yaml"
+    manifest.write_text(yaml.safe_dump_all([
+        {"apiVersion": LLMS, "kind": "LLMServer", "metadata": {"name": "applied", "namespace": "em11"},
+         "spec": {"model": "m", "backend": "llama-cpp", "source": {"huggingFace": {"repo": "a/b"}}}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "em11"},
+         "spec": {"selector": {"matchLabels": {"app": "web"}},
+                  "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}},
+    ]))
+    assert "created" in kube.kubectl("apply", "--validate=false", "-f", str(manifest)).stdout
+    assert kube.kubectl("apply", "--validate=false", "-f", str(manifest)).stdout.count("unchanged") == 2
+    kube.kubectl("scale", "deployment/web", "-n", "em11", "--replicas=3")
+    assert kube.get("apps/v1", "Deployment", "web", "em11")["spec"]["replicas"] == 3
+    kube.kubectl("patch", "llms", "applied", "-n", "em11", "--type=merge", "-p", '{"spec":{"replicas":2}}')
+    kube.kubectl("wait", "--for=jsonpath={.spec.replicas}=2", "llms/applied", "-n", "em11", "--timeout=10s")
+    kube.kubectl("delete", "-f", str(manifest))
+    assert kube.list(LLMS, "LLMServer", "em11") == [] and kube.list("apps/v1", "Deployment", "em11") == []
