@@ -27,10 +27,12 @@ metadata/status changes), creationTimestamp and generateName as the API server d
 list, watch, PUT, PATCH (merge, JSON patch with `test` → 422 on mismatch; strategic-merge and
 apply patches are treated as merge patches), DELETE (finalizers → deletionTimestamp; collection
 deletes); label and field selectors; status subresources (writes to the main resource keep status,
-writes to /status change only status); ownerReference garbage collection (Background and Orphan;
+writes to /status change only status); the scale subresource of Deployments/ReplicaSets/StatefulSets;
+CRD structural defaults applied on every write; ownerReference garbage collection (Background and Orphan;
 Foreground acts as Background); watches replay from resourceVersion, answer 410 Gone past the log,
 and honour timeoutSeconds; lists carry kind/apiVersion/resourceVersion; kubectl gets Table output
-with a CRD's printer columns. Namespaces are created on first use. No admission, no schema validation,
+with a CRD's printer columns (`kubectl apply/get/patch/wait/scale/delete` work with --validate=false).
+Namespaces are created on first use. No admission, no schema validation,
 no controllers (see testkit.kubelet for Jobs, Deployments, Pods and EndpointSlices).
 """
 
