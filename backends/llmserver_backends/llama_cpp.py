@@ -145,8 +145,7 @@ class LlamaCppBackend(base.ModelBackend):
                     llm.close()
             self._llm = self._embedder = None
 
-        await threads.run(self._executor, close)
-        self._executor.shutdown(wait=False)
+        await threads.run(self._executor, close)  # the idle worker thread stays for a later load()
 
     def _tokens(self, text: str) -> list[int]:
         llm = self._llm or self._embedder
