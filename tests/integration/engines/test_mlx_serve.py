@@ -8,6 +8,8 @@ extra argument `prefill_step_size=8` makes every prompt here prefill in several 
 from __future__ import annotations
 
 import pathlib
+import platform
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -86,3 +88,15 @@ def test_metrics(server: runtime_server.RuntimeServer) -> None:
     client.chat.completions.create(model=MODEL, messages=engine_checks.QUESTION, max_tokens=3)
     client.completions.create(model=MODEL, prompt="Hi", max_tokens=3)
     engine_checks.check_metrics(server, MODEL, "mlx")
+
+
+@pytest.mark.apple
+@pytest.mark.skipif(
+    not (sys.platform == "darwin" and platform.machine() == "arm64"),
+    reason="Metal needs Apple Silicon; elsewhere MLX runs on its CPU backend (the tests above)",
+)
+def test_mlx_generates_on_metal_on_a_mac() -> None:
+    import mlx.core as mx
+
+    assert mx.metal.is_available()
+    assert mx.default_device() == mx.gpu
