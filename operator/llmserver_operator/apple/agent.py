@@ -188,7 +188,8 @@ class AppleAgent:
         target = sources.huggingface_path(run.server, self.settings.cache_dir)
         if target.exists():
             return
-        proc = process.ManagedProcess(commands.download(self.settings.python, run.server, self.settings.cache_dir),
+        argv = [*commands.download(self.settings.python, run.server, self.settings.cache_dir), "--report-to", run.key]
+        proc = process.ManagedProcess(argv,
                                       self.settings.log_dir / f"{run.key.replace('/', '_')}.download.log")
         await proc.start()
         if await proc.wait() != 0:
