@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 import sys
 from typing import Any
 
@@ -19,20 +18,10 @@ import uvicorn
 from llmserver_backends import base, registry
 
 from llmserver_runtime.server import app as app_module
+from llmserver_runtime.server import auto
 from llmserver_runtime.server import settings
 
 log = logging.getLogger("llmserver.runtime")
-
-
-def resolve_backend(kind: str, model_path: str) -> str:
-    """`auto` -> a concrete backend from the model's format and the machine."""
-    if kind != "auto":
-        return kind
-    if model_path.lower().endswith(".gguf"):
-        return "llama-cpp"
-    if sys.platform == "darwin" and platform.machine() == "arm64":
-        return "mlx"
-    return "transformers"
 
 
 def _settings(flags: dict[str, Any]) -> settings.ServeSettings:
@@ -114,7 +103,14 @@ def command(**flags: Any) -> None:
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    kind = resolve_backend(config.backend, config.model)
+    try:  # `auto`: decided from the model's files and this machine (server/auto.py)
+        choice = auto.choose(config)
+    except auto.Undecided as exc:
+        log.critical("--backend auto cannot serve %s: %s", config.model, exc)
+        sys.exit(1)
+    config, kind = choice.config, choice.backend
+    if choice.reason:
+        log.info("--backend auto chose %s: %s", kind, choice.reason)
     try:
         backend = registry.create(kind, config.backend_config())
     except (registry.UnknownBackend, ValueError) as exc:
