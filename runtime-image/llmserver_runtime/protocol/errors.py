@@ -160,6 +160,10 @@ def from_validation_errors(errors: Iterable[Mapping[str, Any]]) -> APIError:
     errors = list(errors)
     if not errors:
         return invalid_request("Invalid request body.")
+    if any(error.get("type") == "json_invalid" for error in errors):
+        return invalid_request("The request body is not valid JSON.")
+    if any(tuple(error.get("loc", ())) == ("body",) for error in errors):
+        return invalid_request("The request body must be a JSON object.")
     messages: list[str] = []
     first_param: str | None = None
     for error in errors:

@@ -77,8 +77,13 @@ def test_validation_errors_are_400_naming_the_field(fake_server: runtime_server.
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model="tiny", messages=[{"role": "wizard", "content": "x"}])
     assert _error(caught.value)["param"] == "messages[0].role"
-    response = httpx.post(fake_server.url + "/v1/chat/completions", content=b"{not json", timeout=10)
-    assert response.status_code == 400 and response.json()["error"]["type"] == "invalid_request_error"
+    url, json_type = fake_server.url + "/v1/chat/completions", {"content-type": "application/json"}
+    response = httpx.post(url, content=b"{not json", headers=json_type, timeout=10)
+    assert response.status_code == 400 and response.json()["error"]["message"] == "The request body is not valid JSON."
+    response = httpx.post(url, content=b"[1, 2]", headers=json_type, timeout=10)
+    assert (
+        response.status_code == 400 and response.json()["error"]["message"] == "The request body must be a JSON object."
+    )
 
 
 def test_context_length_exceeded_is_400(fake_server: runtime_server.RuntimeServer) -> None:

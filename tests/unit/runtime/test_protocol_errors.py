@@ -65,6 +65,13 @@ def test_missing_field_is_named() -> None:
     assert error.detail.param == "model"
 
 
+def test_body_level_errors_say_what_is_wrong_without_a_bogus_param() -> None:
+    bad_json = errors.from_validation_errors([{"type": "json_invalid", "loc": ("body", 1), "msg": "JSON decode error"}])
+    assert (bad_json.detail.message, bad_json.detail.param) == ("The request body is not valid JSON.", None)
+    not_object = errors.from_validation_errors([{"type": "model_attributes_type", "loc": ("body",), "msg": "x"}])
+    assert not_object.detail.message == "The request body must be a JSON object."
+
+
 def test_parse_error_recognises_only_openai_shaped_bodies() -> None:
     detail = errors.parse_error({"error": {"message": "m", "type": "t", "param": None, "code": "c"}})
     assert detail is not None and detail.code == "c"
