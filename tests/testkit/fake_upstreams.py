@@ -213,7 +213,8 @@ class Proc:
 
     def output(self) -> str:
         """Everything the process printed so far."""
-        self._log_file.flush()
+        if not self._log_file.closed:
+            self._log_file.flush()
         return self.log.read_text(errors="replace")
 
     def kill(self) -> None:

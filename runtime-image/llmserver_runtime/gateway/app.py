@@ -128,7 +128,7 @@ async def _proxied(request: web.Request) -> web.StreamResponse:
             if route.policy is table.Policy.PREFIX_HASH:
                 prefix = balancing.prompt_prefix(payload, gw.config.prefix_chars)
             response = await gw.proxy.forward(request, route, request.path[3:], body, prefix, started)
-        status = response.status
+        status = 499 if response.get(proxy.CLIENT_GONE) else response.status
         return response
     except protocol_errors.APIError as exc:
         status = exc.status_code

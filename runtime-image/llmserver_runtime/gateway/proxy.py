@@ -25,6 +25,7 @@ log = logging.getLogger("llmserver.gateway.proxy")
 # 429 from a replica means its queue is full (the runtime sheds load that way), not that the
 # caller is over a limit: another replica may have room. The gateway's own per-key limit is separate.
 RETRYABLE_STATUS = frozenset({429, 502, 503})
+CLIENT_GONE = "llmserver_client_gone"  # set on a StreamResponse whose client disconnected mid-stream
 _PASS_HEADERS = ("Content-Type", "Retry-After")
 
 
@@ -140,18 +141,17 @@ class Proxy:
                     502, f"The upstream of model `{model}` refused the gateway's credentials; "
                     "check the key configured for it.", "server_error", code="upstream_auth_failed")
             if upstream.content_type == "text/event-stream":
-                response = await self._relay_stream(request, upstream, model, endpoint, started)
-            else:
-                try:
-                    data = await upstream.read()
-                except aiohttp.SocketTimeoutError:
-                    return self._upstream_timeout(model, endpoint)
-                except (TimeoutError, aiohttp.ClientError) as exc:
-                    return self._failed(model, endpoint, "body", exc)
-                self.metrics.child(self.metrics.ttfb, model).observe(time.perf_counter() - started)
-                response = web.Response(status=upstream.status, body=data, headers=_passed(upstream))
+                response, done = await self._relay_stream(request, upstream, model, endpoint, started)
+                return response
+            try:
+                data = await upstream.read()
+            except aiohttp.SocketTimeoutError:
+                return self._upstream_timeout(model, endpoint)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                return self._failed(model, endpoint, "body", exc)
+            self.metrics.child(self.metrics.ttfb, model).observe(time.perf_counter() - started)
             done = True
-            return response
+            return web.Response(status=upstream.status, body=data, headers=_passed(upstream))
         finally:
             if upstream is not None:
                 if done:
@@ -163,31 +163,43 @@ class Proxy:
 
     async def _relay_stream(
         self, request: web.Request, upstream: aiohttp.ClientResponse, model: str, endpoint: str, started: float
-    ) -> web.StreamResponse:
-        """Copies an SSE stream chunk by chunk; from here on nothing is retried."""
+    ) -> tuple[web.StreamResponse, bool]:
+        """Copies an SSE stream chunk by chunk; from here on nothing is retried.
+
+        Returns the response and whether the stream ended cleanly on both sides (only then is the
+        upstream connection reused). A client that went away marks the response CLIENT_GONE (the
+        caller closes the upstream connection; the request counts as 499); aiohttp itself
+        tolerates finishing a response on a closed connection.
+        """
         response = web.StreamResponse(status=upstream.status, headers=_passed(upstream))
         response.headers["Cache-Control"] = "no-cache"
-        await response.prepare(request)
-        first = True
-        content = upstream.content
-        while True:
-            try:
-                chunk = await content.readany()
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                reason = "read_timeout" if isinstance(exc, asyncio.TimeoutError) else "stream"
-                self.metrics.upstream_errors.labels(model, endpoint, reason).inc()
-                log.warning("endpoint %s of model %s failed mid-stream: %s", endpoint, model, _describe(exc))
-                await _try_write(response, errors.sse_error(
-                    502, f"The upstream of model '{model}' failed in the middle of the stream.", "upstream_error"))
-                break
-            if not chunk:
-                break
-            if first:
-                self.metrics.child(self.metrics.ttfb, model).observe(time.perf_counter() - started)
-                first = False
-            await response.write(chunk)  # a gone client raises here and cancels the upstream read
-        await response.write_eof()
-        return response
+        try:
+            await response.prepare(request)
+            first = True
+            content = upstream.content
+            while True:
+                try:
+                    chunk = await content.readany()
+                except (TimeoutError, aiohttp.ClientError) as exc:
+                    reason = "read_timeout" if isinstance(exc, TimeoutError) else "stream"
+                    self.metrics.upstream_errors.labels(model, endpoint, reason).inc()
+                    log.warning("endpoint %s of model %s failed mid-stream: %s", endpoint, model, _describe(exc))
+                    await response.write(errors.sse_error(
+                        502, f"The upstream of model '{model}' failed in the middle of the stream.",
+                        "upstream_error"))
+                    await response.write_eof()
+                    return response, False
+                if not chunk:
+                    break
+                if first:
+                    self.metrics.child(self.metrics.ttfb, model).observe(time.perf_counter() - started)
+                    first = False
+                await response.write(chunk)
+            await response.write_eof()
+        except (ConnectionError, aiohttp.ClientConnectionResetError):
+            response[CLIENT_GONE] = True  # the client left mid-answer (before handler cancellation)
+            return response, False
+        return response, True
 
     def _failed(self, model: str, endpoint: str, stage: str, exc: BaseException) -> _Failure:
         self.metrics.upstream_errors.labels(model, endpoint, stage).inc()
@@ -221,10 +233,3 @@ def _describe(exc: BaseException) -> str:
     """Exception class and text; aiohttp's texts name host and port, never request headers."""
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-async def _try_write(response: web.StreamResponse, data: bytes) -> None:
-    try:
-        await response.write(data)
-    except (ConnectionError, aiohttp.ClientConnectionResetError):
-        pass

@@ -190,6 +190,21 @@ def test_client_disconnect_closes_the_upstream_request(cluster) -> None:
     assert sum(s["completed_streams"] for s in stats) == 0
 
 
+def test_many_quick_disconnects_are_499s_without_errors(cluster) -> None:
+    gateway, fakes, _ = cluster
+    before = sum(_stats(fakes[n])["disconnected"] for n in ("D1", "D2"))
+    for i in range(12):  # cut at different moments relative to the replica's writes
+        body = {"model": "disc", "stream": True, "messages": [], "fake": {"chunks": 100, "delay_ms": 1 + i % 3}}
+        with httpx.stream("POST", gateway.url + "/v1/chat/completions", json=body, timeout=10) as reply:
+            next(reply.iter_raw())
+    deadline = time.monotonic() + 10
+    while sum(_stats(fakes[n])["disconnected"] for n in ("D1", "D2")) - before < 12:
+        assert time.monotonic() < deadline, "the replicas did not all see the client leave"
+        time.sleep(0.05)
+    assert _metrics(gateway)[("llmserver_gateway_requests_total", (("model", "disc"), ("status", "499")))] >= 12
+    assert "Traceback" not in gateway.output()
+
+
 def test_metrics_count_requests_latency_and_ttfb(cluster) -> None:
     gateway, _, client = cluster
     client.chat.completions.create(model="alpha", messages=[{"role": "user", "content": "hi"}])
