@@ -9,7 +9,6 @@ upstream connection is closed (not pooled), so the replica stops generating.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import logging
