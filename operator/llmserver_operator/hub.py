@@ -39,7 +39,8 @@ def hub_model_files(repo: str, revision: str = "main", token: str | None = None,
     import huggingface_hub  # imported here: `llmserver --help` and local paths never pay for it
     from huggingface_hub import errors
 
-    where = endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None  # read per call: huggingface-hub reads it at import
+    where = endpoint or "https://huggingface.co"
     api = huggingface_hub.HfApi(endpoint=endpoint, token=token)
     try:
         info = api.model_info(repo, revision=revision)
