@@ -19,8 +19,8 @@ import llmserver_api
 import pydantic
 
 from llmserver_operator import kube as kube_mod
+from llmserver_operator import resolution, status
 from llmserver_operator import settings as settings_mod
-from llmserver_operator import status
 from llmserver_operator.apple import scheduler as apple_scheduler
 from llmserver_operator.builders import cache, common, deployment, download, plan, service
 
@@ -67,6 +67,7 @@ class Reconciler:
         self.settings = settings
         self.clock = clock
         self.apple = apple_scheduler.AppleScheduler(kube, settings)
+        self.resolver = resolution.Resolver(kube)  # backend: auto, from the Hub (cached per repo)
 
     # --- entry points ----------------------------------------------------------------------
     def reconcile(self, namespace: str, name: str) -> Outcome:
@@ -87,6 +88,10 @@ class Reconciler:
         except pydantic.ValidationError as exc:
             observed = status.Observed(invalid=status.describe_validation_error(exc.errors()))
             return self._finish(raw, None, observed)
+        resolved = self.resolver.resolve(server)  # builders see the decided backend (resolution.py)
+        if resolved.blocked:
+            return self._finish(raw, server, status.Observed(invalid=resolved.blocked), resolved)
+        server = resolved.server
         where = plan.placement(server.spec)
         if where == plan.Placement.KUBERNETES:
             observed = self._converge_kubernetes(server, raw, spec_changed)
@@ -98,9 +103,10 @@ class Reconciler:
             if spec_changed:
                 self._remove_children(server, keep=set(), kinds=APPLE_REMOVED_KINDS)
             observed = self._observe_apple(server, raw, previous)
-        return self._finish(raw, server, observed)
+        return self._finish(raw, server, observed, resolved)
 
-    def _finish(self, raw: Manifest, server: llmserver_api.LLMServer | None, observed: status.Observed) -> Outcome:
+    def _finish(self, raw: Manifest, server: llmserver_api.LLMServer | None, observed: status.Observed,
+                resolved: resolution.Result | None = None) -> Outcome:
         meta = raw["metadata"]
         computed = status.compute(
             spec=server.spec if server else None,
@@ -110,7 +116,8 @@ class Reconciler:
             endpoint=self.settings.gateway_url.format(namespace=meta.get("namespace", "default")),
             now=self.clock(),
         )
-        if status.changed(raw.get("status"), computed):
+        computed = resolution.with_resolved(computed, raw.get("status"), resolved, meta.get("generation"), self.clock())
+        if status.changed(raw.get("status"), computed) or resolution.changed(raw.get("status"), computed):
             try:
                 self.kube.patch_status("LLMServer", meta.get("namespace"), meta["name"], computed)
             except kube_mod.ApiError as exc:
