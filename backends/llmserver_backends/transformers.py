@@ -31,6 +31,8 @@ class TransformersBackend(base.ModelBackend):
     def __init__(self, config: base.BackendConfig) -> None:
         super().__init__(config)
         self._extra = base.parse_key_value_args(config.extra_args)
+        if "trust_remote_code" in self._extra:  # the opt-in is the LLMServer's trustRemoteCode, nothing else
+            raise ValueError("trust_remote_code cannot be set in extra args; use the trustRemoteCode field")
         if config.options.get("load_in_4bit") and config.options.get("load_in_8bit"):
             raise ValueError("load_in_4bit and load_in_8bit are mutually exclusive")
         self._executor = threads.single_worker("transformers")

@@ -125,3 +125,13 @@ def test_sampling_greedy_nucleus_and_seed() -> None:
 
     assert draws(1) == draws(1)
     assert len(set(draws(1))) > 1
+
+
+def test_extra_args_cannot_switch_on_remote_code() -> None:
+    from llmserver_backends import registry
+
+    config = base.BackendConfig(model_path="/nowhere", served_model_name="m", extra_args=("trust_remote_code=true",))
+    with pytest.raises(ValueError, match="trustRemoteCode"):
+        registry.create("transformers", config)
+    allowed = base.BackendConfig(model_path="/nowhere", served_model_name="m", extra_args=("attn_implementation=eager",))
+    assert registry.create("transformers", allowed).capabilities == frozenset()  # detected at load
