@@ -15,7 +15,7 @@ def main() -> None:
     settings = settings_mod.Settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     registry = kopf.OperatorRegistry()
-    handlers.register(registry)
+    handlers.register(registry, apple=settings.apple_enabled)
     kopf.run(
         registry=registry,
         memo=handlers.make_memo(settings),

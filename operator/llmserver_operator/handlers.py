@@ -45,9 +45,10 @@ def _run(memo: kopf.Memo, namespace: str, name: str, coalesce: bool) -> reconcil
     return memo.serializer.run((namespace, name), lambda: memo.reconciler.reconcile(namespace, name), coalesce=coalesce)
 
 
-def register(registry: kopf.OperatorRegistry) -> None:
-    """Attaches every handler of the operator to `registry`."""
-    apple_handlers.register(registry, lease_check_seconds=2.0)
+def register(registry: kopf.OperatorRegistry, apple: bool = True) -> None:
+    """Attaches every handler of the operator to `registry` (the Mac handlers only when `apple`)."""
+    if apple:
+        apple_handlers.register(registry, lease_check_seconds=2.0)
 
     @kopf.on.startup(registry=registry, id="configure")
     def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:

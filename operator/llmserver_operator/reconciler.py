@@ -145,6 +145,8 @@ class Reconciler:
 
     def _observe_apple(self, server: llmserver_api.LLMServer, raw: Manifest, previous: Manifest) -> status.Observed:
         """Places the server on a Mac (or keeps it there) and publishes the Mac's endpoint."""
+        if not self.settings.apple_enabled:
+            return status.Observed(placement_problem="Mac placement is disabled in this installation (apple.enabled)")
         outcome = self.apple.reconcile(server, previous, apply=lambda desired: self.apply(desired, raw))
         return status.Observed(placement=outcome.placement, placement_ready=outcome.ready,
                                placement_problem=outcome.problem)

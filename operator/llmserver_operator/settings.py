@@ -67,6 +67,9 @@ class Settings(pydantic_settings.BaseSettings):
         None, description="kopf peering object for several operator replicas; unset runs standalone."
     )
 
+    apple_enabled: bool = pydantic.Field(
+        True, description="Place mlx / mlx-vlm servers on registered Macs (watches AppleNodes and Leases)."
+    )
     apple_namespace: str = pydantic.Field(
         "llmserver-system", description="Namespace of the Mac agents' Leases and runtime key Secrets."
     )

@@ -32,7 +32,7 @@ class OperatorThread:
 
     def _main(self) -> None:
         registry = kopf.OperatorRegistry()
-        handlers.register(registry)
+        handlers.register(registry, apple=self.settings.apple_enabled)
         self.memo = handlers.make_memo(self.settings)
         try:
             asyncio.run(kopf.operator(

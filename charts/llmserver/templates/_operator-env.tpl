@@ -51,6 +51,8 @@
   value: {{ .Values.operator.workers | quote }}
 - name: LLMSERVER_OPERATOR_LIVENESS_ENDPOINT
   value: {{ printf "http://0.0.0.0:%v/healthz" .Values.operator.healthPort | quote }}
+- name: LLMSERVER_OPERATOR_APPLE_ENABLED
+  value: {{ .Values.apple.enabled | quote }}
 - name: LLMSERVER_OPERATOR_APPLE_NAMESPACE
   value: {{ .Release.Namespace | quote }}
 {{- if .Values.operator.peering.enabled }}

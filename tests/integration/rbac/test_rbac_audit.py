@@ -162,7 +162,7 @@ def test_operator_rbac_cluster_wide(recorded: list[rbac.Request]) -> None:
 
 
 def test_operator_rbac_namespaced(recorded: list[rbac.Request]) -> None:
-    with fake_cluster.FakeCluster(namespaces=[NS]) as cluster:
+    with fake_cluster.FakeCluster(namespaces=[NS], apple_enabled=False) as cluster:
         _operator_scenario(cluster)
     values = {"operator": {"watchNamespaces": [NS]}, "apple": {"enabled": False}}
     granted = _check(recorded, values, "operator")
@@ -237,12 +237,18 @@ def _run_gateway(kube: emulator.KubeEmulator, tmp: Any, *args: str) -> None:
 def test_gateway_rbac_single_namespace(gateway_world: Any, recorded: list[rbac.Request]) -> None:
     kube, tmp = gateway_world
     _run_gateway(kube, tmp, "--namespace", NS)
-    values = {"operator": {"watchNamespaces": [NS]}, "gateway": {"auth": {"enabled": True, "existingSecret": "gw-keys"}}}
+    values = {"operator": {"watchNamespaces": [NS]}, "gateway": {"auth": {"enabled": True, "existingSecret": "gw-keys"}},
+              "apple": {"enabled": False}}
     granted = _check(recorded, values, "gateway")
     assert _unused(granted, recorded) == []
     assert {g.namespace for g in granted} == {NS, helm.NAMESPACE}
     keys = [g for g in granted if g.namespace == helm.NAMESPACE]
     assert keys == [rbac.Grant("get", "", "secrets", helm.NAMESPACE, ("gw-keys",))]  # only its own key Secret
+    # With Macs on, the gateway also reads the Macs' runtime key Secrets in the agents' (release) namespace.
+    with_macs = rbac.grants(helm.template({**values, "apple": {"enabled": True}}),
+                            f"{helm.RELEASE}-llmserver-gateway", helm.NAMESPACE)
+    assert {g for g in with_macs if g.namespace == helm.NAMESPACE} == {
+        rbac.Grant("get", "", "secrets", helm.NAMESPACE, ("gw-keys",)), rbac.Grant("get", "", "secrets", helm.NAMESPACE, ())}
     verbs = collections.Counter(r.verb for r in recorded)
     assert verbs["get"] and verbs["list"] and verbs["watch"] and not {"create", "update", "patch", "delete"} & set(verbs)
 
