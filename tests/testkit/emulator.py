@@ -90,7 +90,7 @@ class KubeEmulator:
             self._loop = loop
             try:
                 self._api = emulator_http.Api(self.store, loop)
-                self._runner = aiohttp.web.AppRunner(self._api.app(), access_log=None, handle_signals=False,
+                self._runner = aiohttp.web.AppRunner(self._api.app(), access_log=None, handle_signals=False, handler_cancellation=True,
                                                      shutdown_timeout=2.0)
                 loop.run_until_complete(self._runner.setup())
                 site = aiohttp.web.TCPSite(self._runner, "127.0.0.1", 0)

@@ -120,7 +120,7 @@ class Api:
             target = self._target(parts)
             if target is None:
                 raise ApiError(404, "NotFound", f"the server could not find the requested resource {request.path}")
-            if request.method == "GET" and request.query.get("watch") in ("true", "1"):
+            if request.method == "GET" and request.query.get("watch", "").lower() in ("true", "1"):
                 return await self._watch(request, target)
             return await self._crud(request, target)
         except ApiError as exc:
