@@ -44,6 +44,9 @@ def serve(conn: multiprocessing.connection.Connection, with_kubelet: bool) -> No
             command = conn.recv()
             if command == "writes":
                 conn.send(len(kube.writes()))
+            elif command == "cpu":
+                usage = resource.getrusage(resource.RUSAGE_SELF)
+                conn.send(usage.ru_utime + usage.ru_stime)
             elif command == "idle":
                 if sim is not None:
                     sim.idle(timeout=600)
@@ -120,6 +123,11 @@ def settled(client: kube_mod.Kube, servers: int) -> tuple[bool, str]:
     return done, f"ready={ready} " + " ".join(f"{kind.lower()}s={count}" for kind, count in counts.items())
 
 
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def wait(predicate: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -147,14 +155,17 @@ def main() -> None:
     emulator = Emulator(with_kubelet=True)
     client = kube_mod.Kube(kube_mod.configuration(emulator.kubeconfig, pool_size=4))
     operator = operator_thread.OperatorThread(emulator.kubeconfig).start()
-    started = time.monotonic()
+    started, cpu_before, emulator_cpu_before = time.monotonic(), _cpu(), emulator.ask("cpu")
     for index in range(args.servers):
         client.create(server_body(index, args.namespaces))
     wait(lambda: settled(client, args.servers), args.timeout, "every server Ready")
     seconds = time.monotonic() - started
+    cpu, emulator_cpu = _cpu() - cpu_before, emulator.ask("cpu") - emulator_cpu_before
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"operator: {args.servers} servers Ready with all children in {seconds:.1f}s "
           f"({seconds / base:.2f}x the baseline), peak RSS {rss_mb:.0f} MB", flush=True)
+    print(f"cpu: operator process {1000 * cpu / args.servers:.0f} ms per server, emulator + kubelet "
+          f"{1000 * emulator_cpu / args.servers:.0f} ms per server (2 shared cores: wall time is load-dependent)", flush=True)
 
     emulator.ask("idle")
     operator.stop()

@@ -95,8 +95,10 @@ def register(registry: kopf.OperatorRegistry, apple: bool = True) -> None:
         @kopf.on.event(group, version, plural, labels=labels, registry=registry, id=f"child-{plural}")
         def child_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
             owner = body.metadata.labels.get(common.SERVER_LABEL)
-            if type is None or not owner or body.metadata.namespace is None:
-                return  # the initial listing: every LLMServer is resumed anyway
+            # None: the initial listing (every LLMServer is resumed anyway). ADDED: the echo of a create
+            # (ours, or a pod's by its ReplicaSet) that tells nothing new until its status is written.
+            if type in (None, "ADDED") or not owner or body.metadata.namespace is None:
+                return
             try:
                 _run(memo, body.metadata.namespace, owner, coalesce=True)
             except (reconciler_mod.Conflict, kube_mod.ApiError) as exc:

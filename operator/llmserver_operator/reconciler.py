@@ -187,11 +187,12 @@ class Reconciler:
         its identity and the cache claim were ensured in the pass that created it."""
         namespace, identity = common.namespace_of(server), download.identity_name(server)
         keep.update({("ServiceAccount", identity), ("Role", identity), ("RoleBinding", identity)})
-        desired = self._prepared(download.build_download_job(server, self.settings), raw)
-        keep.add(("Job", desired["metadata"]["name"]))
-        job = self.kube.get("Job", namespace, desired["metadata"]["name"])
+        name = download.job_name(server)
+        keep.add(("Job", name))
+        job = self.kube.get("Job", namespace, name)
         if job is not None and _succeeded(job):
             return job, [], {}
+        desired = self._prepared(download.build_download_job(server, self.settings), raw)
         ref = server.spec.source.hugging_face.token_secret_ref if server.spec.source and server.spec.source.hugging_face else None
         secrets = self._secrets(namespace, ref)
         if status.secret_problem(ref, secrets, "") is not None:
