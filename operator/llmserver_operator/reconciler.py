@@ -82,7 +82,8 @@ class Reconciler:
         meta = raw["metadata"]
         previous = raw.get("status") or {}
         generation = meta.get("generation")
-        spec_changed = previous.get("observedGeneration") != generation
+        # children of an older spec can only exist once there was an older spec (generation 1 has none)
+        spec_changed = previous.get("observedGeneration") != generation and generation != 1
         try:
             server = llmserver_api.LLMServer.model_validate(raw)
         except pydantic.ValidationError as exc:

@@ -198,7 +198,8 @@ class Api:
         store, method, query = self.store, request.method, request.query
         if t.name is None:
             if method == "GET":
-                items, rv = store.list(t.resource, t.namespace, query.get("labelSelector"), query.get("fieldSelector"))
+                items, rv = store.list(t.resource, t.namespace, query.get("labelSelector"), query.get("fieldSelector"),
+                                       copied=False)
                 if "as=Table" in request.headers.get("Accept", ""):
                     return _json(self._table(t.resource, items, rv))
                 return _json({"apiVersion": t.resource.api_version, "kind": f"{t.resource.kind}List",
@@ -218,7 +219,7 @@ class Api:
             return _json(self._scale(t, await self._body(request) if method in ("PUT", "PATCH") else None))
         else:
             if method == "GET":
-                obj = store.get(t.resource, t.namespace, t.name)
+                obj = store.get(t.resource, t.namespace, t.name, copied=False)
                 if "as=Table" in request.headers.get("Accept", ""):
                     return _json(self._table(t.resource, [obj], store.resource_version))
                 return _json(obj)

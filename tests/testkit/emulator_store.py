@@ -63,6 +63,8 @@ class Store:
         self.lock = threading.RLock()
         self.resources: dict[tuple[str, str, str], Resource] = {}
         self._objects: dict[tuple[str, str, str], dict[tuple[str | None, str], Obj]] = collections.defaultdict(dict)
+        # the same objects by namespace, so namespaced lists cost what the namespace holds
+        self._by_ns: dict[tuple[str, str, str], dict[str | None, dict[str, Obj]]] = collections.defaultdict(dict)
         self._log: dict[tuple[str, str, str], collections.deque[Event]] = {}
         self._floor: dict[tuple[str, str, str], int] = collections.defaultdict(int)
         self._log_size = log_size
@@ -122,19 +124,24 @@ class Store:
             raise ApiError(404, "NotFound", f'{resource.plural}.{resource.group or "core"} "{name}" not found')
         return obj
 
-    def get(self, resource: Resource, namespace: str | None, name: str) -> Obj:
-        """A deep copy of one object, else 404."""
+    def get(self, resource: Resource, namespace: str | None, name: str, copied: bool = True) -> Obj:
+        """A deep copy of one object (the stored one, never to be mutated, with copied=False), else 404."""
         with self.lock:
-            return copy.deepcopy(self._live(resource, namespace, name))
+            obj = self._live(resource, namespace, name)
+            return copy.deepcopy(obj) if copied else obj
 
     def list(self, resource: Resource, namespace: str | None = None, labels: str | None = None,
-             fields: str | None = None) -> tuple[list[Obj], int]:
-        """Matching objects (deep copies, sorted by namespace/name) and the list's resourceVersion."""
+             fields: str | None = None, copied: bool = True) -> tuple[list[Obj], int]:
+        """Matching objects (sorted by namespace/name; deep copies unless copied=False) and the list's resourceVersion."""
         match_labels, match_fields = emulator_select.label_selector(labels), emulator_select.field_selector(fields)
         with self.lock:
-            items = [obj for (ns, _), obj in sorted(self._objects[resource.key].items(), key=lambda kv: (kv[0][0] or "", kv[0][1]))
-                     if (namespace is None or ns == namespace) and match_labels(obj) and match_fields(obj)]
-            return copy.deepcopy(items), self._rv
+            if namespace is None or not resource.namespaced:
+                pool = self._objects[resource.key].items()
+            else:
+                pool = (((namespace, name), obj) for name, obj in self._by_ns[resource.key].get(namespace, {}).items())
+            found = [(key, obj) for key, obj in pool if match_labels(obj) and match_fields(obj)]
+            items = [obj for _, obj in sorted(found, key=lambda kv: (kv[0][0] or "", kv[0][1]))]
+            return (copy.deepcopy(items) if copied else items), self._rv
 
     def events_since(self, resource: Resource, rv: int) -> list[Event]:
         """Changes of a resource after `rv`; 410 Gone when the log no longer reaches back that far."""
@@ -155,9 +162,11 @@ class Store:
         key = (obj["metadata"].get("namespace") if resource.namespaced else None, obj["metadata"]["name"])
         if kind == "DELETED":
             self._objects[resource.key].pop(key, None)
+            self._by_ns[resource.key].get(key[0], {}).pop(key[1], None)
             self._uids.discard(obj["metadata"]["uid"])
         else:
             self._objects[resource.key][key] = obj
+            self._by_ns[resource.key].setdefault(key[0], {})[key[1]] = obj
             self._uids.add(obj["metadata"]["uid"])
         log = self._log[resource.key]
         if len(log) == log.maxlen:
