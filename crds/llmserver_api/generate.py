@@ -33,7 +33,7 @@ def _crd(kind: str, plural: str, scope: str, short_names: list[str], open_api: d
                 "plural": plural,
                 "singular": kind.lower(),
                 "shortNames": short_names,
-                "categories": ["llmserver"],
+                "categories": ["llm"],  # not "llmserver": that is the singular name, and kubectl get llmserver X would be ambiguous
             },
             "scope": scope,
             "versions": [
