@@ -233,8 +233,6 @@ class Kubelet:
         def lookup(kind: str, obj_name: str, key: str) -> str | None:
             return kubelet_process.secret_value(self.kube.get("v1", kind, obj_name, namespace), key)
 
-        self.kube.patch("v1", "Pod", name, {"metadata": {"annotations": {PORT: str(port)}}}, namespace)
-        self._set_status("v1", "Pod", name, namespace, kubelet_pods.pod_status(pod, "starting", "", "127.0.0.1"))
         self.processes[name] = kubelet_process.LocalProcess(
             kubelet_process.command_line(container, port, mapping),
             kubelet_process.environment(container, lookup, mapping),
@@ -243,6 +241,10 @@ class Kubelet:
             on_exit=lambda code, log: self._queue.put(("PodExited", namespace, name, code, log)),
             ready_timeout=self.ready_timeout,
         )
+        # Recorded before the writes below: each is a Pod event, and a sync that saw the pod without a
+        # process would start a second one (and a third, ...).
+        self.kube.patch("v1", "Pod", name, {"metadata": {"annotations": {PORT: str(port)}}}, namespace)
+        self._set_status("v1", "Pod", name, namespace, kubelet_pods.pod_status(pod, "starting", "", "127.0.0.1"))
 
     def _sync_podready(self, namespace: str, name: str) -> None:
         pod = self.kube.get("v1", "Pod", name, namespace)

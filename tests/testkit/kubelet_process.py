@@ -59,7 +59,8 @@ def command_line(container: Manifest, port: int, mapping: dict[str, str]) -> lis
             out += [arg, str(port) if arg == "--port" else "127.0.0.1"]
             skip = True
             continue
-        out.append(_map_path(arg, mapping))
+        # argv[0] is this interpreter (or the container's binary): never a path inside the container
+        out.append(arg if index == 0 else _map_path(arg, mapping))
     return out
 
 
