@@ -1,11 +1,15 @@
-"""A local Hugging Face Hub that serves real files the way huggingface-hub's download client
-expects, for tests of `llmserver-runtime download` (point HF_ENDPOINT at `hub.url`).
+"""A local Hugging Face Hub that serves real files the way the huggingface-hub client expects, for
+tests that run the real client: `llmserver-runtime download`, `llmserver inspect` and the
+operator's `backend: auto` resolution (point HF_ENDPOINT at `hub.url`). The one Hub stand-in of
+the test suite.
 
-Endpoints (as huggingface-hub 2.x calls them): `GET /api/models/{repo}/revision/{rev}` (repo_info:
-commit sha, siblings), `GET /api/models/{repo}/tree/{rev}?recursive=...` (list_repo_tree),
+Endpoints (as huggingface-hub 2.x calls them): `GET /api/models/{repo}[/revision/{rev}]`
+(model_info/repo_info: commit sha, siblings, tags, library_name, pipeline_tag),
+`GET /api/models/{repo}/tree/{rev}?recursive=...` (list_repo_tree),
 `HEAD|GET /{repo}/resolve/{rev}/{file}` with `X-Repo-Commit`, `ETag`, `Content-Length`, and Range
 requests answered 206 with `Content-Range`. Errors carry the Hub's `X-Error-Code` headers
-(RepoNotFound, RevisionNotFound, EntryNotFound; 401 "Invalid credentials" for a wrong token).
+(RepoNotFound, RevisionNotFound, EntryNotFound, GatedRepo; 401 "Invalid credentials" for a wrong
+token).
 
 Fault injection: `interrupt[file] = n` cuts the next n GET bodies of that file halfway (the client
 sees a closed connection), `fail[file] = n` answers the next n GETs with 500, and `throttle`
@@ -39,11 +43,21 @@ class Seen:
 
 @dataclasses.dataclass
 class HubRepo:
-    """File name -> bytes; `token` makes the repo private (Bearer token required)."""
+    """One model repo: file name -> content (bytes, or a dict/list served as JSON) plus Hub metadata.
+    `token` makes the repo private (Bearer token required); `gated` answers like a gated repo whose
+    license was not accepted."""
 
-    files: dict[str, bytes]
+    files: dict[str, Any]
     token: str | None = None
     revisions: tuple[str, ...] = ("main",)
+    tags: list[str] = dataclasses.field(default_factory=list)
+    library_name: str | None = None
+    pipeline_tag: str | None = None
+    gated: bool = False
+
+    def content(self, name: str) -> bytes:
+        value = self.files[name]
+        return value if isinstance(value, bytes) else json.dumps(value).encode()
 
 
 class HubServer:
@@ -101,6 +115,14 @@ def _oid(content: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
 
 
+def _info(repo_id: str, repo: HubRepo) -> dict[str, Any]:
+    """model_info's answer: what detection reads (siblings, tags, library) and what the client parses."""
+    return {"_id": hashlib.sha1(repo_id.encode()).hexdigest()[:24], "id": repo_id, "modelId": repo_id,
+            "sha": COMMIT, "private": repo.token is not None, "gated": False, "disabled": False,
+            "tags": repo.tags, "library_name": repo.library_name, "pipeline_tag": repo.pipeline_tag,
+            "siblings": [{"rfilename": name} for name in sorted(repo.files)]}  # fmt: skip
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     hub: HubServer
 
@@ -145,29 +167,29 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         parts = urllib.parse.urlsplit(self.path)
         path = urllib.parse.unquote(parts.path)
         self.hub.requests.append(Seen(self.command, path, self.headers.get("Range"), self.headers.get("Authorization")))
-        api = re.fullmatch(r"/api/models/([^/]+/[^/]+)/(revision|tree)/([^/]+)", path)
+        api = re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/(revision|tree)/([^/]+))?", path)
         resolve = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
         if not api and not resolve:
             self._error(404, None, "Not found", body)
             return
-        repo_id, revision = (api.group(1), api.group(3)) if api else (resolve.group(1), resolve.group(2))
+        repo_id, revision = (api.group(1), api.group(3) or "main") if api else (resolve.group(1), resolve.group(2))
         repo = self._repo(repo_id, body)
         if repo is None:
             return
-        if revision not in repo.revisions and revision != COMMIT:
+        if repo.gated:
+            self._error(403, "GatedRepo", "Access to this model is restricted: accept its conditions", body)
+        elif revision not in repo.revisions and revision != COMMIT:
             self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}", body)
-        elif api and api.group(2) == "revision":
-            info = {"id": repo_id, "modelId": repo_id, "sha": COMMIT, "private": repo.token is not None,
-                    "siblings": [{"rfilename": name} for name in sorted(repo.files)]}  # fmt: skip
-            self._send(200, json.dumps(info).encode(), {"Content-Type": "application/json"}, body)
+        elif api and api.group(2) != "tree":
+            self._send(200, json.dumps(_info(repo_id, repo)).encode(), {"Content-Type": "application/json"}, body)
         elif api:
-            tree = [{"type": "file", "oid": _oid(content), "size": len(content), "path": name}
-                    for name, content in sorted(repo.files.items())]  # fmt: skip
+            tree = [{"type": "file", "oid": _oid(repo.content(name)), "size": len(repo.content(name)), "path": name}
+                    for name in sorted(repo.files)]  # fmt: skip
             self._send(200, json.dumps(tree).encode(), {"Content-Type": "application/json"}, body)
         elif resolve.group(3) not in repo.files:
             self._error(404, "EntryNotFound", f"{resolve.group(3)} does not exist", body)
         else:
-            self._file(resolve.group(3), repo.files[resolve.group(3)], body)
+            self._file(resolve.group(3), repo.content(resolve.group(3)), body)
 
     def _file(self, name: str, content: bytes, body: bool) -> None:
         headers = {"X-Repo-Commit": COMMIT, "ETag": f'"{_oid(content)}"', "Accept-Ranges": "bytes",

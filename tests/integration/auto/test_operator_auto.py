@@ -1,5 +1,5 @@
 """The real operator resolving `backend: auto` against the API emulator, with a Hub stand-in
-(testkit.fake_hub via HF_ENDPOINT) answering the repo metadata: status.resolved, the Resolved
+(testkit.hub_server via HF_ENDPOINT) answering the repo metadata: status.resolved, the Resolved
 condition, and the decided backend in the Deployment it builds."""
 
 from __future__ import annotations
@@ -11,28 +11,28 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from testkit import fake_cluster, fake_hub
+from testkit import fake_cluster, hub_server
 
 pytestmark = pytest.mark.timeout(120)
 
 TOKEN = "hf_do_not_show_me_123"
 LLAMA = {"architectures": ["LlamaForCausalLM"], "model_type": "llama"}
 REPOS = {
-    "acme/tiny-gguf": fake_hub.Repo(files={"tiny.Q8_0.gguf": b"GGUF", "README.md": b"hi"}, tags=["gguf"]),
-    "acme/two-gguf": fake_hub.Repo(files={"m.Q4_K_M.gguf": b"GGUF", "m.Q8_0.gguf": b"GGUF"}),
-    "acme/llama": fake_hub.Repo(files={"config.json": LLAMA, "model.safetensors": b"x", "tokenizer.json": {}}),
-    "acme/private-llama": fake_hub.Repo(files={"config.json": LLAMA, "model.safetensors": b"x"}, token=TOKEN),
+    "acme/tiny-gguf": hub_server.HubRepo(files={"tiny.Q8_0.gguf": b"GGUF", "README.md": b"hi"}, tags=["gguf"]),
+    "acme/two-gguf": hub_server.HubRepo(files={"m.Q4_K_M.gguf": b"GGUF", "m.Q8_0.gguf": b"GGUF"}),
+    "acme/llama": hub_server.HubRepo(files={"config.json": LLAMA, "model.safetensors": b"x", "tokenizer.json": {}}),
+    "acme/private-llama": hub_server.HubRepo(files={"config.json": LLAMA, "model.safetensors": b"x"}, token=TOKEN),
 }
 
 
 @pytest.fixture(scope="module")
-def hub() -> Iterator[fake_hub.FakeHub]:
-    with fake_hub.FakeHub(REPOS) as running:
+def hub() -> Iterator[hub_server.HubServer]:
+    with hub_server.HubServer(REPOS) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
-def cluster(hub: fake_hub.FakeHub) -> Iterator[fake_cluster.FakeCluster]:
+def cluster(hub: hub_server.HubServer) -> Iterator[fake_cluster.FakeCluster]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HF_ENDPOINT", hub.url)
         with fake_cluster.FakeCluster() as running:
@@ -137,14 +137,14 @@ def test_pvc_source_is_left_to_the_runtime(cluster: fake_cluster.FakeCluster, ns
 
 
 def test_private_repo_uses_the_token_secret_never_shows_it_and_caches(
-        cluster: fake_cluster.FakeCluster, hub: fake_hub.FakeHub, ns: str) -> None:
+        cluster: fake_cluster.FakeCluster, hub: hub_server.HubServer, ns: str) -> None:
     cluster.kube.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hf", "namespace": ns},
                          "data": {"token": base64.b64encode(TOKEN.encode()).decode()}})
     source = {"huggingFace": {"repo": "acme/private-llama", "tokenSecretRef": {"name": "hf", "key": "token"}}}
     cluster.apply_server("priv", ns, model="m", backend="auto", source=source)
     status = cluster.wait_phase("priv", "Ready", ns)
     assert status["resolved"]["backend"] == "transformers"
-    asked = [auth for method, path, auth in hub.requests if "private-llama" in path]
+    asked = [r.authorization for r in hub.requests if "private-llama" in r.path]
     assert asked and all(auth == f"Bearer {TOKEN}" for auth in asked)
     server = cluster.server("priv", ns)
     events = cluster.kube.list("v1", "Event", ns)
@@ -171,7 +171,7 @@ def test_unknown_repo_is_reported_and_left_to_the_runtime(cluster: fake_cluster.
     assert flag(runtime_args(cluster, "nope", ns), "--backend") == "auto"
 
 
-def test_explicit_backend_is_not_asked_of_the_hub(cluster: fake_cluster.FakeCluster, hub: fake_hub.FakeHub, ns: str) -> None:
+def test_explicit_backend_is_not_asked_of_the_hub(cluster: fake_cluster.FakeCluster, hub: hub_server.HubServer, ns: str) -> None:
     before = len(hub.requests)
     cluster.apply_server("e", ns, model="m", backend="llama-cpp",
                          source={"huggingFace": {"repo": "acme/tiny-gguf", "file": "tiny.Q8_0.gguf"}})

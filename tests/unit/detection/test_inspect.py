@@ -1,5 +1,5 @@
 """`llmserver inspect`, run as a real process: against a local directory, and against a Hub
-stand-in (testkit.fake_hub) through the real huggingface-hub client via HF_ENDPOINT."""
+stand-in (testkit.hub_server) through the real huggingface-hub client via HF_ENDPOINT."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from testkit import fake_hub
+from testkit import hub_server
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 TOKEN = "hf_secretTOKEN1234567890"
@@ -24,11 +24,11 @@ def _fixture(name: str) -> dict[str, Any]:
     return yaml.safe_load((FIXTURES / f"{name}.yaml").read_text())
 
 
-def _repo(name: str, **extra: Any) -> fake_hub.Repo:
+def _repo(name: str, **extra: Any) -> hub_server.HubRepo:
     fixture = _fixture(name)
     configs = fixture.get("configs") or {}
     files = {path: configs.get(path, b"weights") for path in fixture["files"]}
-    return fake_hub.Repo(files=files, tags=fixture.get("tags") or [], library_name=fixture.get("library_name"), **extra)
+    return hub_server.HubRepo(files=files, tags=fixture.get("tags") or [], library_name=fixture.get("library_name"), **extra)
 
 
 def _inspect(*args: str, endpoint: str | None = None, token: str | None = None,
@@ -46,7 +46,7 @@ def _inspect(*args: str, endpoint: str | None = None, token: str | None = None,
 
 
 @pytest.fixture(scope="module")
-def hub() -> fake_hub.FakeHub:
+def hub() -> hub_server.HubServer:
     repos = {
         "Qwen/Qwen2.5-0.5B-Instruct": _repo("qwen2.5-0.5b-instruct"),
         "Qwen/Qwen2.5-0.5B-Instruct-GGUF": _repo("qwen2.5-0.5b-instruct-gguf"),
@@ -54,11 +54,11 @@ def hub() -> fake_hub.FakeHub:
         "acme/private-llava": _repo("llava-1.5-7b-hf", token=TOKEN),
         "meta-llama/Llama-3.1-8B-Instruct": _repo("llama-3.1-8b-instruct", gated=True),
     }
-    with fake_hub.FakeHub(repos) as server:
+    with hub_server.HubServer(repos) as server:
         yield server
 
 
-def test_a_hub_repo_is_judged_from_metadata_and_configs_only(hub: fake_hub.FakeHub, tmp_path: pathlib.Path) -> None:
+def test_a_hub_repo_is_judged_from_metadata_and_configs_only(hub: hub_server.HubServer, tmp_path: pathlib.Path) -> None:
     hub.requests.clear()
     result = _inspect("Qwen/Qwen2.5-0.5B-Instruct", endpoint=hub.url, home=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -66,11 +66,11 @@ def test_a_hub_repo_is_judged_from_metadata_and_configs_only(hub: fake_hub.FakeH
     assert "Capabilities: TextGeneration" in result.stdout
     for line in ("gpu    vllm", "cpu    transformers", "apple  mlx"):
         assert line in result.stdout
-    fetched = {path.rsplit("/", 1)[-1] for method, path, _ in hub.requests if "/resolve/" in path}
+    fetched = {r.path.rsplit("/", 1)[-1] for r in hub.requests if "/resolve/" in r.path}
     assert fetched == {"config.json"}, "only the small config files are fetched, never the weights"
 
 
-def test_json_output_for_a_cross_encoder(hub: fake_hub.FakeHub, tmp_path: pathlib.Path) -> None:
+def test_json_output_for_a_cross_encoder(hub: hub_server.HubServer, tmp_path: pathlib.Path) -> None:
     result = _inspect("cross-encoder/ms-marco-MiniLM-L6-v2", "--json", endpoint=hub.url, home=tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -80,7 +80,7 @@ def test_json_output_for_a_cross_encoder(hub: fake_hub.FakeHub, tmp_path: pathli
     assert report["backends"]["apple"]["reason"].startswith("cannot decide: ")
 
 
-def test_several_quantisations_need_a_file(hub: fake_hub.FakeHub, tmp_path: pathlib.Path) -> None:
+def test_several_quantisations_need_a_file(hub: hub_server.HubServer, tmp_path: pathlib.Path) -> None:
     undecided = _inspect("Qwen/Qwen2.5-0.5B-Instruct-GGUF", endpoint=hub.url, home=tmp_path)
     assert undecided.returncode == 3
     assert "9 GGUF models" in undecided.stdout and "spec.source.huggingFace.file" in undecided.stdout
@@ -90,7 +90,7 @@ def test_several_quantisations_need_a_file(hub: fake_hub.FakeHub, tmp_path: path
     assert "cpu    llama-cpp" in chosen.stdout and "apple" not in chosen.stdout
 
 
-def test_a_private_repo_uses_hf_token_and_never_prints_it(hub: fake_hub.FakeHub, tmp_path: pathlib.Path) -> None:
+def test_a_private_repo_uses_hf_token_and_never_prints_it(hub: hub_server.HubServer, tmp_path: pathlib.Path) -> None:
     hub.requests.clear()
     without = _inspect("acme/private-llava", endpoint=hub.url, home=tmp_path)
     assert without.returncode == 1
@@ -98,7 +98,7 @@ def test_a_private_repo_uses_hf_token_and_never_prints_it(hub: fake_hub.FakeHub,
     with_token = _inspect("acme/private-llava", endpoint=hub.url, token=TOKEN, home=tmp_path)
     assert with_token.returncode == 0, with_token.stderr
     assert "Capabilities: TextGeneration, Vision" in with_token.stdout and "apple  mlx-vlm" in with_token.stdout
-    assert (f"Bearer {TOKEN}") in {auth for _, _, auth in hub.requests}
+    assert f"Bearer {TOKEN}" in {r.authorization for r in hub.requests}
     assert TOKEN not in without.stdout + without.stderr + with_token.stdout + with_token.stderr
 
 
@@ -109,7 +109,7 @@ def test_a_private_repo_uses_hf_token_and_never_prints_it(hub: fake_hub.FakeHub,
         (("Qwen/Qwen2.5-0.5B-Instruct", "--revision", "v9"), "has no revision 'v9'"),
     ],
 )
-def test_hub_refusals_are_one_clear_line(hub: fake_hub.FakeHub, tmp_path: pathlib.Path, args: tuple[str, ...],
+def test_hub_refusals_are_one_clear_line(hub: hub_server.HubServer, tmp_path: pathlib.Path, args: tuple[str, ...],
                                          message: str) -> None:
     result = _inspect(*args, endpoint=hub.url, home=tmp_path)
     assert result.returncode == 1
