@@ -13,6 +13,7 @@ import kopf
 import llmserver_api
 
 from llmserver_operator import kube as kube_mod
+from llmserver_operator import metrics as metrics_mod
 from llmserver_operator import reconciler as reconciler_mod
 from llmserver_operator import serializer as serializer_mod
 from llmserver_operator import settings as settings_mod
@@ -32,11 +33,13 @@ CHILD_RESOURCES = (
 def make_memo(settings: settings_mod.Settings) -> kopf.Memo:
     """The operator's dependencies, built once in the entrypoint (or a test) before kopf starts."""
     config = kube_mod.configuration(settings.kubeconfig, pool_size=settings.workers)
-    kube = kube_mod.Kube(config)
+    metrics = metrics_mod.OperatorMetrics()
+    kube = kube_mod.Kube(config, observe=metrics.api_request)
     return kopf.Memo(
         settings=settings,
         kube_config=config,
-        reconciler=reconciler_mod.Reconciler(kube, settings),
+        metrics=metrics,
+        reconciler=reconciler_mod.Reconciler(kube, settings, metrics=metrics),
         serializer=serializer_mod.Serializer(),
     )
 
@@ -61,6 +64,21 @@ def register(registry: kopf.OperatorRegistry, apple: bool = True) -> None:
         settings.execution.max_workers = ours.workers
         for group, version, plural, labels in CHILD_RESOURCES:  # watch only our children
             settings.watching.label_selectors[group or "v1", plural] = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+    @kopf.on.startup(registry=registry, id="metrics")
+    def serve_metrics(memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+        ours: settings_mod.Settings = memo.settings
+        if not ours.metrics_port:
+            return
+        try:
+            port = memo.metrics.serve(ours.metrics_address, ours.metrics_port)
+        except OSError as exc:  # a taken port is a configuration error: fail the start, visibly
+            raise kopf.PermanentError(f"metrics endpoint {ours.metrics_address}:{ours.metrics_port}: {exc}") from None
+        logger.info(f"serving Prometheus metrics on {ours.metrics_address}:{port}/metrics")
+
+    @kopf.on.cleanup(registry=registry, id="metrics")
+    def stop_metrics(memo: kopf.Memo, **_: Any) -> None:
+        memo.metrics.close()
 
     @kopf.on.login(registry=registry, id="login")
     def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo | None:
@@ -89,6 +107,11 @@ def register(registry: kopf.OperatorRegistry, apple: bool = True) -> None:
             raise kopf.TemporaryError(f"Kubernetes API: {exc}", delay=5) from None
         if outcome is not None and outcome.retry_after is not None:
             raise kopf.TemporaryError(f"waiting ({outcome.phase})", delay=outcome.retry_after)
+
+    @kopf.on.event(llmserver_api.GROUP, llmserver_api.VERSION, "llmservers", registry=registry, id="forget")
+    def server_event(type: str | None, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+        if type == "DELETED":  # after any reconcile of it still running: it must not count afterwards
+            memo.serializer.run((namespace, name), lambda: memo.metrics.server_deleted(namespace, name))
 
     for group, version, plural, labels in CHILD_RESOURCES:
 

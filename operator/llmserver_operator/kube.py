@@ -9,8 +9,10 @@ pure builders produce and the status function reads.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kubernetes.client
@@ -19,6 +21,8 @@ import kubernetes.dynamic
 import kubernetes.dynamic.exceptions
 
 Manifest = dict[str, Any]
+# (verb, resource, HTTP status or None without a response, seconds): how metrics see each request.
+RequestObserver = Callable[[str, str, int | None, float], None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,20 +108,30 @@ def bearer_token(config: kubernetes.client.Configuration) -> str | None:
 class Kube:
     """Synchronous, thread-safe access to the objects the operator reads and writes."""
 
-    def __init__(self, config: kubernetes.client.Configuration) -> None:
+    def __init__(self, config: kubernetes.client.Configuration, observe: RequestObserver | None = None) -> None:
         self.config = config
         self._client = kubernetes.dynamic.DynamicClient(kubernetes.client.ApiClient(config), discoverer=_NoDiscovery)
+        self._observe = observe
 
-    def _call(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
+    def _call(self, verb: str, kind: Kind, method: str, path: str, body: Any = None, subresource: str | None = None,
+              **params: Any) -> Any:
+        started, code = time.perf_counter(), None
         try:
-            return self._client.request(method, path, body=body, serializer=_plain, **params)
+            response = self._client.request(method, path, body=body, serialize=False, **params)
+            code = int(response.status)
+            return json.loads(response.data) if response.data else None
         except kubernetes.dynamic.exceptions.DynamicApiError as exc:
-            raise ApiError(int(exc.status or 0), str(exc.summary() if hasattr(exc, "summary") else exc)) from None
+            code = int(exc.status or 0)
+            raise ApiError(code, str(exc.summary() if hasattr(exc, "summary") else exc)) from None
+        finally:
+            if self._observe is not None:
+                resource = f"{kind.plural}/{subresource}" if subresource else kind.plural
+                self._observe(verb, resource, code, time.perf_counter() - started)
 
     def get(self, kind: str, namespace: str | None, name: str) -> Manifest | None:
         """One object, or None when it does not exist."""
         try:
-            return self._call("get", KINDS[kind].path(namespace, name))
+            return self._call("get", KINDS[kind], "get", KINDS[kind].path(namespace, name))
         except ApiError as exc:
             if exc.status == 404:
                 return None
@@ -126,23 +140,24 @@ class Kube:
     def list(self, kind: str, namespace: str | None, labels: Mapping[str, str] | None = None) -> list[Manifest]:
         """Objects of a kind matching every label given."""
         selector = ",".join(f"{key}={value}" for key, value in sorted((labels or {}).items())) or None
-        result = self._call("get", KINDS[kind].path(namespace), label_selector=selector)
+        result = self._call("list", KINDS[kind], "get", KINDS[kind].path(namespace), label_selector=selector)
         return list(result.get("items") or [])
 
     def create(self, obj: Manifest) -> Manifest:
         """POST; raises ApiError(409) when the name is taken."""
-        meta = obj["metadata"]
-        return self._call("post", KINDS[obj["kind"]].path(meta.get("namespace")), body=obj)
+        meta, kind = obj["metadata"], KINDS[obj["kind"]]
+        return self._call("create", kind, "post", kind.path(meta.get("namespace")), body=obj)
 
     def replace(self, obj: Manifest) -> Manifest:
         """PUT, guarded by the body's resourceVersion (409 when the object changed meanwhile)."""
-        meta = obj["metadata"]
-        return self._call("put", KINDS[obj["kind"]].path(meta.get("namespace"), meta["name"]), body=obj)
+        meta, kind = obj["metadata"], KINDS[obj["kind"]]
+        return self._call("update", kind, "put", kind.path(meta.get("namespace"), meta["name"]), body=obj)
 
     def delete(self, kind: str, namespace: str | None, name: str) -> bool:
         """Deletes with background propagation; False when it was already gone."""
         try:
-            self._call("delete", KINDS[kind].path(namespace, name), body={"propagationPolicy": "Background"})
+            self._call("delete", KINDS[kind], "delete", KINDS[kind].path(namespace, name),
+                       body={"propagationPolicy": "Background"})
         except ApiError as exc:
             if exc.status == 404:
                 return False
@@ -151,5 +166,5 @@ class Kube:
 
     def patch_status(self, kind: str, namespace: str | None, name: str, status: Manifest) -> Manifest:
         """Merge-patches the status subresource (null removes a field)."""
-        return self._call("patch", KINDS[kind].path(namespace, name, "status"), body={"status": status},
-                          content_type="application/merge-patch+json")
+        return self._call("patch", KINDS[kind], "patch", KINDS[kind].path(namespace, name, "status"),
+                          body={"status": status}, subresource="status", content_type="application/merge-patch+json")

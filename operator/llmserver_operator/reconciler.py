@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +20,8 @@ import llmserver_api
 import pydantic
 
 from llmserver_operator import kube as kube_mod
-from llmserver_operator import resolution, status
+from llmserver_operator import metrics as metrics_mod
+from llmserver_operator import resolution, status, workloads
 from llmserver_operator import settings as settings_mod
 from llmserver_operator.apple import scheduler as apple_scheduler
 from llmserver_operator.builders import cache, common, deployment, download, plan, service
@@ -62,20 +64,33 @@ def _config_hash(obj: Manifest | None) -> str | None:
 class Reconciler:
     """Holds the API client and settings; `reconcile` is safe to call from many threads (per server: serialize)."""
 
-    def __init__(self, kube: kube_mod.Kube, settings: settings_mod.Settings, clock: Callable[[], str] = utc_now) -> None:
+    def __init__(self, kube: kube_mod.Kube, settings: settings_mod.Settings, clock: Callable[[], str] = utc_now,
+                 metrics: metrics_mod.OperatorMetrics | None = None) -> None:
         self.kube = kube
         self.settings = settings
         self.clock = clock
+        self.metrics = metrics or metrics_mod.OperatorMetrics()
         self.apple = apple_scheduler.AppleScheduler(kube, settings)
         self.resolver = resolution.Resolver(kube)  # backend: auto, from the Hub (cached per repo)
 
     # --- entry points ----------------------------------------------------------------------
     def reconcile(self, namespace: str, name: str) -> Outcome:
         """Reads the LLMServer fresh and converges it; a deleted server is left to garbage collection."""
-        raw = self.kube.get("LLMServer", namespace, name)
-        if raw is None or raw["metadata"].get("deletionTimestamp"):
-            return Outcome(None)
-        return self.reconcile_body(raw)
+        started, result = time.perf_counter(), "error"
+        try:
+            raw = self.kube.get("LLMServer", namespace, name)
+            if raw is None or raw["metadata"].get("deletionTimestamp"):
+                self.metrics.server_deleted(namespace, name)
+                outcome = Outcome(None)
+            else:
+                outcome = self.reconcile_body(raw)
+            result = "success" if outcome.retry_after is None else "retry"
+            return outcome
+        except Conflict:
+            result = "conflict"
+            raise
+        finally:
+            self.metrics.reconciled(result, time.perf_counter() - started)
 
     def reconcile_body(self, raw: Manifest) -> Outcome:
         """Converges the children of this LLMServer body and writes its status if it changed."""
@@ -124,6 +139,10 @@ class Reconciler:
             except kube_mod.ApiError as exc:
                 if exc.status != 404:
                     raise
+                self.metrics.server_deleted(meta.get("namespace") or "default", meta["name"])
+                return Outcome(None)  # deleted meanwhile: nothing left to wait for
+        failed_job = observed.job is not None and workloads.job_condition(observed.job, "Failed") is not None
+        self.metrics.server_status(meta.get("namespace") or "default", meta["name"], computed["phase"], failed_job)
         waiting = any(c["reason"] in ("SecretNotFound", "ClaimNotFound") for c in computed["conditions"])
         return Outcome(computed["phase"], self.settings.retry_delay_seconds if waiting else None)
 

@@ -63,6 +63,12 @@ class Settings(pydantic_settings.BaseSettings):
     liveness_endpoint: str | None = pydantic.Field(
         None, description="kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz."
     )
+    metrics_port: int = pydantic.Field(
+        0, ge=0, le=65535, description="Port of the operator's Prometheus /metrics endpoint; 0 turns it off."
+    )
+    metrics_address: str = pydantic.Field(
+        "0.0.0.0", min_length=1, description="Address the /metrics endpoint binds to (127.0.0.1: this host only)."
+    )
     peering_name: str | None = pydantic.Field(
         None, description="kopf peering object for several operator replicas; unset runs standalone."
     )

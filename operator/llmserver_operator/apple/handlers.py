@@ -45,7 +45,9 @@ def register(registry: kopf.OperatorRegistry, lease_check_seconds: float = 5.0) 
 
     @kopf.on.event(llmserver_api.GROUP, llmserver_api.VERSION, "applenodes", registry=registry,
                    id="applenode-changed")
-    def node_changed(type: str | None, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    def node_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in body.status.get("conditions") or [])
+        memo.metrics.apple_node(body.metadata.name, None if type == "DELETED" else ready)
         if type is None:
             return  # initial listing: every LLMServer is resumed anyway
         for namespace, name in _apple_servers(memo.reconciler.kube):
