@@ -17,16 +17,6 @@ from llmserver_runtime.server.routes import common as route_common
 router = fastapi.APIRouter()
 
 
-def _texts(value: str | list[str] | list[int] | list[list[int]]) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if not value:
-        raise errors.invalid_request("input must not be empty.", "input")
-    if all(isinstance(item, str) for item in value):
-        return list(value)  # type: ignore[arg-type]
-    raise errors.invalid_request("Token-id input is not supported; send text.", "input", "unsupported_parameter")
-
-
 def _encode(vector: list[float], encoding: str) -> list[float] | str:
     if encoding == "base64":  # what the openai SDK asks for by default
         return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
@@ -38,7 +28,7 @@ async def create_embeddings(body: embeddings.EmbeddingRequest, request: requests
     """Embeds a batch of texts, vectors in input order."""
     runtime = state.of(request)
     gate = runtime.check(body.model, base.Capability.EMBEDDINGS)
-    texts = _texts(body.input)
+    texts = route_common.texts(body.input, "input", "input is")
     try:
         async with disconnect.cancel_on_disconnect(request):
             result = await generation.run_admitted(runtime, gate, lambda: runtime.backend.embed(texts))

@@ -1,0 +1,91 @@
+"""The path chat and completions share: sampling per choice → one Generation on the backend →
+an SSE stream or one whole JSON body, with usage and metrics booked by the Generation either way.
+
+The routes keep what differs (validation, how inputs are made, the final body's shape), so their
+checks and OpenAI error shapes stay theirs; this module owns the order of the shared steps: the
+admission slot and the first delta before any byte (errors stay plain HTTP errors), client
+disconnects cancelling the work, and the slot always released."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TypeVar
+
+import pydantic
+from llmserver_backends import base
+from starlette import requests, responses
+
+from llmserver_runtime.protocol import chat, common, completions
+from llmserver_runtime.server import admission, disconnect, generation, sse, state
+from llmserver_runtime.server.routes import common as route_common
+
+T = TypeVar("T")
+Results = list[tuple[str, str]]
+# (response id, created, model, (text, finish_reason) per choice, usage) -> the whole response body
+Whole = Callable[[str, int, str, Results, common.Usage], pydantic.BaseModel]
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """What tells the two wire formats apart in the shared steps."""
+
+    param: str  # the request field errors point at: messages or prompt
+    id_prefix: str  # chatcmpl or cmpl
+    chunk_object: str  # chat.completion.chunk or text_completion
+
+
+async def respond(
+    request: requests.Request,
+    runtime: state.Runtime,
+    gate: admission.Admission,
+    body: chat.ChatCompletionRequest | completions.CompletionRequest,
+    call: Callable[[T, base.SamplingParams], AsyncIterator[base.Delta]],
+    inputs: Sequence[T],
+    *,
+    max_tokens: int | None,
+    arrived: float,
+    kind: Kind,
+    whole: Whole,
+    prefixes: list[str] | None = None,
+) -> responses.Response:
+    """Runs `body.n` choices of `call` for each input (input-major) and answers in `body`'s mode.
+
+    `prefixes` (completions with echo) go before each choice's text."""
+    starts: list[generation.StartFn] = [
+        functools.partial(
+            call,
+            item,
+            route_common.sampling(
+                max_tokens=max_tokens,
+                temperature=body.temperature,
+                top_p=body.top_p,
+                stop=body.stop,
+                seed=body.seed,
+                choice=k,
+            ),
+        )
+        for item in inputs
+        for k in range(body.n)
+    ]
+    gen = generation.Generation(
+        runtime, starts, n_per_prompt=body.n, stop=common.stop_list(body.stop), arrived=arrived, param=kind.param
+    )
+    response_id, created = route_common.new_id(kind.id_prefix), route_common.now()
+    async with disconnect.cancel_on_disconnect(request):
+        await gen.start(gate)
+        if body.stream:
+            writer = sse.ChunkWriter(response_id, created, runtime.model, kind.chunk_object)
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return sse.EventStreamResponse(
+                sse.events(request, gen, writer, include_usage=include_usage, param=kind.param, prefixes=prefixes),
+                sse.closer(request, gen),
+            )
+        try:
+            results = await gen.collect()
+        finally:
+            gen.close()
+    return route_common.json_response(
+        whole(response_id, created, runtime.model, results, gen.usage()).model_dump_json()
+    )
