@@ -77,5 +77,15 @@ def command(
     log.info("gateway listening on http://%s:%d, routes from %s", host, port, where)
     web.run_app(
         application, host=host, port=port, handler_cancellation=True, access_log=None, print=None,
-        shutdown_timeout=10.0,
+        shutdown_timeout=10.0, loop=_event_loop(),
     )
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where installed (a dependency on Linux and macOS): bench/gateway.py measured ~20% less
+    gateway CPU per streamed request and a higher paced throughput with it; the stdlib loop otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
