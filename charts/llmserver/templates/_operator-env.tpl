@@ -51,6 +51,11 @@
   value: {{ .Values.operator.workers | quote }}
 - name: LLMSERVER_OPERATOR_LIVENESS_ENDPOINT
   value: {{ printf "http://0.0.0.0:%v/healthz" .Values.operator.healthPort | quote }}
+{{- if and .Values.operator.metricsPort (eq (int .Values.operator.metricsPort) (int .Values.operator.healthPort)) }}
+{{- fail (printf "operator.metricsPort and operator.healthPort are both %v: give /metrics its own port (or 0 to turn it off)" .Values.operator.metricsPort) }}
+{{- end }}
+- name: LLMSERVER_OPERATOR_METRICS_PORT
+  value: {{ .Values.operator.metricsPort | quote }}
 - name: LLMSERVER_OPERATOR_APPLE_ENABLED
   value: {{ .Values.apple.enabled | quote }}
 - name: LLMSERVER_OPERATOR_APPLE_NAMESPACE

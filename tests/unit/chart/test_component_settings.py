@@ -51,10 +51,38 @@ def test_operator_defaults(rendered: dict[str, list[dict[str, Any]]], monkeypatc
     assert settings.cache_storage_class is None  # unset: the cluster default, never "" (= no class)
     assert settings.peering_name is None
     assert settings.liveness_endpoint == "http://0.0.0.0:8080/healthz"
+    assert (settings.metrics_port, settings.metrics_address) == (8081, "0.0.0.0")  # reachable by the PodMonitor
     container = _operator(rendered["default"])["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["python", "-m", "llmserver_operator"]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
-    assert container["ports"] == [{"name": "health", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["ports"] == [{"name": "health", "containerPort": 8080, "protocol": "TCP"},
+                                  {"name": "metrics", "containerPort": 8081, "protocol": "TCP"}]
+
+
+def test_operator_metrics_port_is_monitored(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """The operator PodMonitor scrapes the container port the operator serves /metrics on."""
+    monitor = helm.one(rendered["monitoring"], "PodMonitor", "-operator")
+    deployment = _operator(rendered["monitoring"])
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert monitor["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+    ports = {port["name"]: port["containerPort"] for port in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    assert (endpoint["port"], endpoint["path"], ports[endpoint["port"]]) == ("metrics", "/metrics", 8081)
+    assert not [o for o in rendered["default"] if o["kind"] == "PodMonitor"]  # off by default
+
+
+def test_operator_metrics_can_move_or_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    moved = helm.template({"operator": {"metricsPort": 9300}})
+    assert _env_settings(_operator(moved), operator_settings.Settings, "LLMSERVER_OPERATOR_", monkeypatch).metrics_port == 9300
+    off = helm.template({"operator": {"metricsPort": 0}, "monitoring": {"serviceMonitor": {"enabled": True}}})
+    settings = _env_settings(_operator(off), operator_settings.Settings, "LLMSERVER_OPERATOR_", monkeypatch)
+    assert settings.metrics_port == 0
+    assert [p["name"] for p in _operator(off)["spec"]["template"]["spec"]["containers"][0]["ports"]] == ["health"]
+    assert [o["metadata"]["name"] for o in off if o["kind"] == "PodMonitor"] == [f"{helm.RELEASE}-llmserver-runtime"]
+    error = helm.template_error({"operator": {"metricsPort": 8080}})
+    assert "operator.metricsPort and operator.healthPort are both 8080" in error
 
 
 @pytest.mark.parametrize(("value_set", "expected"), [

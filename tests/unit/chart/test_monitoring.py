@@ -1,6 +1,6 @@
 """Alerts, dashboard and kube-state-metrics config: valid PromQL (promtool), alerts that fire on the
-right series (promtool test rules), and only metric names the runtime, gateway or the shipped
-kube-state-metrics config really export."""
+right series (promtool test rules), and only metric names the runtime, gateway, operator or the
+shipped kube-state-metrics config really export."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import prometheus_client
 import pytest
 import yaml
 
+from llmserver_operator import metrics as operator_metrics
 from llmserver_runtime.gateway import metrics as gateway_metrics
 from llmserver_runtime.server import metrics as runtime_metrics
 from testkit import helm
@@ -44,9 +45,10 @@ def _series_names(registry: prometheus_client.CollectorRegistry) -> set[str]:
 def _known_metrics() -> set[str]:
     runtime = runtime_metrics.RuntimeMetrics("m", "fake")
     gateway = gateway_metrics.GatewayMetrics()
+    operator = operator_metrics.OperatorMetrics()
     prefix = KSM["spec"]["resources"][0]["metricNamePrefix"]
     ksm = {f"{prefix}_{metric['name']}" for metric in KSM["spec"]["resources"][0]["metrics"]}
-    return _series_names(runtime.registry) | _series_names(gateway.registry) | ksm
+    return _series_names(runtime.registry) | _series_names(gateway.registry) | _series_names(operator.registry) | ksm
 
 
 def _metric_names(expr: str) -> set[str]:
@@ -64,7 +66,7 @@ def _rules(values: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def _dashboard_exprs() -> list[str]:
-    return [target["expr"] for panel in DASHBOARD["panels"] for target in panel["targets"]]
+    return [target["expr"] for panel in DASHBOARD["panels"] for target in panel.get("targets", [])]  # rows have none
 
 
 def test_alert_rules_pass_promtool(tmp_path: pathlib.Path) -> None:
@@ -72,7 +74,7 @@ def test_alert_rules_pass_promtool(tmp_path: pathlib.Path) -> None:
     path.write_text(yaml.safe_dump(_rules()))
     result = subprocess.run([_promtool(), "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 4 rules found" in result.stdout
+    assert "SUCCESS: 5 rules found" in result.stdout
 
 
 def test_dashboard_queries_are_valid_promql(tmp_path: pathlib.Path) -> None:
@@ -95,8 +97,14 @@ def test_only_exported_metric_names_are_used() -> None:
     assert sorted(used - known) == []
     # The dashboard covers what the issue asks for: tokens/s, TTFT, queue depth, errors, downloads.
     titles = " ".join(panel["title"] for panel in DASHBOARD["panels"]).lower()
-    for topic in ("tokens/s", "time to first token", "queue depth", "errors", "download"):
+    for topic in ("tokens/s", "time to first token", "queue depth", "errors", "download", "operator reconcile"):
         assert topic in titles, topic
+    # The operator's panels sit in their own row, below every other panel.
+    row = next(panel for panel in DASHBOARD["panels"] if panel["type"] == "row")
+    assert row["title"] == "Operator"
+    below = [panel for panel in DASHBOARD["panels"] if panel["gridPos"]["y"] > row["gridPos"]["y"]]
+    assert below and all("llmserver_operator_" in target["expr"] for panel in below for target in panel["targets"])
+    assert len({panel["id"] for panel in DASHBOARD["panels"]}) == len(DASHBOARD["panels"])
 
 
 def test_dashboard_config_map(rendered: dict[str, list[dict[str, Any]]]) -> None:
@@ -132,6 +140,14 @@ tests:
         values: '0+30x20'
       - series: 'llmserver_gateway_requests_total{model="up", status="200"}'
         values: '0+60x20'
+      - series: 'llmserver_operator_reconciles_total{namespace="ops", pod="op-1", result="success"}'
+        values: '0+10x30'
+      - series: 'llmserver_operator_reconciles_total{namespace="ops", pod="op-1", result="error"}'
+        values: '0+5x30'
+      - series: 'llmserver_operator_reconciles_total{namespace="calm", pod="op-2", result="success"}'
+        values: '0+60x30'
+      - series: 'llmserver_operator_reconciles_total{namespace="calm", pod="op-2", result="error"}'
+        values: '0+1x30'
     alert_rule_test:
       - eval_time: 5m
         alertname: LLMServerModelUnavailable
@@ -164,12 +180,23 @@ tests:
             exp_annotations:
               summary: Gateway answers 5xx for model flaky
               description: "33.33% of the gateway's answers for flaky were 5xx over the last 5 minutes."
+      - eval_time: 10m
+        alertname: LLMServerOperatorReconcileErrors
+        exp_alerts: []
+      - eval_time: 21m
+        alertname: LLMServerOperatorReconcileErrors
+        exp_alerts:
+          - exp_labels: {namespace: ops, severity: warning}
+            exp_annotations:
+              summary: The llmserver operator in ops fails its reconciles
+              description: "33.33% of the operator's reconciles failed over the last 5 minutes (Kubernetes API errors or a bug); LLMServers stop converging. See the operator's log and llmserver_operator_kube_requests_total by code."
 """
 
 
 def test_alerts_fire_on_the_right_series(tmp_path: pathlib.Path) -> None:
     """promtool feeds synthetic series through the rendered alerts: each fires for the broken model
-    only (an unloaded server and a healthy one stay quiet) and only after its `for` period."""
+    only (an unloaded server and a healthy one stay quiet) and only after its `for` period; the
+    operator alert fires for the operator failing a third of its reconciles, not for one failing 1.6%."""
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(_rules()))
     (tmp_path / "tests.yaml").write_text(ALERT_TESTS)
     result = subprocess.run([_promtool(), "test", "rules", "tests.yaml"], cwd=tmp_path,
@@ -179,10 +206,13 @@ def test_alerts_fire_on_the_right_series(tmp_path: pathlib.Path) -> None:
 
 
 def test_alert_thresholds_come_from_values() -> None:
-    rules = _rules({"monitoring": {"prometheusRule": {"enabled": True, "unavailableFor": "3m", "errorRatio": 0.2}}})
+    rules = _rules({"monitoring": {"prometheusRule": {"enabled": True, "unavailableFor": "3m", "errorRatio": 0.2,
+                                                      "reconcileErrorRatio": 0.3, "reconcileErrorsFor": "7m"}}})
     by_name = {rule["alert"]: rule for rule in rules["groups"][0]["rules"]}
     assert by_name["LLMServerModelUnavailable"]["for"] == "3m"
     assert "> 0.2" in by_name["LLMServerGatewayErrors"]["expr"]
+    assert "> 0.3" in by_name["LLMServerOperatorReconcileErrors"]["expr"]
+    assert by_name["LLMServerOperatorReconcileErrors"]["for"] == "7m"
 
 
 def test_kube_state_metrics_config_reads_real_status_fields(rendered: dict[str, list[dict[str, Any]]]) -> None:

@@ -63,6 +63,8 @@ def test_every_schema_entry_is_described_and_closed() -> None:
     ({"operator": {"watchNamespaces": ["Not_A_Namespace"]}}, "/operator/watchNamespaces/0"),
     ({"monitoring": {"serviceMonitor": {"interval": "often"}}}, "/monitoring/serviceMonitor/interval"),
     ({"runtime": {"image": {"digest": "latest"}}}, "/runtime/image/digest"),
+    ({"operator": {"metricsPort": 80}}, "/operator/metricsPort"),
+    ({"monitoring": {"prometheusRule": {"reconcileErrorRatio": 2}}}, "/monitoring/prometheusRule/reconcileErrorRatio"),
 ])
 def test_helm_refuses_bad_values_naming_the_field(values: dict[str, Any], field: str) -> None:
     error = helm.template_error(values)
