@@ -4,6 +4,10 @@ Every engine must give the same answers to the same questions: real usage (the p
 with the model's own tokenizer), streamed text equal to the non-streamed text under greedy
 decoding, the usage chunk at the end of a stream, stop strings, seeds, OpenAI-shaped errors and
 the one metrics schema. Each check drives a live `serve` process with the official SDK.
+
+`OpenAISurface` runs them all as tests: an engine's test module subclasses it as
+`TestOpenAISurface` (setting `model` and `backend`) next to its own module-scoped `server` and
+`tok` fixtures, so every engine answers the same checks without restating them.
 """
 
 from __future__ import annotations
@@ -149,6 +153,22 @@ def check_errors(client: openai.OpenAI, model: str, vision: bool) -> None:
         assert "Vision" in refused.value.body["message"]  # type: ignore[index]
 
 
+def leave_stream_early(client: openai.OpenAI, model: str, max_tokens: int) -> None:
+    """Opens a long greedy completion stream and leaves after three chunks (a client going away)."""
+    with client.completions.create(
+        model=model, prompt="The quick", max_tokens=max_tokens, stream=True, **GREEDY
+    ) as stream:
+        for count, _ in enumerate(stream):
+            if count == 2:
+                break
+
+
+def check_engine_free(client: openai.OpenAI, model: str) -> None:
+    """The engine answers a new request normally (nothing left running from an earlier one)."""
+    again = client.completions.create(model=model, prompt="Hello", max_tokens=4, **GREEDY)
+    assert again.usage is not None and again.usage.completion_tokens >= 1
+
+
 def wait_for_log(server: runtime_server.RuntimeServer, needle: str, timeout: float = 60.0) -> str:
     """The first log line of `server` containing `needle`, polled for at most `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -172,3 +192,38 @@ def check_metrics(server: runtime_server.RuntimeServer, model: str, backend: str
     assert samples[f'llmserver_model_ready{{model="{model}"}}'] == 1
     assert samples[f'llmserver_model_load_seconds{{backend="{backend}",model="{model}"}}'] > 0
     assert samples[f'llmserver_requests_in_flight{{model="{model}"}}'] == 0
+
+
+class OpenAISurface:
+    """The shared checks as tests, for a module with `server` (runtime_server.RuntimeServer) and
+    `tok` (the model's tokenizer) fixtures; not collected itself (no `Test` prefix)."""
+
+    model: str
+    backend: str
+    vision = False  # True: images are accepted, not refused as a missing capability
+
+    def test_chat_usage_and_streaming(self, server: runtime_server.RuntimeServer, tok: Any) -> None:
+        check_chat_usage_and_streaming(server.client(), self.model, tok)
+
+    def test_completions(self, server: runtime_server.RuntimeServer, tok: Any) -> None:
+        check_completions(server.client(), self.model, tok)
+
+    def test_stop_string(self, server: runtime_server.RuntimeServer) -> None:
+        check_stop_string(server.client(), self.model)
+
+    def test_seed(self, server: runtime_server.RuntimeServer) -> None:
+        check_seed(server.client(), self.model)
+
+    def test_errors(self, server: runtime_server.RuntimeServer) -> None:
+        check_errors(server.client(), self.model, vision=self.vision)
+
+    def test_metrics(self, server: runtime_server.RuntimeServer) -> None:
+        client = server.client()
+        for messages in self.metrics_chats():
+            client.chat.completions.create(model=self.model, messages=messages, max_tokens=3)
+        client.completions.create(model=self.model, prompt="Hi", max_tokens=3)
+        check_metrics(server, self.model, self.backend)
+
+    def metrics_chats(self) -> list[list[dict[str, Any]]]:
+        """The chat requests sent before the metrics are read (at least two)."""
+        return [QUESTION, QUESTION]

@@ -37,24 +37,9 @@ def tok(tiny_hf_causal: str) -> Any:
     return engine_checks.tokenizer(tiny_hf_causal)
 
 
-def test_chat_usage_and_streaming(server: runtime_server.RuntimeServer, tok: Any) -> None:
-    engine_checks.check_chat_usage_and_streaming(server.client(), MODEL, tok)
-
-
-def test_completions(server: runtime_server.RuntimeServer, tok: Any) -> None:
-    engine_checks.check_completions(server.client(), MODEL, tok)
-
-
-def test_stop_string(server: runtime_server.RuntimeServer) -> None:
-    engine_checks.check_stop_string(server.client(), MODEL)
-
-
-def test_seed(server: runtime_server.RuntimeServer) -> None:
-    engine_checks.check_seed(server.client(), MODEL)
-
-
-def test_errors(server: runtime_server.RuntimeServer) -> None:
-    engine_checks.check_errors(server.client(), MODEL, vision=False)
+class TestOpenAISurface(engine_checks.OpenAISurface):
+    model = MODEL
+    backend = "mlx"
 
 
 def test_generates_past_the_rotating_kv_cache(server: runtime_server.RuntimeServer) -> None:
@@ -67,27 +52,13 @@ def test_generates_past_the_rotating_kv_cache(server: runtime_server.RuntimeServ
 def test_client_disconnect_stops_generation(server: runtime_server.RuntimeServer) -> None:
     """Leaving a long stream early stops the engine's loop long before max_tokens (it logs where)."""
     client = server.client()
-    with client.completions.create(
-        model=MODEL, prompt="The quick", max_tokens=1500, stream=True, **engine_checks.GREEDY
-    ) as stream:
-        for count, _ in enumerate(stream):
-            if count == 2:
-                break
+    engine_checks.leave_stream_early(client, MODEL, max_tokens=1500)
     stopped = engine_checks.wait_for_log(server, "generation stopped early")
     assert int(stopped.split("after ")[1].split(" ")[0]) < 1500, stopped
-    again = client.completions.create(model=MODEL, prompt="Hello", max_tokens=4, **engine_checks.GREEDY)
-    assert again.usage is not None and again.usage.completion_tokens >= 1
+    engine_checks.check_engine_free(client, MODEL)
     samples = server.metrics()
     assert samples[f'llmserver_requests_in_flight{{model="{MODEL}"}}'] == 0
     assert samples[f'llmserver_max_concurrency{{model="{MODEL}"}}'] == 1
-
-
-def test_metrics(server: runtime_server.RuntimeServer) -> None:
-    client = server.client()
-    client.chat.completions.create(model=MODEL, messages=engine_checks.QUESTION, max_tokens=3)
-    client.chat.completions.create(model=MODEL, messages=engine_checks.QUESTION, max_tokens=3)
-    client.completions.create(model=MODEL, prompt="Hi", max_tokens=3)
-    engine_checks.check_metrics(server, MODEL, "mlx")
 
 
 @pytest.mark.apple

@@ -79,14 +79,15 @@ def test_the_image_changes_the_answer(server: runtime_server.RuntimeServer) -> N
     assert answers["noise"] != answers["black"], answers
 
 
-def test_text_only_chat_and_completions(server: runtime_server.RuntimeServer, tok: Any) -> None:
-    engine_checks.check_chat_usage_and_streaming(server.client(), MODEL, tok)
-    engine_checks.check_completions(server.client(), MODEL, tok)
+class TestOpenAISurface(engine_checks.OpenAISurface):
+    """Text-only requests answer as on every engine; images are accepted (vision)."""
 
+    model = MODEL
+    backend = "mlx-vlm"
+    vision = True
 
-def test_stop_string_and_seed(server: runtime_server.RuntimeServer) -> None:
-    engine_checks.check_stop_string(server.client(), MODEL)
-    engine_checks.check_seed(server.client(), MODEL)
+    def metrics_chats(self) -> list[list[dict[str, Any]]]:
+        return [image_message("black"), engine_checks.QUESTION]
 
 
 def test_default_max_tokens_comes_from_the_server_setting(server: runtime_server.RuntimeServer) -> None:
@@ -116,12 +117,3 @@ def test_bad_images_are_client_errors(server: runtime_server.RuntimeServer) -> N
                 messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}],
             )  # fmt: skip
         assert refused.value.body["type"] == "invalid_request_error"  # type: ignore[index]
-    engine_checks.check_errors(client, MODEL, vision=True)
-
-
-def test_metrics(server: runtime_server.RuntimeServer) -> None:
-    client = server.client()
-    client.chat.completions.create(model=MODEL, messages=image_message("black"), max_tokens=3)
-    client.chat.completions.create(model=MODEL, messages=engine_checks.QUESTION, max_tokens=3)
-    client.completions.create(model=MODEL, prompt="Hi", max_tokens=3)
-    engine_checks.check_metrics(server, MODEL, "mlx-vlm")

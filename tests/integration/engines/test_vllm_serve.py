@@ -40,24 +40,9 @@ def tok(tiny_hf_causal: str) -> Any:
     return engine_checks.tokenizer(tiny_hf_causal)
 
 
-def test_chat_usage_and_streaming(server: runtime_server.RuntimeServer, tok: Any) -> None:
-    engine_checks.check_chat_usage_and_streaming(server.client(), MODEL, tok)
-
-
-def test_completions(server: runtime_server.RuntimeServer, tok: Any) -> None:
-    engine_checks.check_completions(server.client(), MODEL, tok)
-
-
-def test_stop_string(server: runtime_server.RuntimeServer) -> None:
-    engine_checks.check_stop_string(server.client(), MODEL)
-
-
-def test_seed(server: runtime_server.RuntimeServer) -> None:
-    engine_checks.check_seed(server.client(), MODEL)
-
-
-def test_errors(server: runtime_server.RuntimeServer) -> None:
-    engine_checks.check_errors(server.client(), MODEL, vision=False)
+class TestOpenAISurface(engine_checks.OpenAISurface):
+    model = MODEL
+    backend = "vllm"
 
 
 def test_context_length_is_vllm_max_model_len(server: runtime_server.RuntimeServer) -> None:
@@ -87,22 +72,7 @@ def test_client_disconnect_aborts_the_vllm_request(server: runtime_server.Runtim
     """Leaving a stream early aborts the request inside vLLM (its request log says so)."""
     client = server.client()
     budget = MAX_MODEL_LEN - 8
-    with client.completions.create(
-        model=MODEL, prompt="The quick", max_tokens=budget, stream=True, **engine_checks.GREEDY
-    ) as stream:
-        for count, _ in enumerate(stream):
-            if count == 2:
-                break
+    engine_checks.leave_stream_early(client, MODEL, max_tokens=budget)
     aborted = engine_checks.wait_for_log(server, " aborted")
     assert "Request llmserver-" in aborted, aborted
-    # The engine is free again: a new request completes normally.
-    again = client.completions.create(model=MODEL, prompt="Hello", max_tokens=4, **engine_checks.GREEDY)
-    assert again.usage is not None and again.usage.completion_tokens >= 1
-
-
-def test_metrics(server: runtime_server.RuntimeServer) -> None:
-    client = server.client()
-    client.chat.completions.create(model=MODEL, messages=engine_checks.QUESTION, max_tokens=3)
-    client.chat.completions.create(model=MODEL, messages=engine_checks.QUESTION, max_tokens=3)
-    client.completions.create(model=MODEL, prompt="Hi", max_tokens=3)
-    engine_checks.check_metrics(server, MODEL, "vllm")
+    engine_checks.check_engine_free(client, MODEL)
