@@ -24,7 +24,6 @@ from typing import Any
 import aiohttp.web
 import prometheus_client.parser
 import pytest
-
 from testkit import emulator, emulator_http, fake_cluster, prometheus
 
 pytestmark = pytest.mark.timeout(180)

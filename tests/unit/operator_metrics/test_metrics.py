@@ -12,7 +12,6 @@ import prometheus_client
 import prometheus_client.parser
 import pydantic
 import pytest
-
 from llmserver_operator import metrics as metrics_mod
 from llmserver_operator import settings as settings_mod
 from testkit import prometheus
