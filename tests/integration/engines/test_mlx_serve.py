@@ -11,7 +11,6 @@ import pathlib
 import platform
 import sys
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -30,11 +29,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_hf_causal: str) -> Ite
         tmp, "mlx", tiny_hf_causal, MODEL, "--max-kv-size", "32", extra=("prefill_step_size=8",), ready_timeout=300
     ) as started:
         yield started
-
-
-@pytest.fixture(scope="module")
-def tok(tiny_hf_causal: str) -> Any:
-    return engine_checks.tokenizer(tiny_hf_causal)
 
 
 class TestOpenAISurface(engine_checks.OpenAISurface):

@@ -34,6 +34,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_hf_vlm: str) -> Iterat
 
 @pytest.fixture(scope="module")
 def tok(tiny_hf_vlm: str) -> Any:
+    """The LLaVA's tokenizer (overrides the conftest's tiny Llama one)."""
     return engine_checks.tokenizer(tiny_hf_vlm)
 
 

@@ -35,11 +35,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_hf_causal: str) -> Ite
         yield started
 
 
-@pytest.fixture(scope="module")
-def tok(tiny_hf_causal: str) -> Any:
-    return engine_checks.tokenizer(tiny_hf_causal)
-
-
 class TestOpenAISurface(engine_checks.OpenAISurface):
     model = MODEL
     backend = "vllm"
