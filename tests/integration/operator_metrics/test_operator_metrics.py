@@ -245,3 +245,18 @@ def test_entrypoint_serves_metrics_from_env(tmp_path: pathlib.Path) -> None:
         assert code == 0, log_path.read_text()[-3000:]
         with pytest.raises(urllib.error.URLError):
             scrape(url)
+
+
+def test_a_taken_metrics_port_stops_the_operator_with_a_clear_error() -> None:
+    """A misconfigured port fails the start visibly (exit 1, naming the endpoint) instead of retrying forever."""
+    with socket.socket() as taken, emulator.KubeEmulator(crds=emulator.project_crds()) as kube:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "KUBECONFIG": kube.kubeconfig, "LLMSERVER_OPERATOR_METRICS_PORT": str(port),
+               "LLMSERVER_OPERATOR_METRICS_ADDRESS": "127.0.0.1", "LLMSERVER_OPERATOR_APPLE_ENABLED": "false"}
+        result = subprocess.run([sys.executable, "-m", "llmserver_operator"], env=env, capture_output=True, text=True,
+                                timeout=90, check=False)
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    output = result.stdout + result.stderr
+    assert f"metrics endpoint 127.0.0.1:{port}: " in output and "Address already in use" in output, output[-3000:]
