@@ -11,12 +11,16 @@ Embeddings use a second `Llama(embedding=True)` on the same file (mmap shares th
 context built for embeddings does not produce logits for sampling. A causal GGUF has no pooling
 metadata and would return one vector per token, so mean pooling is set explicitly there.
 Extra args are `key=value` keyword arguments of `llama_cpp.Llama` (checked against its signature).
+The model path may be a directory (what the operator serves for a repo whose one GGUF model is
+split in parts): detection picks the GGUF in it; any part of a split loads from its first part,
+and missing parts are named here instead of llama.cpp's bare "failed to load".
 """
 
 from __future__ import annotations
 
 import codecs
 import inspect
+import pathlib
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -24,6 +28,7 @@ from typing import Any
 
 import llama_cpp
 from llama_cpp import llama_chat_format
+from llmserver_api import detection
 
 from llmserver_backends import base, threads
 
@@ -39,6 +44,25 @@ _ENCODER_ARCHS = {
     "neo-bert",
 }
 _DEFAULT_N_CTX = 4096
+
+
+def gguf_file(model_path: str) -> str:
+    """The file llama.cpp opens for `model_path`: a GGUF as given; in a directory, the GGUF
+    detection finds there; for a part of a split GGUF, its first part (all parts present)."""
+    path = pathlib.Path(model_path)
+    if path.is_dir():
+        found = detection.profile(detection.local_model_files(path))
+        if found.model_file is None or found.problems:
+            raise base.BackendError(f"no GGUF to load in {path}: {found.reason}")
+        path = path / found.model_file
+    parts = detection.split_parts(path.name)
+    missing = [part for part in parts if not (path.parent / part).is_file()]
+    if missing:
+        raise base.BackendError(
+            f"the split GGUF {parts[0]} in {path.parent} lacks {len(missing)} of its {len(parts)} parts: "
+            f"{', '.join(missing)}"
+        )
+    return str(path.parent / parts[0]) if parts else str(path)
 
 
 class LlamaCppBackend(base.ModelBackend):
@@ -101,7 +125,7 @@ class LlamaCppBackend(base.ModelBackend):
         return wanted
 
     def _load_sync(self) -> None:
-        path = self.config.model_path
+        path = gguf_file(self.config.model_path)
         reader = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
         metadata = dict(reader.metadata)
         reader.close()

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,6 +36,18 @@ CONFIG_FILES = (
 )
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 MAX_LISTED_FILES = 20000
+_SPLIT_PART = re.compile(r"(.+)-(\d{5})-of-(\d{5})(\.gguf)", re.IGNORECASE)
+
+
+def split_parts(path: str) -> tuple[str, ...]:
+    """Every part, in order, of the split GGUF that `path` is one part of (`m-00002-of-00003.gguf`
+    → m-00001-… to m-00003-…, same folder); () for any other file. llama.cpp loads a split from
+    its first part and opens the others by these names, so all of them must be there."""
+    match = _SPLIT_PART.fullmatch(path)
+    if match is None or not 1 <= int(match[2]) <= int(match[3]):
+        return ()
+    stem, count, suffix = match[1], match[3], match[4]
+    return tuple(f"{stem}-{part:05d}-of-{count}{suffix}" for part in range(1, int(count) + 1))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +106,7 @@ def profile(model: ModelFiles) -> Detection:
             return _undecided(f"the chosen file {selected} is not among the files", seen)
         if not selected.lower().endswith(".gguf"):
             return _undecided(f"the chosen file {selected} is not a GGUF; only a GGUF loads from one file", seen)
-        return _gguf(model, [selected], seen, chosen=True)
+        return _gguf(model, [selected], seen, files, chosen=True)
     gguf = [path for path in files if path.lower().endswith(".gguf")]
     weights = signals.hf_weights(files)
     if gguf and weights:
@@ -101,7 +114,7 @@ def profile(model: ModelFiles) -> Detection:
             f"both GGUF files ({len(gguf)}) and Hugging Face weights ({len(weights)}); choose a GGUF with "
             "spec.source.huggingFace.file for llama-cpp, or serve a copy without the GGUF files", seen)
     if gguf:
-        return _gguf(model, gguf, seen)
+        return _gguf(model, gguf, seen, files)
     problems = signals.hf_problems(files, model.configs, weights)
     if problems:
         return _undecided(problems[0], seen)
@@ -119,7 +132,7 @@ def profile(model: ModelFiles) -> Detection:
     return Detection(fmt, capabilities, tuple(reasons), tuple(problems), warnings, seen=seen)
 
 
-def _gguf(model: ModelFiles, gguf: list[str], seen: str, chosen: bool = False) -> Detection:
+def _gguf(model: ModelFiles, gguf: list[str], seen: str, files: tuple[str, ...], chosen: bool = False) -> Detection:
     projectors = [path for path in gguf if "mmproj" in pathlib.PurePosixPath(path).name.lower()]
     groups = signals.gguf_models([path for path in gguf if path not in projectors])
     warnings = tuple(f"vision projector {path} present: llama.cpp needs it passed to serve images"
@@ -127,12 +140,20 @@ def _gguf(model: ModelFiles, gguf: list[str], seen: str, chosen: bool = False) -
     if not groups:
         return _undecided("only vision projector GGUF files, no language model", seen, ModelFormat.GGUF)
     first = sorted(groups.values())[0]
-    capabilities, reason = signals.gguf_capabilities(model, first)
+    parts = split_parts(first)  # one model in several files loads from its first, whichever was named
+    capabilities, reason = signals.gguf_capabilities(model, parts[0] if parts else first)
     if len(groups) > 1:
         names = ", ".join(sorted(groups.values())[:6]) + (" ..." if len(groups) > 6 else "")
         problem = f"{len(groups)} GGUF models ({names}); choose one with spec.source.huggingFace.file"
         return Detection(ModelFormat.GGUF, capabilities, (reason,), (problem,), warnings, seen=seen)
     why = f"the chosen file {first} is a GGUF" if chosen else f"the only GGUF model is {first}"
+    if parts:
+        missing = [part for part in parts if part not in files] if files else []
+        if missing:
+            problem = (f"the split GGUF {parts[0]} lacks {len(missing)} of its {len(parts)} parts "
+                       f"({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''})")
+            return _undecided(problem, seen, ModelFormat.GGUF, reasons=(why, reason))
+        why, first = f"{why}, split in {len(parts)} parts: llama.cpp loads {parts[0]} and opens the rest", parts[0]
     return Detection(ModelFormat.GGUF, capabilities, (why, reason), (), warnings, first, seen)
 
 
@@ -186,8 +207,12 @@ def local_model_files(path: str | os.PathLike[str]) -> ModelFiles:
     """
     target = pathlib.Path(path)
     if target.is_file():
-        header = read_gguf_header(target) if target.suffix.lower() == ".gguf" else {}
-        return ModelFiles(files=(target.name,), name=str(target), selected_file=target.name, gguf_metadata=header)
+        # A part of a split: its siblings count as listed, and only the first part has the header.
+        parts = [part for part in split_parts(target.name) if (target.parent / part).is_file()]
+        first = target.parent / (parts or [target.name])[0]
+        header = read_gguf_header(first) if target.suffix.lower() == ".gguf" else {}
+        listed = tuple(sorted({target.name, *parts}))
+        return ModelFiles(files=listed, name=str(target), selected_file=target.name, gguf_metadata=header)
     if not target.is_dir():
         raise FileNotFoundError(f"no model file or directory at {target}")
     files: list[str] = []
@@ -204,7 +229,8 @@ def local_model_files(path: str | os.PathLike[str]) -> ModelFiles:
         except (OSError, ValueError):
             continue
     gguf = [name for name in files if name.lower().endswith(".gguf") and "mmproj" not in name.lower()]
-    header = read_gguf_header(target / gguf[0]) if len(signals.gguf_models(gguf)) == 1 else {}
+    models = signals.gguf_models(gguf)  # a split's first part: the one holding the header
+    header = read_gguf_header(target / next(iter(models.values()))) if len(models) == 1 else {}
     return ModelFiles(files=tuple(sorted(files)), configs=configs, name=str(target), gguf_metadata=header)
 
 

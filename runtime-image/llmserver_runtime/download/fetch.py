@@ -4,6 +4,8 @@ huggingface-hub does the transfer: it resumes an interrupted body with a Range r
 whose metadata says they are current, and writes into `local_dir`. On top of it we add what a
 Kubernetes Job needs: a completion marker so a finished download is skipped with no network at
 all, a disk-space check before the first byte, and removal of partial files a killed pod left.
+A `--file` that is one part of a split GGUF (`m-00001-of-00003.gguf`) brings every part: llama.cpp
+loads the split from its first part and opens the others by name next to it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import pathlib
 import shutil
 from typing import Any
 
-from llmserver_api import paths
+from llmserver_api import detection, paths
 
 from llmserver_runtime.download import errors
 
@@ -89,21 +91,34 @@ def mark_complete(request: Request, plan: Plan) -> None:
 def resolve(request: Request) -> Plan:
     """Asks the Hub for the commit and the file list (the same calls snapshot_download makes)."""
     import huggingface_hub
+    from huggingface_hub import errors as hf_errors
 
     token: str | bool = request.token or False  # False: never fall back to a token file on disk
     if request.file:
-        url = huggingface_hub.hf_hub_url(request.repo, request.file, revision=request.revision)
-        metadata = huggingface_hub.get_hf_file_metadata(url, token=token)
-        return Plan(commit=metadata.commit_hash or request.revision, files={request.file: metadata.size})
+        files: dict[str, int | None] = {}
+        pinned: str | None = None  # the commit of the first answer: every part from the same one
+        for name in detection.split_parts(request.file) or (request.file,):
+            url = huggingface_hub.hf_hub_url(request.repo, name, revision=pinned or request.revision)
+            try:
+                metadata = huggingface_hub.get_hf_file_metadata(url, token=token)
+            except hf_errors.RemoteEntryNotFoundError as exc:
+                if name == request.file:
+                    raise
+                raise errors.DownloadError(
+                    f"file {name!r}, a part of the split GGUF {request.file!r}, not found in {request.repo} "
+                    f"at revision {request.revision!r}", transient=False) from exc  # fmt: skip
+            pinned = pinned or metadata.commit_hash
+            files[name] = metadata.size
+        return Plan(commit=pinned or request.revision, files=files)
     api = huggingface_hub.HfApi(token=token)
     info = api.repo_info(request.repo, revision=request.revision)
     commit = info.sha or request.revision
-    files = {
+    listed = {
         entry.path: entry.size
         for entry in api.list_repo_tree(request.repo, revision=commit, recursive=True)
         if isinstance(entry, huggingface_hub.hf_api.RepoFile)
     }
-    return Plan(commit=commit, files=files)
+    return Plan(commit=commit, files=listed)
 
 
 def partial_dir(request: Request) -> pathlib.Path:
@@ -152,9 +167,10 @@ def download(request: Request, plan: Plan, max_workers: int = 4) -> pathlib.Path
 
     token: str | bool = request.token or False
     if request.file:
-        huggingface_hub.hf_hub_download(
-            request.repo, request.file, revision=plan.commit, local_dir=request.target, token=token
-        )
+        for name in plan.files:  # the file, or every part of its split GGUF
+            huggingface_hub.hf_hub_download(
+                request.repo, name, revision=plan.commit, local_dir=request.target, token=token
+            )
     else:
         huggingface_hub.snapshot_download(
             request.repo, revision=plan.commit, local_dir=request.target, token=token, max_workers=max_workers
