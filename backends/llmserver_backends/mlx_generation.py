@@ -1,4 +1,4 @@
-"""What the mlx and mlx-vlm backends share: stop strings, deltas, the token budget, sampling.
+"""What the mlx and mlx-vlm backends share: deltas ending at stop strings, the token budget, sampling.
 
 mlx-lm and mlx-vlm stream responses of the same shape (`text`, `prompt_tokens`,
 `generation_tokens`, `finish_reason`), but neither knows OpenAI stop strings. Stopping inside the
@@ -15,58 +15,29 @@ import pathlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from llmserver_backends import base, vllm_inputs
+from llmserver_backends import base, stops, vllm_inputs
 
 log = logging.getLogger(__name__)
 
 
-class StopScanner:
-    """Finds OpenAI stop strings in streamed text, holding back a possible partial match."""
-
-    def __init__(self, stops: tuple[str, ...]) -> None:
-        self.stops = tuple(stop for stop in stops if stop)
-        self._held = ""
-
-    def feed(self, text: str) -> tuple[str, bool]:
-        """(text safe to emit, whether a stop string ended the stream; nothing after it is emitted)."""
-        if not self.stops:
-            return text, False
-        buffer = self._held + text
-        hits = [index for index in (buffer.find(stop) for stop in self.stops) if index != -1]
-        if hits:
-            self._held = ""
-            return buffer[: min(hits)], True
-        keep = max(
-            (size for stop in self.stops for size in range(1, len(stop)) if buffer.endswith(stop[:size])),
-            default=0,
-        )
-        self._held = buffer[len(buffer) - keep :]
-        return buffer[: len(buffer) - keep], False
-
-    def flush(self) -> str:
-        """The held-back text, once the stream ended without a stop string."""
-        held, self._held = self._held, ""
-        return held
-
-
-def deltas(responses: Iterator[Any], stops: tuple[str, ...]) -> Iterator[base.Delta]:
+def deltas(responses: Iterator[Any], stop: tuple[str, ...]) -> Iterator[base.Delta]:
     """mlx-lm / mlx-vlm responses as our Deltas (cumulative usage), ending at a stop string."""
-    scanner = StopScanner(stops)
+    matcher = stops.StopMatcher(stop)
     prompt_tokens = completion_tokens = 0
     last = False  # set before the final delta: leaving after it is no early stop
     try:
         for response in responses:
             prompt_tokens, completion_tokens = int(response.prompt_tokens), int(response.generation_tokens)
-            text, stopped = scanner.feed(response.text)
+            text, stopped = matcher.feed(response.text)
             if stopped or response.finish_reason is not None:
                 reason = "length" if response.finish_reason == "length" and not stopped else "stop"
                 last = True
-                yield base.Delta(text if stopped else text + scanner.flush(), prompt_tokens, completion_tokens, reason)
+                yield base.Delta(text if stopped else text + matcher.flush(), prompt_tokens, completion_tokens, reason)
                 return
             if text:
                 yield base.Delta(text, prompt_tokens, completion_tokens)
         last = True
-        yield base.Delta(scanner.flush(), prompt_tokens, completion_tokens, "stop")
+        yield base.Delta(matcher.flush(), prompt_tokens, completion_tokens, "stop")
     except GeneratorExit:
         # The consumer left mid-stream (client gone, timeout): say how far the engine got.
         if not last:

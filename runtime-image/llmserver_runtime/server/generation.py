@@ -14,10 +14,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
-from llmserver_backends import base
+from llmserver_backends import base, stops
 
 from llmserver_runtime.protocol import common
-from llmserver_runtime.server import admission, errors, state, stops
+from llmserver_runtime.server import admission, errors, state
 
 T = TypeVar("T")
 StartFn = Callable[[], AsyncIterator[base.Delta]]

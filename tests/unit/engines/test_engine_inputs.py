@@ -58,37 +58,6 @@ def test_sampling_kwargs_carry_the_request() -> None:
     assert "seed" not in vllm_inputs.sampling_kwargs(base.SamplingParams(), 3)
 
 
-def feed_all(scanner: mlx_generation.StopScanner, pieces: list[str]) -> tuple[str, bool]:
-    out = []
-    for piece in pieces:
-        text, stopped = scanner.feed(piece)
-        out.append(text)
-        if stopped:
-            return "".join(out), True
-    out.append(scanner.flush())
-    return "".join(out), False
-
-
-@pytest.mark.parametrize(
-    "pieces, stops, expected",
-    [
-        (["Hello wor", "ld. Bye"], ("world",), ("Hello ", True)),  # stop split across pieces
-        (["abc", "def"], ("zz",), ("abcdef", False)),  # no stop: everything comes out
-        (["ab", "c", "d"], ("cd", "bc"), ("a", True)),  # the earliest stop wins
-        (["a<", "b>c"], ("<x>",), ("a<b>c", False)),  # a false partial match is released
-        (["END"], ("END",), ("", True)),  # stop at the very start
-    ],
-)
-def test_stop_scanner(pieces: list[str], stops: tuple[str, ...], expected: tuple[str, bool]) -> None:
-    assert feed_all(mlx_generation.StopScanner(stops), pieces) == expected
-
-
-def test_stop_scanner_holds_back_only_a_possible_prefix() -> None:
-    scanner = mlx_generation.StopScanner(("STOP",))
-    assert scanner.feed("go ST") == ("go ", False)  # "ST" may start STOP
-    assert scanner.feed("ay") == ("STay", False)
-
-
 @dataclasses.dataclass
 class Response:
     """The fields mlx-lm's GenerationResponse and mlx-vlm's GenerationResult share."""
