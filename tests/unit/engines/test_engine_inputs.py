@@ -11,7 +11,6 @@ import json
 import pathlib
 
 import pytest
-
 from llmserver_backends import base, mlx_generation, vllm_inputs
 
 pytestmark = pytest.mark.timeout(30)

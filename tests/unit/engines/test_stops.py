@@ -4,7 +4,6 @@ emit any part of one, across arbitrary splits of the text."""
 from __future__ import annotations
 
 import pytest
-
 from llmserver_backends import stops
 
 pytestmark = pytest.mark.timeout(30)
