@@ -3,8 +3,9 @@
 For a Hugging Face source the repo's metadata (file list, tags, the small config files) is asked of
 the Hub once per (repo, revision, file) and kept, so a resync that changes nothing makes no Hub
 call; `llmserver_api.detection.resolve` then applies the spec's explicit values on top. The builders
-get a copy of the server with the decided backend, capabilities and (for a lone GGUF) file filled
-in. A PVC source has no files the operator can see: the runtime decides at start and status says so.
+get a copy of the server with the decided backend, capabilities and (for a lone GGUF, split or not)
+file filled in. A PVC source has no files the operator can see: the runtime decides at start and
+status says so.
 Nothing here guesses: what cannot be decided, or contradicts the spec, becomes a `Resolved`
 condition naming what was seen. The token is read from the Secret only to call the Hub, never kept
 in a message.
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -29,7 +29,6 @@ from llmserver_operator import kube as kube_mod
 Manifest = dict[str, Any]
 CONDITION = "Resolved"
 Fetch = Callable[..., detection.ModelFiles]
-_SHARD = re.compile(r".+-\d{5}-of-\d{5}\.gguf", re.IGNORECASE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,9 +96,11 @@ class Resolver:
             return Result(server, resolved, ("False", "CannotDecide", message), blocked=message)
         update: dict[str, Any] = {"backend": found.backend, "capabilities": list(found.capabilities)}
         model_file = found.detection.model_file
-        if hf.file is None and model_file and not _SHARD.fullmatch(model_file.rsplit("/", 1)[-1]):
-            source = spec.source.model_copy(update={"hugging_face": hf.model_copy(update={"file": model_file})})
-            update["source"] = source
+        if hf.file is None and model_file:
+            # A split GGUF is named by its first part: the download Job then fetches that split's
+            # parts (and nothing else of the repo), and llama.cpp loads the split from it.
+            first = (detection.split_parts(model_file) or (model_file,))[0]
+            update["source"] = spec.source.model_copy(update={"hugging_face": hf.model_copy(update={"file": first})})
         built = server.model_copy(update={"spec": spec.model_copy(update=update)})
         if found.contradictions:
             message = "; ".join(found.contradictions)

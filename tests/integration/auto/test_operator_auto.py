@@ -19,6 +19,8 @@ TOKEN = "hf_do_not_show_me_123"
 LLAMA = {"architectures": ["LlamaForCausalLM"], "model_type": "llama"}
 REPOS = {
     "acme/tiny-gguf": hub_server.HubRepo(files={"tiny.Q8_0.gguf": b"GGUF", "README.md": b"hi"}, tags=["gguf"]),
+    "acme/split-gguf": hub_server.HubRepo(
+        files={"README.md": b"hi", **{f"big.Q4_K_M-0000{n}-of-00003.gguf": b"GGUF" for n in (2, 3, 1)}}, tags=["gguf"]),
     "acme/two-gguf": hub_server.HubRepo(files={"m.Q4_K_M.gguf": b"GGUF", "m.Q8_0.gguf": b"GGUF"}),
     "acme/llama": hub_server.HubRepo(files={"config.json": LLAMA, "model.safetensors": b"x", "tokenizer.json": {}}),
     "acme/private-llama": hub_server.HubRepo(files={"config.json": LLAMA, "model.safetensors": b"x"}, token=TOKEN),
@@ -73,6 +75,21 @@ def test_gguf_repo_resolves_to_llama_cpp_and_its_file(cluster: fake_cluster.Fake
     [job] = cluster.kube.list("batch/v1", "Job", ns, labels="app.kubernetes.io/managed-by=llmserver-operator")
     job_args = job["spec"]["template"]["spec"]["containers"][0]["args"]
     assert flag(job_args, "--file") == "tiny.Q8_0.gguf"  # only the chosen GGUF is downloaded
+
+
+def test_split_gguf_repo_resolves_to_its_first_part(cluster: fake_cluster.FakeCluster, ns: str) -> None:
+    first = "big.Q4_K_M-00001-of-00003.gguf"
+    cluster.apply_server("split", ns, **auto("acme/split-gguf"))
+    status = cluster.wait_phase("split", "Ready", ns)
+    assert status["resolved"]["backend"] == "llama-cpp" and status["resolved"]["format"] == "GGUF"
+    assert f"split in 3 parts: llama.cpp loads {first}" in status["resolved"]["reason"]
+    assert cluster.condition("split", "Resolved", ns)["status"] == "True"
+    args = runtime_args(cluster, "split", ns)
+    assert flag(args, "--backend") == "llama-cpp"
+    assert flag(args, "--model").endswith(f"/{first}")
+    [job] = cluster.kube.list("batch/v1", "Job", ns, labels="app.kubernetes.io/managed-by=llmserver-operator")
+    job_args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert flag(job_args, "--file") == first  # the download fetches this split's parts, not the whole repo
 
 
 def test_hf_weights_with_gpus_resolve_to_vllm(cluster: fake_cluster.FakeCluster, ns: str) -> None:

@@ -113,6 +113,28 @@ def test_mlx_repo_moves_the_server_to_a_mac() -> None:
     assert plan.placement(result.server.spec) == plan.Placement.APPLE
 
 
+@pytest.mark.parametrize("folder", ["", "Q4_K_M/"])
+def test_split_gguf_repo_is_named_by_its_first_part(folder: str) -> None:
+    parts = [f"{folder}big-Q4_K_M-0000{n}-of-00003.gguf" for n in (3, 1, 2)]  # listed in any order
+    files = detection.ModelFiles(files=("README.md", *parts), name="acme/big-gguf", tags=("gguf",))
+    fetch = Hub(files)
+    resolver = resolution.Resolver(Secrets({}), fetch=fetch)  # type: ignore[arg-type]
+    result = resolver.resolve(server(backend="auto", source=hf("acme/big-gguf")))
+    assert result.blocked is None and result.condition is not None and result.condition[:2] == ("True", "Detected")
+    assert result.server.spec.backend == llmserver_api.Backend.LLAMA_CPP
+    hugging_face = result.server.spec.source.hugging_face  # type: ignore[union-attr]
+    assert hugging_face is not None and hugging_face.file == f"{folder}big-Q4_K_M-00001-of-00003.gguf"
+    assert fetch.calls == [("acme/big-gguf", "main", None, None)]  # the Hub is asked about the repo, not the file
+
+
+def test_split_gguf_with_a_missing_part_names_no_file() -> None:
+    files = detection.ModelFiles(files=("big-00001-of-00003.gguf", "big-00003-of-00003.gguf"), name="acme/broken")
+    result = resolution.Resolver(Secrets({}), fetch=Hub(files)).resolve(  # type: ignore[arg-type]
+        server(backend="auto", source=hf("acme/broken")))
+    assert result.blocked is not None and "lacks 1 of its 3 parts (big-00002-of-00003.gguf)" in result.blocked
+    assert result.server.spec.source.hugging_face.file is None  # type: ignore[union-attr]
+
+
 def test_resolved_condition_keeps_its_transition_time() -> None:
     result = resolution.Result(server(backend="auto", source=hf()), {"reason": "r", "capabilities": []},
                                ("True", "Detected", "r"))
