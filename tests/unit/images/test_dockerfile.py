@@ -1,7 +1,8 @@
-"""Structure of runtime-image/Dockerfile, checked without building (no container engine runs here;
-tests/e2e builds the images where Docker exists): pinned bases, multi-stage with compilers only in
-builder stages, non-root final images with a health check, the right extras per target, and a
-build context (.dockerignore) that carries exactly what the COPY lines need."""
+"""Structure of runtime-image/Dockerfile, checked without building (tests/integration/images builds
+the images with podman and checks their contents; tests/e2e runs them where Docker exists): pinned
+bases, multi-stage with compilers only in builder stages, non-root final images with a health
+check, the right extras per target, bases with python at /usr/bin or /usr/local/bin, and a build
+context (.dockerignore) that carries exactly what the COPY lines need."""
 
 from __future__ import annotations
 
@@ -97,6 +98,8 @@ def test_final_stages_are_slim_non_root_and_healthy() -> None:
         for tool in BUILD_TOOLS:
             assert tool not in runs, f"{target} installs build tool {tool.strip()}"
         assert "rm -rf /var/lib/apt/lists/*" in runs or "apt-get" not in runs, f"{target} keeps apt lists"
+        # Bases without the official images' docker-clean hook keep downloaded .debs otherwise.
+        assert "apt-get clean" in runs or "apt-get" not in runs, f"{target} keeps downloaded packages"
         copies = [arg for s in chain for arg in s.all("COPY")]
         assert copies and all(arg.startswith("--from=builder-") and arg.endswith("/opt/venv /opt/venv")
                               for arg in copies), f"{target} copies more than the built virtualenv: {copies}"
@@ -117,8 +120,14 @@ def test_each_target_installs_its_engines() -> None:
         chosen = set(filter(None, (found.group(1) or "").split(",")))
         assert chosen == engine_extras, f"{target}: extras {chosen}"
         assert chosen <= set(extras)
+    # CPU torch, never CUDA: from the PyTorch CPU index unless the builder names another source,
+    # and pinned again when the engines install so no dependency can swap it.
+    cpu_args = dict(arg.partition("=")[::2] for arg in STAGES["builder-cpu"].all("ARG"))
+    assert cpu_args["TORCH_SOURCE"] == '"--index-url ${TORCH_INDEX}"'
+    assert ARGS["TORCH_INDEX"].endswith("/whl/cpu")
     cpu_build = " ".join(STAGES["builder-cpu"].all("RUN"))
-    assert "--index-url" in cpu_build and "torch==${TORCH_VERSION}" in cpu_build  # CPU torch, never CUDA
+    assert cpu_build.count('"torch==${TORCH_VERSION}"') == 2
+    assert 'pip install ${TORCH_SOURCE} "torch==${TORCH_VERSION}"' in cpu_build
     assert STAGES["operator"].all("CMD") == ['["python", "-m", "llmserver_operator"]']
     assert STAGES["cpu"].all("ENTRYPOINT") == STAGES["cuda"].all("ENTRYPOINT") == ['["llmserver-runtime"]']
 
@@ -161,3 +170,35 @@ def test_kind_config_and_e2e_agree() -> None:
     assert f"gateway.service.nodePort={mapping['containerPort']}" in script
     assert f"127.0.0.1:{mapping['hostPort']}/v1" in script
     assert "--target operator" in script and "--target cpu" in script
+
+
+def test_builders_work_on_any_debian_python_base() -> None:
+    """scripts/build-images.sh builds `builder-<target>` first (with its pip mounts), then the target;
+    a debootstrap base has python3 at /usr/bin and no `python` until the venv exists."""
+    for target in FINAL_TARGETS:
+        assert f"builder-{target}" in STAGES, f"{target} has no builder-{target} stage"
+        assert STAGES[target].all("COPY")[0].startswith(f"--from=builder-{target} ")
+    first_runs = STAGES["builder-base"].all("RUN")
+    assert first_runs[0] == "python3 -m venv /opt/venv"
+    assert "/usr/local/bin" not in DOCKERFILE.read_text().split("FROM", 1)[1]
+    env = " ".join(STAGES["builder-base"].all("ENV"))
+    assert "PIP_NO_CACHE_DIR" not in env  # the mounted host cache must be usable in builders
+
+
+def test_dependencies_install_before_our_code_arrives() -> None:
+    """A code change must re-run only the cheap `--no-deps` install, not torch/llama.cpp/vLLM."""
+    for target in FINAL_TARGETS:
+        builder = STAGES[f"builder-{target}"]
+        keywords = [kw for kw, _ in builder.instructions]
+        deps = next(i for i, (kw, arg) in enumerate(builder.instructions)
+                    if kw == "RUN" and re.search(r'pip install "?/src', arg))
+        code = keywords.index("COPY")
+        assert builder.instructions[code][1] == "--from=source /src /src"
+        assert deps < code, f"{builder.name} installs its dependencies after copying the code"
+        after = " ".join(arg for kw, arg in builder.instructions[code:] if kw == "RUN")
+        assert "pip install --no-deps --force-reinstall /src" in after
+    source_copies = STAGES["source"].all("COPY")
+    packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+    assert sorted(arg.split()[0] for arg in source_copies) == sorted(packages)
+    stubs = " ".join(STAGES["builder-base"].all("RUN"))
+    assert all(package in stubs for package in packages), "every package needs a stand-in for the dependency install"
