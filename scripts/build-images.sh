@@ -26,14 +26,19 @@
 #                              without one (use it for images you publish: a wheel cached from a
 #                              host build may be compiled for the host's CPU)
 #   LLMSERVER_DEBIAN_MIRROR    debootstrap mirror (default: http://deb.debian.org/debian)
+#   LLMSERVER_DEBIAN_SECURITY_MIRROR  security updates (default: the mirror + "-security")
 # Prints one line per image: `image TARGET NAME SECONDS`. Exits 3 when no engine can build here,
 # 4 when debootstrap is missing, 1 when a build fails.
 set -euo pipefail
+shopt -s inherit_errexit  # a failing step inside $(...) (the base recipe) stops the script too
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 dockerfile=runtime-image/Dockerfile
 tag="${LLMSERVER_IMAGE_TAG:-dev}"
 mirror="${LLMSERVER_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+mirror="${mirror%/}"
+security_mirror="${LLMSERVER_DEBIAN_SECURITY_MIRROR:-$mirror-security}"
+security_mirror="${security_mirror%/}"
 pip_cache="${LLMSERVER_IMAGE_PIP_CACHE:-$HOME/.cache/pip}"
 targets=("$@")
 [ "${#targets[@]}" -gt 0 ] || targets=(operator cpu)
@@ -67,26 +72,43 @@ if [ "$engine" = podman ] && [ "$(id -u)" -ne 0 ]; then
   die 3 "podman builds with --isolation chroot and a debootstrap base need root"
 fi
 
+podman_leftovers() {  # podman's working containers and scratch folders
+  podman ps -aq --external 2>/dev/null | sort || true
+  find /var/tmp -maxdepth 1 \( -name 'buildah[0-9]*' -o -name 'storage[0-9]*' \) 2>/dev/null | sort || true
+}
 work="$(mktemp -d /var/tmp/llmserver-images.XXXXXX)"
+before=""
+[ "$engine" = podman ] && before="$(podman_leftovers)"
+interrupted=0
 cleanup() {
   # debootstrap mounts /proc and /sys inside the tree; never leave a mount behind.
   if [ -d "$work/rootfs" ]; then
     grep -o " $work/rootfs[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
   fi
   rm -rf "$work"
+  # An interrupted podman 4 build leaves its working containers (mounted) and scratch folders.
+  if [ "$interrupted" = 1 ] && [ "$engine" = podman ]; then
+    comm -13 <(echo "$before") <(podman_leftovers) | while read -r item; do
+      case "$item" in
+        /var/tmp/*) rm -rf "$item" ;;
+        ?*) podman rm -f "$item" >/dev/null 2>&1 || true ;;
+      esac
+    done
+  fi
 }
 trap cleanup EXIT
+trap 'interrupted=1; log "interrupted"; exit 130' INT TERM
 
 # ---------------------------------------------------------------------------------------------
 # The debootstrap base (podman): bookworm minbase + python3 + python3-venv, security updates in,
 # docs and apt lists out. Its tag carries the hash of this recipe, so a changed recipe rebuilds.
-make_base() {  # rootfs mirror
-  local rootfs="$1" mirror="$2"
+make_base() {  # rootfs mirror security-mirror
+  local rootfs="$1" mirror="$2" security="$3"
   debootstrap --variant=minbase --include=python3,python3-venv bookworm "$rootfs" "$mirror" >&2
   cat >"$rootfs/etc/apt/sources.list" <<EOF
 deb $mirror bookworm main
 deb $mirror bookworm-updates main
-deb ${mirror%/debian}/debian-security bookworm-security main
+deb $security bookworm-security main
 EOF
   # Like the official slim images: no docs, man pages or locales from later apt installs.
   cat >"$rootfs/etc/dpkg/dpkg.cfg.d/llmserver-slim" <<'EOF'
@@ -116,7 +138,7 @@ EOF
 ensure_base() {  # prints the base image name
   command -v debootstrap >/dev/null 2>&1 || die 4 "debootstrap is not installed (apt-get install debootstrap)"
   local recipe hash name started
-  recipe="$(declare -f make_base; echo "mirror=$mirror")"
+  recipe="$(declare -f make_base; echo "mirror=$mirror security=$security_mirror")"
   hash="$(printf '%s' "$recipe" | sha256sum | cut -c1-12)"
   name="localhost/llmserver-base:bookworm-$hash"
   if podman image exists "$name"; then
@@ -124,7 +146,7 @@ ensure_base() {  # prints the base image name
   else
     started=$SECONDS
     log "making base $name with debootstrap (bookworm minbase + python3 + python3-venv)"
-    make_base "$work/rootfs" "$mirror"
+    make_base "$work/rootfs" "$mirror" "$security_mirror"
     tar --numeric-owner --xattrs -C "$work/rootfs" -c . | podman import \
       --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
       --change 'ENV LANG=C.UTF-8' \

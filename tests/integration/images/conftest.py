@@ -239,17 +239,28 @@ def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     log = tmp_path_factory.mktemp("images") / "build.log"
     env = {**os.environ, "LLMSERVER_IMAGE_TAG": TAG, "LLMSERVER_IMAGE_ENGINE": engine}
     started = time.monotonic()
-    with log.open("w") as err:
-        result = subprocess.run(["bash", str(SCRIPT), *wanted_targets()], env=env, stdout=subprocess.PIPE,
-                                stderr=err, text=True, timeout=BUILD_TIMEOUT, check=False)
+    with log.open("w") as err, subprocess.Popen(["bash", str(SCRIPT), *wanted_targets()], env=env, text=True,
+                                                 stdout=subprocess.PIPE, stderr=err, start_new_session=True) as build:
+        try:
+            stdout, _ = build.communicate(timeout=BUILD_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            # The whole group, podman included, and SIGINT first: a killed podman build leaves its
+            # working containers and /var/tmp/storage* behind.
+            os.killpg(build.pid, signal.SIGINT)
+            try:
+                build.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                os.killpg(build.pid, signal.SIGKILL)
+                build.communicate()
+            pytest.fail(f"scripts/build-images.sh took over {BUILD_TIMEOUT} s:\n{log.read_text(errors='replace')[-6000:]}")
     tail = log.read_text(errors="replace")[-6000:]
-    assert result.returncode == 0, f"scripts/build-images.sh failed (exit {result.returncode}):\n{tail}"
+    assert build.returncode == 0, f"scripts/build-images.sh failed (exit {build.returncode}):\n{tail}"
     names, seconds = {}, {}
-    for line in result.stdout.splitlines():
+    for line in stdout.splitlines():
         word, target, name, took = line.split()
         assert word == "image", line
         names[target], seconds[target] = name, int(took)
-    assert sorted(names) == sorted(wanted_targets()), result.stdout
+    assert sorted(names) == sorted(wanted_targets()), stdout
     _report(request.config, f"\nimages built with {engine} in {time.monotonic() - started:.0f} s: "
             + ", ".join(f"{t} {names[t]} {seconds[t]} s" for t in names))
     return Built(engine, names, seconds, log)
