@@ -123,9 +123,9 @@ def opened(engine: str, target: str, name: str, scratch: pathlib.Path) -> Iterat
     root = scratch / f"rootfs-{target}"
     try:
         root.mkdir()
-        with subprocess.Popen(["docker", "export", container], stdout=subprocess.PIPE) as export:
-            with tarfile.open(fileobj=export.stdout, mode="r|") as archive:
-                archive.extractall(root, filter="fully_trusted")
+        with subprocess.Popen(["docker", "export", container], stdout=subprocess.PIPE) as export, \
+                tarfile.open(fileobj=export.stdout, mode="r|") as archive:
+            archive.extractall(root, filter="fully_trusted")
         yield Image(target, name, engine, details, root, _walk(root))
     finally:
         subprocess.run(["docker", "rm", "-f", container], capture_output=True, timeout=120, check=False)
@@ -137,8 +137,8 @@ def _bind(source: pathlib.Path, target: pathlib.Path) -> None:
 
 
 def _unbind(target: pathlib.Path) -> None:
-    if subprocess.run(["umount", str(target)], capture_output=True, timeout=30).returncode != 0:
-        subprocess.run(["umount", "-l", str(target)], capture_output=True, timeout=30)
+    if subprocess.run(["umount", str(target)], capture_output=True, timeout=30, check=False).returncode != 0:
+        subprocess.run(["umount", "-l", str(target)], capture_output=True, timeout=30, check=False)
     assert not os.path.ismount(target), f"{target} is still mounted"
 
 

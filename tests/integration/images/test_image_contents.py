@@ -84,7 +84,7 @@ def test_no_build_tools_caches_or_build_configuration(image) -> None:
         pathlib.PurePath(p).name, "*-linux-gnu-g*")]
     assert not gcc, f"{image.name} ships a compiler: {gcc[:5]}"
     site = image.site_packages()
-    assert not {p for p in image.files if p.startswith(f"{site}/pip/") or p.startswith("/opt/venv/bin/pip")}
+    assert not {p for p in image.files if p.startswith((f"{site}/pip/", "/opt/venv/bin/pip"))}
     assert not PACKAGING_TOOLS & set(distributions(image)), "pip/setuptools/wheel belong to the builder only"
     leftovers = [p for p in image.files if "/.cache" in p or p.startswith(("/src", "/tmp/", "/var/tmp/", "/opt/wheels",
                  "/opt/pypi", "/etc/xdg/pip", "/root/.config", "/var/cache/apt/archives/"))
@@ -123,7 +123,7 @@ def test_cpu_image_has_cpu_torch_llama_cpp_and_no_cuda(images) -> None:
     assert distributions(cpu)["torch"].endswith("+cpu")
     site = cpu.site_packages()
     version = cpu.path(f"{site}/torch/version.py").read_text()
-    assert re.search(r"^cuda(: Optional\[str\])? = None$", version, re.M), version
+    assert re.search(r"^cuda(: Optional\[str\])? = None$", version, re.MULTILINE), version
     libs = {pathlib.PurePath(p).name for p in cpu.files if p.startswith(f"{site}/llama_cpp/lib/")}
     assert {"libllama.so", "libggml.so", "libggml-cpu.so"} <= libs, f"llama_cpp/lib holds {sorted(libs)}"
     cuda = [p for p in cpu.files if CUDA_LIB.match(pathlib.PurePath(p).name)]

@@ -76,7 +76,7 @@ def test_final_targets_exist_and_bases_are_pinned() -> None:
         if stage.base in STAGES:
             continue
         image = _resolve(stage.base)
-        name, _, tag = image.partition(":")
+        _, _, tag = image.partition(":")
         assert "@sha256:" in image or re.search(r"\d+\.\d+\.\d+", tag), f"{stage.name}: base {image} is not pinned"
         assert tag and not tag.startswith("latest"), f"{stage.name}: base {image} floats"
 
