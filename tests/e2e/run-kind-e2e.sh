@@ -46,8 +46,7 @@ teardown() {
 }
 
 log "building images"
-docker build -f runtime-image/Dockerfile --target operator -t "llmserver-operator:$tag" .
-docker build -f runtime-image/Dockerfile --target cpu -t "llmserver-runtime:$tag" .
+LLMSERVER_IMAGE_ENGINE=docker LLMSERVER_IMAGE_TAG="$tag" bash scripts/build-images.sh operator cpu
 
 log "creating the kind cluster"
 kind delete cluster --name "$cluster" >/dev/null 2>&1 || true

@@ -169,7 +169,8 @@ def test_kind_config_and_e2e_agree() -> None:
     script = (REPO / "tests" / "e2e" / "run-kind-e2e.sh").read_text()
     assert f"gateway.service.nodePort={mapping['containerPort']}" in script
     assert f"127.0.0.1:{mapping['hostPort']}/v1" in script
-    assert "--target operator" in script and "--target cpu" in script
+    assert "scripts/build-images.sh operator cpu" in script  # the images the chart install uses
+    assert 'LLMSERVER_IMAGE_TAG="$tag"' in script and "image.tag=\"$tag\"" in script
 
 
 def test_builders_work_on_any_debian_python_base() -> None:
