@@ -22,7 +22,6 @@ import json
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
+
+from testkit import ports
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -164,13 +165,6 @@ def _error(status: int, message: str, code: str) -> web.Response:
 # ----------------------------------------------------------------------------- process helpers
 
 
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def python_env(**extra: str) -> dict[str, str]:
     """Env for child processes: tests/ on PYTHONPATH so `testkit` imports."""
     env = dict(os.environ)
@@ -237,7 +231,7 @@ class Proc:
 
 def start_fake(tmp: pathlib.Path, name: str, *extra: str, port: int | None = None, wait: bool = True) -> Proc:
     """A fake upstream process named `name` (`wait=False`: call `wait_ready()` yourself)."""
-    port = port or free_port()
+    port = port or ports.free_port()
     args = [sys.executable, "-m", "testkit.fake_upstreams", "--port", str(port), "--name", name, *extra]
     proc = Proc(args, port, tmp / f"fake-{name}-{port}.log")
     if wait:
@@ -259,12 +253,12 @@ def start_fakes(tmp: pathlib.Path, *names: str, extra: Sequence[str] = ()) -> di
 
     Use `start_fake` for a replica that a test kills on its own.
     """
-    ports = {name: free_port() for name in names}
+    replica_ports = {name: ports.free_port() for name in names}
     args = [sys.executable, "-m", "testkit.fake_upstreams", *extra]
-    for name, port in ports.items():
+    for name, port in replica_ports.items():
         args += ["--replica", f"{name}:{port}"]
-    proc = Proc(args, ports[names[0]], tmp / f"fakes-{'-'.join(names)}.log")
-    replicas = {name: Replica(name, f"http://127.0.0.1:{port}", proc) for name, port in ports.items()}
+    proc = Proc(args, replica_ports[names[0]], tmp / f"fakes-{'-'.join(names)}.log")
+    replicas = {name: Replica(name, f"http://127.0.0.1:{port}", proc) for name, port in replica_ports.items()}
     proc.wait_ready()
     for replica in replicas.values():
         wait_http(replica.url + "/health", proc)
@@ -282,7 +276,7 @@ def stop_all(procs: Sequence[Proc]) -> None:
 
 def start_gateway(tmp: pathlib.Path, *args: str, env: dict[str, str] | None = None, ready: str = "/health") -> Proc:
     """`python -m llmserver_runtime gateway ARGS --host 127.0.0.1 --port P`."""
-    port = free_port()
+    port = ports.free_port()
     cmd = [sys.executable, "-m", "llmserver_runtime", "gateway", *args, "--host", "127.0.0.1", "--port", str(port)]
     proc = Proc(cmd, port, tmp / f"gateway-{port}.log", env=python_env(**(env or {})))
     proc.wait_ready(ready)

@@ -34,7 +34,7 @@ import queue
 import threading
 from typing import Any, Self
 
-from testkit import emulator, emulator_store, kubelet_pods, kubelet_process
+from testkit import emulator, emulator_store, kubelet_pods, kubelet_process, ports
 
 Manifest = dict[str, Any]
 PORT = "kubelet.testkit/port"
@@ -226,7 +226,7 @@ class Kubelet:
         if self.models_dir is None:
             raise ValueError("process mode needs Kubelet(models_dir=...)")
         container = pod["spec"]["containers"][0]
-        port = kubelet_process.free_port()
+        port = ports.free_port()
         workdir = kubelet_process.workdir(f"pod-{name}-")
         mapping = {"/models": self.models_dir, "/tmp": workdir}
 

@@ -13,7 +13,6 @@ import contextlib
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,13 +24,6 @@ from collections.abc import Callable
 from typing import Any
 
 Manifest = dict[str, Any]
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _map_path(value: str, mapping: dict[str, str]) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 
 import openai
 
-from testkit import runtime_server
+from testkit import ports, runtime_server
 
 LAUNCH = "import sys; from llmserver_operator.cli import main; sys.exit(main())"
 
@@ -70,7 +70,7 @@ class Up:
     """One `llmserver up` process with its own state and cache folders under `tmp`."""
 
     def __init__(self, tmp: pathlib.Path, *args: str, env: dict[str, str] | None = None, port: int | None = None) -> None:
-        self.port = port or runtime_server.free_port()
+        self.port = port or ports.free_port()
         self.state_dir = tmp / "state"
         self.cache_dir = tmp / "cache"
         self.log = tmp / f"up-{self.port}.log"

@@ -15,7 +15,6 @@ import json
 import pathlib
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -26,14 +25,10 @@ from typing import Any, TypeVar
 
 import yaml
 
+from testkit import ports
+
 T = TypeVar("T")
 SCRAPE_SECONDS = 1
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def binary(name: str = "prometheus") -> str:
@@ -134,7 +129,7 @@ def start(tmp: pathlib.Path, jobs: dict[str, list[str]], ready_timeout: float = 
     check = subprocess.run([binary("promtool"), "check", "config", str(config_file)],
                            capture_output=True, text=True, timeout=60, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
-    port = _free_port()
+    port = ports.free_port()
     log = tmp / "prometheus.log"
     argv = [binary(), f"--config.file={config_file}", f"--storage.tsdb.path={tmp / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h",

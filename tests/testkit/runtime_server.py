@@ -12,7 +12,6 @@ import contextlib
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,15 +22,10 @@ from collections.abc import Iterator, Sequence
 import openai
 from prometheus_client import parser
 
+from testkit import ports
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SOURCE_DIRS = ("backends", "runtime-image", "crds", "operator")
-
-
-def free_port() -> int:
-    """A port that was free a moment ago on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def env(**extra: str) -> dict[str, str]:
@@ -120,7 +114,7 @@ def launch(
     environment: dict[str, str] | None = None,
 ) -> RuntimeServer:
     """Start serve without waiting (for tests of start-up failures)."""
-    port = free_port()
+    port = ports.free_port()
     log = tmp / f"serve-{name}-{port}.log"
     argv = [
         sys.executable,

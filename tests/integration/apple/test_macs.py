@@ -16,8 +16,7 @@ import sys
 
 import openai
 import pytest
-
-from testkit import fake_cluster, fake_upstreams
+from testkit import fake_cluster, fake_upstreams, ports
 from testkit.models import tiny_model_path
 
 NS = "macs"
@@ -61,7 +60,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
     workdir = tmp_path_factory.mktemp("macs")
     model = pathlib.Path(tiny_model_path("hf-causal"))
     with fake_cluster.FakeCluster(apple_namespace=AGENT_NS) as cluster:
-        base = fake_upstreams.free_port() // 100 * 100
+        base = ports.free_port() // 100 * 100
         agents = {"mac-a": _agent(cluster, "mac-a", 20000 + base % 20000, workdir),
                   "mac-b": _agent(cluster, "mac-b", 20050 + base % 20000, workdir)}
         gateway = fake_upstreams.start_gateway(

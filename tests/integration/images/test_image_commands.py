@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import pathlib
 import shutil
-import socket
 import time
 import urllib.error
 import urllib.request
 
 import openai
 import pytest
-from testkit import emulator, fake_cluster, models
+from testkit import emulator, fake_cluster, models, ports
 
 pytestmark = [pytest.mark.timeout(3600), pytest.mark.usefixtures("chroot_ok")]
 
@@ -29,12 +28,6 @@ IMPORTS = {
 }
 WHOAMI = ("import os, pwd, sys; print(os.getuid(), os.getgid(), pwd.getpwuid(os.getuid()).pw_name, sys.prefix, "
           "os.getcwd())")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_ready(url: str, process, log: pathlib.Path, timeout: float = 180) -> None:
@@ -90,7 +83,7 @@ def test_cpu_image_serves_through_the_operator_image_gateway(images, tmp_path: p
     if not {"cpu", "operator"} <= set(images):
         pytest.skip("needs the cpu and operator images (LLMSERVER_IMAGE_TEST_TARGETS)")
     cpu, operator = images["cpu"], images["operator"]
-    runtime_port, gateway_port = _free_port(), _free_port()
+    runtime_port, gateway_port = ports.free_port(), ports.free_port()
     with cpu.writable_tmp() as cpu_tmp, operator.writable_tmp() as gateway_tmp:
         model = _copy_model(models.tiny_model_path("gguf"), cpu_tmp)
         serve = cpu.config["Entrypoint"] + ["serve", "--backend", "llama-cpp", "--model", model, "--served-model-name",
@@ -125,7 +118,7 @@ def test_cpu_image_serves_transformers(images, tmp_path: pathlib.Path) -> None:
     if "cpu" not in images:
         pytest.skip("cpu image not built (LLMSERVER_IMAGE_TEST_TARGETS)")
     cpu = images["cpu"]
-    port = _free_port()
+    port = ports.free_port()
     with cpu.writable_tmp() as tmp:
         model = _copy_model(models.tiny_model_path("hf-causal"), tmp)
         serve = cpu.config["Entrypoint"] + ["serve", "--backend", "transformers", "--model", model,

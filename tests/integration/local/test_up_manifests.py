@@ -14,8 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-
-from testkit import fake_upstreams, local_up, models
+from testkit import fake_upstreams, local_up, models, ports
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -143,7 +142,7 @@ def test_bad_manifests_are_refused_before_anything_starts(tmp_path: pathlib.Path
         metadata: {name: q}
         spec: {model: q, backend: vllm, llamaCpp: {nCtx: 5}, source: {huggingFace: {repo: a/b}}}
     """))
-    port = fake_upstreams.free_port()
+    port = ports.free_port()
     state_dir = tmp_path / "state"
     result = local_up.llmserver("up", "-f", str(good), "-f", str(bad), "--port", str(port), "--state-dir", str(state_dir),
                                 "--cache-dir", str(tmp_path / "cache"), "--no-live")  # fmt: skip

@@ -24,19 +24,13 @@ from typing import Any
 import aiohttp.web
 import prometheus_client.parser
 import pytest
-from testkit import emulator, emulator_http, fake_cluster, prometheus
+from testkit import emulator, emulator_http, fake_cluster, ports, prometheus
 
 pytestmark = pytest.mark.timeout(180)
 
 LLMS = fake_cluster.LLMS
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 PHASES = ("Pending", "Downloading", "Starting", "Ready", "Failed", "Unloaded")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def scrape(url: str) -> Samples:
@@ -108,7 +102,7 @@ def faults() -> Iterator[Faults]:
 @pytest.fixture(scope="module")
 def cluster(faults: Faults) -> Iterator[fake_cluster.FakeCluster]:
     del faults  # installed before the emulator serves
-    with fake_cluster.FakeCluster(metrics_port=_free_port(), metrics_address="127.0.0.1") as running:
+    with fake_cluster.FakeCluster(metrics_port=ports.free_port(), metrics_address="127.0.0.1") as running:
         yield running
 
 
@@ -215,7 +209,7 @@ def test_endpoint_stops_and_restarts_with_the_operator(cluster: fake_cluster.Fak
 
 
 def test_entrypoint_serves_metrics_from_env(tmp_path: pathlib.Path) -> None:
-    port = _free_port()
+    port = ports.free_port()
     with emulator.KubeEmulator(crds=emulator.project_crds()) as kube:
         env = {**os.environ, "KUBECONFIG": kube.kubeconfig, "LLMSERVER_OPERATOR_METRICS_PORT": str(port),
                "LLMSERVER_OPERATOR_METRICS_ADDRESS": "127.0.0.1", "LLMSERVER_OPERATOR_APPLE_ENABLED": "false"}

@@ -18,7 +18,6 @@ counter overshooting (double counting) never comes back down, so it still fails.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -28,7 +27,7 @@ import openai
 import prometheus_client.parser
 import pytest
 import yaml
-from testkit import emulator, fake_upstreams, helm, operator_thread, prometheus, runtime_server
+from testkit import emulator, fake_upstreams, helm, operator_thread, ports, prometheus, runtime_server
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -72,12 +71,6 @@ def _traffic(client: openai.OpenAI) -> tuple[int, int, int]:
     return prompt, completion, ok
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _servers(kube: emulator.KubeEmulator) -> None:
     """One LLMServer that becomes Ready (Proxy) and one that waits for a Secret nobody creates."""
     for name, secret in (("ready", None), ("waiting", {"name": "missing", "key": "apiKey"})):
@@ -93,7 +86,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("prometheus")
     extra = [f"first_token_delay={FIRST_TOKEN_DELAY}", "delay_per_token=0.001"]
     with (emulator.KubeEmulator(crds=emulator.project_crds()) as kube,
-          operator_thread.OperatorThread(kube.kubeconfig, metrics_port=_free_port(), metrics_address="127.0.0.1",
+          operator_thread.OperatorThread(kube.kubeconfig, metrics_port=ports.free_port(), metrics_address="127.0.0.1",
                                          retry_delay_seconds=1.0, apple_enabled=False) as operator,
           runtime_server.start(tmp, "fake", "unused", MODEL, extra=extra) as runtime):
         _servers(kube)
