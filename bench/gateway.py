@@ -238,7 +238,7 @@ def start_targets(
     (tmp / "gateway.yaml").write_text(json.dumps({
         "models": [{"name": m, "endpoints": [{"url": base}]} for m in ("paced", "instant")],
         "apiKeys": [{"key": KEY}]}))
-    gateway = Proc("gateway", [sys.executable, "-m", "llmserver_runtime", "gateway", "--config",
+    gateway = Proc("gateway", [sys.executable, "-m", "llmserver_gateway", "--config",
                                str(tmp / "gateway.yaml"), "--host", "127.0.0.1", "--port", str(gw_port),
                                "--log-level", "warning"], env, tmp / "gateway.log")
     started.append(gateway)

@@ -11,7 +11,7 @@ import click
 SUBCOMMANDS: dict[str, str] = {
     "serve": "llmserver_runtime.server.cli",
     "download": "llmserver_runtime.download.cli",
-    "gateway": "llmserver_runtime.gateway.cli",
+    "gateway": "llmserver_gateway.cli",
     "tiny-model": "llmserver_runtime.tiny_models.cli",
 }
 

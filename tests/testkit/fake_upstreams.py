@@ -275,9 +275,9 @@ def stop_all(procs: Sequence[Proc]) -> None:
 
 
 def start_gateway(tmp: pathlib.Path, *args: str, env: dict[str, str] | None = None, ready: str = "/health") -> Proc:
-    """`python -m llmserver_runtime gateway ARGS --host 127.0.0.1 --port P`."""
+    """`python -m llmserver_gateway ARGS --host 127.0.0.1 --port P`."""
     port = ports.free_port()
-    cmd = [sys.executable, "-m", "llmserver_runtime", "gateway", *args, "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [sys.executable, "-m", "llmserver_gateway", *args, "--host", "127.0.0.1", "--port", str(port)]
     proc = Proc(cmd, port, tmp / f"gateway-{port}.log", env=python_env(**(env or {})))
     proc.wait_ready(ready)
     return proc

@@ -26,7 +26,7 @@ import openai
 
 from testkit import ports, runtime_server
 
-LAUNCH = "import sys; from llmserver_operator.cli import main; sys.exit(main())"
+LAUNCH = "import sys; from llmserver_cli.cli import main; sys.exit(main())"
 
 
 def llmserver(*args: str, env: dict[str, str] | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:

@@ -1,4 +1,4 @@
-{{/* The gateway's settings (llmserver_runtime.gateway.settings.GatewaySettings: pydantic-settings,
+{{/* The gateway's settings (llmserver_gateway.settings.GatewaySettings: pydantic-settings,
      prefix LLMSERVER_GATEWAY_) built from values. tests/unit/chart feeds this env to that class. */}}
 {{- define "llmserver.gatewayEnv" -}}
 {{- if eq (len .Values.operator.watchNamespaces) 1 }}

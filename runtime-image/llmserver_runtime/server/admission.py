@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from llmserver_runtime.protocol import errors
+from llmserver_api.protocol import errors
 
 
 class Ticket:

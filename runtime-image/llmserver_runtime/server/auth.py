@@ -7,7 +7,7 @@ import hmac
 
 from starlette import requests
 
-from llmserver_runtime.protocol import errors
+from llmserver_api.protocol import errors
 from llmserver_runtime.server import state
 
 

@@ -14,7 +14,7 @@ from llmserver_backends import base, threads
 from starlette import exceptions as starlette_exceptions
 from starlette import requests, responses
 
-from llmserver_runtime.protocol import errors
+from llmserver_api.protocol import errors
 
 log = logging.getLogger("llmserver.runtime")
 

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from llmserver_backends import base, stops
 
-from llmserver_runtime.protocol import common
+from llmserver_api.protocol import common
 from llmserver_runtime.server import admission, errors, state
 
 T = TypeVar("T")

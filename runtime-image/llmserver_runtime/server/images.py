@@ -13,7 +13,7 @@ import re
 import aiohttp
 from llmserver_backends import base
 
-from llmserver_runtime.protocol import errors
+from llmserver_api.protocol import errors
 from llmserver_runtime.server import settings
 
 _DATA_URL = re.compile(r"^data:(?P<mime>[^;,]*)(?P<params>(?:;[^;,]*)*),(?P<data>.*)$", re.DOTALL)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from llmserver_backends import base
 
-from llmserver_runtime.protocol import chat
+from llmserver_api.protocol import chat
 from llmserver_runtime.server import images, state
 
 _ROLE_ALIASES = {"developer": "system"}

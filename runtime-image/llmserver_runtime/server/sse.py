@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette import requests, responses, types
 
-from llmserver_runtime.protocol import common
+from llmserver_api.protocol import common
 from llmserver_runtime.server import errors, generation
 
 log = logging.getLogger("llmserver.runtime")

@@ -8,7 +8,7 @@ import time
 from llmserver_backends import base
 from starlette import requests
 
-from llmserver_runtime.protocol import errors
+from llmserver_api.protocol import errors
 from llmserver_runtime.server import admission, images, metrics, settings
 
 log = logging.getLogger("llmserver.runtime")

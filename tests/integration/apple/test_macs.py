@@ -28,7 +28,7 @@ def _agent(cluster: fake_cluster.FakeCluster, name: str, port_start: int, workdi
     env = {**fake_upstreams.python_env(), "KUBECONFIG": cluster.kube.kubeconfig,
            "LLMSERVER_AGENT_LOG_DIR": str(workdir / f"{name}-logs"),
            "LLMSERVER_AGENT_CACHE_DIR": str(workdir / f"{name}-cache")}
-    args = [sys.executable, "-c", "from llmserver_operator.cli import main; main()", "agent",
+    args = [sys.executable, "-c", "from llmserver_cli.cli import main; main()", "agent",
             "--name", name, "--address", "127.0.0.1", "--bind-host", "127.0.0.1", "--memory", "16Gi",
             "--lease-seconds", "3", "--port-range-start", str(port_start)]
     log = open(workdir / f"{name}.log", "ab")

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 from click.testing import CliRunner, Result
 
-from llmserver_operator import cli
-from llmserver_operator.commands import scaling
+from llmserver_cli import cli
+from llmserver_cli.commands import scaling
 from testkit import emulator
 
 API = "serving.llmserver.dev/v1alpha1"

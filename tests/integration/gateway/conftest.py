@@ -53,7 +53,7 @@ def start_fake(workdir: pathlib.Path) -> Iterator[Callable[..., fake_upstreams.P
 
 @pytest.fixture(scope="module")
 def run_gateway(workdir: pathlib.Path) -> Iterator[Callable[..., fake_upstreams.Proc]]:
-    """Starts `llmserver-runtime gateway ARGS` (test env added); all are stopped when the module ends."""
+    """Starts `llmserver-gateway ARGS` (test env added); all are stopped when the module ends."""
     started: list[fake_upstreams.Proc] = []
 
     def run(*args: str, env: dict[str, str] | None = None, ready: str = "/health") -> fake_upstreams.Proc:
@@ -69,7 +69,7 @@ def run_gateway(workdir: pathlib.Path) -> Iterator[Callable[..., fake_upstreams.
 def start_gateway(
     workdir: pathlib.Path, run_gateway: Callable[..., fake_upstreams.Proc]
 ) -> Callable[..., tuple[fake_upstreams.Proc, pathlib.Path]]:
-    """Writes a static config and starts `llmserver-runtime gateway --config` on it."""
+    """Writes a static config and starts `llmserver-gateway --config` on it."""
     count = [0]
 
     def start(config: dict, env: dict[str, str] | None = None, *args: str) -> tuple[fake_upstreams.Proc, pathlib.Path]:

@@ -1,4 +1,4 @@
-"""`llmserver-runtime gateway` refuses bad invocations with one clear line instead of starting."""
+"""`llmserver-gateway` (and its alias `llmserver-runtime gateway`) refuses bad invocations with one clear line instead of starting."""
 
 from __future__ import annotations
 
@@ -13,14 +13,19 @@ from testkit import fake_upstreams
 pytestmark = pytest.mark.timeout(60)
 
 
-def _gateway(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "llmserver_runtime", "gateway", *args, "--port", "1"],
+GATEWAY = (sys.executable, "-m", "llmserver_gateway")
+RUNTIME_ALIAS = (sys.executable, "-m", "llmserver_runtime", "gateway")
+
+
+def _gateway(*args: str, env: dict[str, str] | None = None, entry: tuple[str, ...] = GATEWAY) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*entry, *args, "--port", "1"],
                           capture_output=True, text=True, timeout=30, env=fake_upstreams.python_env(**(env or {})))
 
 
-def test_exactly_one_source_is_required(tmp_path: pathlib.Path) -> None:
+@pytest.mark.parametrize("entry", [GATEWAY, RUNTIME_ALIAS], ids=["llmserver-gateway", "llmserver-runtime-gateway"])
+def test_exactly_one_source_is_required(tmp_path: pathlib.Path, entry: tuple[str, ...]) -> None:
     for args in ((), ("--config", str(tmp_path / "x.yaml"), "--kubernetes")):
-        result = _gateway(*args)
+        result = _gateway(*args, entry=entry)
         assert result.returncode == 2
         assert "exactly one of --config FILE and --kubernetes" in result.stderr
 

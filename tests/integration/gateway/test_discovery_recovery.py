@@ -10,7 +10,7 @@ import json
 import kubernetes_asyncio.client as k8s
 from aiohttp import web
 
-from llmserver_runtime.gateway import auth, discovery, settings, table
+from llmserver_gateway import auth, discovery, settings, table
 
 SOURCE = {"huggingFace": {"repo": "acme/tiny-GGUF", "file": "tiny.gguf"}}
 

@@ -2,7 +2,7 @@
 
 An LLMServer is applied to the API emulator; the real kopf operator reconciles it; the kubelet
 simulator runs the Deployment's container command (llama.cpp on a tiny GGUF) as a local process
-and publishes its EndpointSlice; `llmserver-runtime gateway --kubernetes` discovers it, and the
+and publishes its EndpointSlice; `llmserver-gateway --kubernetes` discovers it, and the
 official openai SDK gets completions through the gateway. Deleting the LLMServer removes the model.
 """
 

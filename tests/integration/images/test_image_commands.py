@@ -19,7 +19,7 @@ from testkit import emulator, fake_cluster, models, ports
 pytestmark = [pytest.mark.timeout(3600), pytest.mark.usefixtures("chroot_ok")]
 
 IMPORTS = {
-    "operator": "import llmserver_operator.__main__, llmserver_operator.handlers, llmserver_runtime.gateway.cli, "
+    "operator": "import llmserver_operator.__main__, llmserver_operator.handlers, llmserver_gateway.cli, "
                 "llmserver_runtime.download, kopf, kubernetes, aiohttp, importlib.util; "
                 "assert importlib.util.find_spec('torch') is None",
     "cpu": "import llmserver_runtime.cli, llmserver_backends.llama_cpp, llmserver_backends.transformers, "
@@ -91,7 +91,7 @@ def test_cpu_image_serves_through_the_operator_image_gateway(images, tmp_path: p
         config = gateway_tmp / "gateway.yaml"
         config.write_text(f"models:\n  - name: tiny\n    endpoints:\n      - url: http://127.0.0.1:{runtime_port}\n")
         config.chmod(0o644)
-        gateway = ["llmserver-runtime", "gateway", "--config", "/tmp/gateway.yaml", "--host", "127.0.0.1",
+        gateway = ["llmserver-gateway", "--config", "/tmp/gateway.yaml", "--host", "127.0.0.1",
                    "--port", str(gateway_port)]
         with cpu.started(serve, tmp_path / "runtime.log") as runtime, \
                 operator.started(gateway, tmp_path / "gateway.log") as gw:

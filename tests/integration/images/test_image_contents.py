@@ -14,7 +14,7 @@ import pytest
 
 pytestmark = pytest.mark.timeout(3600)  # the first test waits for the session's build
 
-OURS = ("llmserver_api", "llmserver_operator", "llmserver_backends", "llmserver_runtime")
+OURS = ("llmserver_api", "llmserver_operator", "llmserver_cli", "llmserver_gateway", "llmserver_backends", "llmserver_runtime")
 COMPILERS = {"gcc", "cc", "c++", "g++", "cpp", "make", "cmake", "ninja", "ld", "as", "clang", "cc1", "cc1plus",
              "collect2", "rustc", "cargo", "go"}
 CUDA_LIB = re.compile(r"^lib(cudart|cublas|cublasLt|cudnn\w*|nccl|nvrtc|cufft|curand|cusparse|cusolver|nvJitLink|"

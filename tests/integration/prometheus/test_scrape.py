@@ -1,7 +1,7 @@
 """A real Prometheus scrapes a real runtime, a real gateway and the real operator.
 
 Processes (all on 127.0.0.1, stopped at the end): `llmserver-runtime serve --backend fake` (exact,
-deterministic token counts), `llmserver-runtime gateway --config` routing to it, the operator (kopf
+deterministic token counts), `llmserver-gateway --config` routing to it, the operator (kopf
 on a thread, against the API emulator) with its /metrics on loopback, and Debian's `prometheus`
 with a static 1 s scrape config. The openai SDK sends traffic through the gateway; the operator
 reconciles one LLMServer that becomes Ready and one that waits for its Secret. The token, latency

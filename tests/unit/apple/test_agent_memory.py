@@ -8,7 +8,7 @@ import time
 import pytest
 
 import llmserver_api
-from llmserver_operator.apple import agent, agent_settings, system
+from llmserver_cli.apple import agent, agent_settings, system
 
 GiB = 2**30
 

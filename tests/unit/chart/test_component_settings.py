@@ -1,7 +1,7 @@
 """The chart configures the operator and the gateway through their own settings classes.
 
 The rendered env is fed to the real pydantic-settings classes (llmserver_operator.settings.Settings,
-llmserver_runtime.gateway.settings.GatewaySettings) and the gateway's command line to its real
+llmserver_gateway.settings.GatewaySettings) and the gateway's command line to its real
 click command, so a renamed setting or flag fails here instead of being silently ignored in a pod.
 """
 
@@ -13,8 +13,8 @@ import click
 import pytest
 
 from llmserver_operator import settings as operator_settings
-from llmserver_runtime.gateway import cli as gateway_cli
-from llmserver_runtime.gateway import settings as gateway_settings
+from llmserver_gateway import cli as gateway_cli
+from llmserver_gateway import settings as gateway_settings
 from testkit import helm
 
 

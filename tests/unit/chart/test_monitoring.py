@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from llmserver_operator import metrics as operator_metrics
-from llmserver_runtime.gateway import metrics as gateway_metrics
+from llmserver_gateway import metrics as gateway_metrics
 from llmserver_runtime.server import metrics as runtime_metrics
 from testkit import helm
 

@@ -7,8 +7,8 @@ import yaml
 from click.testing import CliRunner
 
 import llmserver_api
-from llmserver_operator import cli
-from llmserver_operator.commands import add_server
+from llmserver_cli import cli
+from llmserver_cli.commands import add_server
 
 
 def build(**values: object) -> llmserver_api.LLMServer:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from llmserver_operator.commands import cluster, list_loaded, scaling
-from llmserver_operator.local import state
+from llmserver_cli.commands import cluster, list_loaded, scaling
+from llmserver_cli.local import state
 
 
 def test_merge_patch_deletes_what_the_new_spec_drops() -> None:

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from llmserver_operator.local import manifests, sources
+from llmserver_cli.local import manifests, sources
 
 
 def write(path: pathlib.Path, text: str) -> pathlib.Path:

@@ -10,7 +10,7 @@ import sys
 import yaml
 
 import llmserver_api
-from llmserver_operator.local import activity, commands, gateway_config, state
+from llmserver_cli.local import activity, commands, gateway_config, state
 
 
 def server(spec: dict[str, object]) -> llmserver_api.LLMServer:
@@ -46,8 +46,8 @@ def test_download_and_gateway_commands() -> None:
         "/py", "-m", "llmserver_runtime", "download", "--repo", "Qwen/Q", "--revision", "v1", "--file", "q.gguf",
         "--cache-dir", "/cache",
     ]  # fmt: skip
-    assert commands.gateway("/py", pathlib.Path("/g.yaml"), "127.0.0.1", 8000)[3:] == [
-        "gateway", "--config", "/g.yaml", "--host", "127.0.0.1", "--port", "8000"
+    assert commands.gateway("/py", pathlib.Path("/g.yaml"), "127.0.0.1", 8000) == [
+        "/py", "-m", "llmserver_gateway", "--config", "/g.yaml", "--host", "127.0.0.1", "--port", "8000"
     ]
 
 
@@ -71,7 +71,7 @@ def test_gateway_config_follows_the_contract_and_is_written_only_on_change(tmp_p
 
 def test_gateway_accepts_the_config_local_mode_writes() -> None:
     """The gateway's own parser (not imported by the operator; the test may) takes our file."""
-    from llmserver_runtime.gateway import config as gateway_parser
+    from llmserver_gateway import config as gateway_parser
 
     config = gateway_config.build([
         gateway_config.Route("tiny", endpoints=(gateway_config.Endpoint("http://127.0.0.1:5/wake/tiny", True),)),
@@ -113,7 +113,7 @@ def test_state_file_round_trip_and_stale_pid(tmp_path: pathlib.Path) -> None:
 
 
 def test_download_progress_lines_are_parsed_and_shown() -> None:
-    from llmserver_operator.local import display, units
+    from llmserver_cli.local import display, units
 
     assert units.parse_progress("progress: 1.5 MiB / 3.0 MiB (50%), 0/1 files [bytes=1572864/3145728] q.gguf") == (1572864, 3145728)
     assert units.parse_progress("progress: 10 B, 0/? files [bytes=10/?]") == (10, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pathlib
 
 import llmserver_api
-from llmserver_operator.local import gateway_config, manifests, routing, units
+from llmserver_cli.local import gateway_config, manifests, routing, units
 
 CONTROL = "http://127.0.0.1:7000"
 

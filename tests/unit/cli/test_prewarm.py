@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from llmserver_operator import settings
 from llmserver_operator.builders import common
-from llmserver_operator.commands import prewarm
+from llmserver_cli.commands import prewarm
 
 
 def test_prewarm_job_is_the_operator_job_minus_status_reporting() -> None:

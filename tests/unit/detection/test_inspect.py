@@ -40,7 +40,7 @@ def _inspect(*args: str, endpoint: str | None = None, token: str | None = None,
     if token:
         env["HF_TOKEN"] = token
     return subprocess.run(
-        [sys.executable, "-c", "from llmserver_operator.cli import main; main()", "inspect", *args],
+        [sys.executable, "-c", "from llmserver_cli.cli import main; main()", "inspect", *args],
         capture_output=True, text=True, timeout=120, env=env, check=False,
     )
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from llmserver_runtime.gateway import auth
-from llmserver_runtime.protocol import errors
+from llmserver_gateway import auth
+from llmserver_api.protocol import errors
 
 
 class Clock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import collections
 
-from llmserver_runtime.gateway import balancing, table
+from llmserver_gateway import balancing, table
 
 URLS = [f"http://10.0.0.{i}:8080" for i in range(1, 5)]
 

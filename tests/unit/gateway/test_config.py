@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from llmserver_runtime.gateway import auth, config, table
+from llmserver_gateway import auth, config, table
 
 CONTRACT_EXAMPLE = textwrap.dedent("""
     models:

@@ -7,7 +7,7 @@ import builtins
 
 import uvloop
 
-from llmserver_runtime.gateway import cli
+from llmserver_gateway import cli
 
 
 def test_gateway_uses_uvloop_when_installed() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 
-from llmserver_runtime.gateway import auth, kubeview, table
+from llmserver_gateway import auth, kubeview, table
 
 
 SOURCE = {"huggingFace": {"repo": "acme/tiny-GGUF", "file": "tiny.gguf"}}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmserver_runtime.gateway import metrics
+from llmserver_gateway import metrics
 
 
 def _samples(m: metrics.GatewayMetrics) -> dict[tuple[str, tuple], float]:

@@ -8,7 +8,7 @@ import llmserver_api
 import pytest
 import yaml
 from click.testing import CliRunner
-from llmserver_operator import cli
+from llmserver_cli import cli
 from llmserver_operator import settings as settings_mod
 from llmserver_operator.builders import plan
 

@@ -6,7 +6,7 @@ import json
 
 import pydantic
 import pytest
-from llmserver_runtime.protocol import chat, errors
+from llmserver_api.protocol import chat, errors
 
 
 def test_model_not_found_is_404_naming_the_model_param() -> None:

@@ -8,7 +8,7 @@ import fastapi
 from llmserver_backends import base
 from starlette import requests, responses
 
-from llmserver_runtime.protocol import chat, common
+from llmserver_api.protocol import chat, common
 from llmserver_runtime.server import messages, state
 from llmserver_runtime.server.routes import common as route_common
 from llmserver_runtime.server.routes import generate

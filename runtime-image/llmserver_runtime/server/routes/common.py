@@ -8,7 +8,7 @@ import time
 from llmserver_backends import base
 from starlette import responses
 
-from llmserver_runtime.protocol import common, errors
+from llmserver_api.protocol import common, errors
 
 
 def new_id(prefix: str) -> str:

@@ -9,7 +9,7 @@ import fastapi
 from llmserver_backends import base
 from starlette import requests, responses
 
-from llmserver_runtime.protocol import common, completions
+from llmserver_api.protocol import common, completions
 from llmserver_runtime.server import state
 from llmserver_runtime.server.routes import common as route_common
 from llmserver_runtime.server.routes import generate

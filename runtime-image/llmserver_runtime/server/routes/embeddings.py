@@ -9,7 +9,7 @@ import fastapi
 from llmserver_backends import base
 from starlette import requests, responses
 
-from llmserver_runtime.protocol import embeddings, errors
+from llmserver_api.protocol import embeddings, errors
 from llmserver_runtime.server import disconnect, generation, state
 from llmserver_runtime.server import errors as server_errors
 from llmserver_runtime.server.routes import common as route_common

@@ -17,7 +17,7 @@ import pydantic
 from llmserver_backends import base
 from starlette import requests, responses
 
-from llmserver_runtime.protocol import chat, common, completions
+from llmserver_api.protocol import chat, common, completions
 from llmserver_runtime.server import admission, disconnect, generation, sse, state
 from llmserver_runtime.server.routes import common as route_common
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fastapi
 from starlette import requests, responses
 
-from llmserver_runtime.protocol import errors, models
+from llmserver_api.protocol import errors, models
 from llmserver_runtime.server import state
 from llmserver_runtime.server.routes import common as route_common
 

@@ -6,7 +6,7 @@ import fastapi
 from llmserver_backends import base
 from starlette import requests, responses
 
-from llmserver_runtime.protocol import rerank
+from llmserver_api.protocol import rerank
 from llmserver_runtime.server import disconnect, generation, state
 from llmserver_runtime.server import errors as server_errors
 from llmserver_runtime.server.routes import common as route_common

@@ -1,0 +1,51 @@
+"""`/v1/completions` (legacy text completion) request and response models."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pydantic
+
+from llmserver_api.protocol import common
+
+
+class CompletionRequest(pydantic.BaseModel):
+    """OpenAI's completion request: one or a batch of string prompts."""
+
+    model_config = common.REQUEST_CONFIG
+
+    model: str = pydantic.Field(description="Served model name.")
+    prompt: str | list[str] | list[int] | list[list[int]] = pydantic.Field(
+        description="Prompt text or a batch of prompts (token-id prompts are refused)."
+    )
+    max_tokens: int | None = pydantic.Field(default=16, ge=1, description="Cap on generated tokens (default 16).")
+    temperature: float | None = pydantic.Field(default=None, ge=0.0, le=2.0, description="Sampling temperature.")
+    top_p: float | None = pydantic.Field(default=None, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    stop: common.StopSequences = pydantic.Field(default=None, description="Stop strings.")
+    seed: int | None = pydantic.Field(default=None, description="Seed for reproducible sampling.")
+    n: int = pydantic.Field(default=1, ge=1, le=16, description="Choices per prompt.")
+    echo: bool = pydantic.Field(default=False, description="Prepend the prompt to each choice's text.")
+    stream: bool = pydantic.Field(default=False, description="Stream chunks as server-sent events.")
+    stream_options: common.StreamOptions | None = pydantic.Field(default=None, description="Streaming options.")
+    logprobs: int | None = pydantic.Field(default=None, description="Not supported; must be unset.")
+    suffix: str | None = pydantic.Field(default=None, description="Not supported; must be unset.")
+
+
+class CompletionChoice(pydantic.BaseModel):
+    """One completion choice (also the shape inside stream chunks)."""
+
+    index: int = pydantic.Field(description="prompt_index * n + choice number.")
+    text: str = pydantic.Field(description="Generated text (or its increment when streaming).")
+    finish_reason: str | None = pydantic.Field(default=None, description="stop or length on the last piece.")
+    logprobs: None = pydantic.Field(default=None, description="Always null.")
+
+
+class Completion(pydantic.BaseModel):
+    """A completion response or stream chunk (OpenAI uses one object type for both)."""
+
+    id: str = pydantic.Field(description="Response id (cmpl-...).")
+    object: Literal["text_completion"] = pydantic.Field(default="text_completion", description="Object type.")
+    created: int = pydantic.Field(description="Unix time.")
+    model: str = pydantic.Field(description="Served model name.")
+    choices: list[CompletionChoice] = pydantic.Field(description="Choices.")
+    usage: common.Usage | None = pydantic.Field(default=None, description="Usage (last chunk only when streaming).")

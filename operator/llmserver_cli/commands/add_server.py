@@ -1,0 +1,259 @@
+"""`llmserver add-server`: create or update an LLMServer from command-line flags.
+
+The flags are turned into the wire object and validated by the API's own pydantic model (the
+same rules the CRD's CEL enforces); an error names the *flags* involved, not the spec fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from typing import Any
+
+import click
+import pydantic
+import rich.console
+import yaml
+
+import llmserver_api
+from llmserver_api import rules
+from llmserver_cli.commands import cluster
+
+# spec field (wire path) -> the flag that sets it; longest paths are matched first
+FIELD_FLAGS: dict[str, str] = {
+    "metadata.name": "--name",
+    "spec.model": "--model",
+    "spec.mode": "--mode",
+    "spec.backend": "--backend",
+    "spec.replicas": "--replicas",
+    "spec.capabilities": "--capability",
+    "spec.source.huggingFace.repo": "--model-path",
+    "spec.source.huggingFace.file": "--file",
+    "spec.source.huggingFace.revision": "--revision",
+    "spec.source.huggingFace.tokenSecretRef": "--token-secret",
+    "spec.source.pvc.claimName": "--model-path",
+    "spec.source.pvc.path": "--model-path",
+    "spec.source.pvc": "--model-path",
+    "spec.source.huggingFace": "--model-path",
+    "spec.source": "--model-path",
+    "spec.llamaCpp.nGpuLayers": "--gpu-layers",
+    "spec.llamaCpp": "--gpu-layers",
+    "spec.transformers.loadIn4bit": "--load-in-4bit",
+    "spec.transformers.loadIn8bit": "--load-in-8bit",
+    "spec.transformers": "--load-in-4bit/--load-in-8bit",
+    "spec.vllm.tensorParallelSize": "--tensor-parallel",
+    "spec.vllm": "--tensor-parallel",
+    "spec.resources.gpus": "--gpus",
+    "spec.proxy.url": "--proxy-url",
+    "spec.proxy.upstreamModel": "--upstream-model",
+    "spec.proxy.apiKeySecretRef": "--api-key-secret",
+    "spec.proxy": "--proxy-url",
+    "spec.trustRemoteCode": "--trust-remote-code",
+}
+
+# The API's cross-field rules, said in flags (rules without an entry are translated field by field).
+RULE_MESSAGES: dict[str, str] = {
+    "proxy-requires-proxy-block": "--mode proxy needs --proxy-url",
+    "proxy-forbids-source": "--model-path cannot be used with --mode proxy (the provider hosts the model)",
+    "selfhosted-requires-source": "--mode self-hosted needs --model-path (OWNER/NAME on Hugging Face, or pvc:CLAIM/PATH)",
+    "selfhosted-forbids-proxy": "--proxy-url / --api-key-secret / --upstream-model need --mode proxy, not self-hosted",
+    "proxy-requests-no-gpus": "--gpus cannot be used with --mode proxy (no pods run)",
+    "mlx-requests-no-gpus": "--gpus cannot be used with --backend mlx or mlx-vlm (they run on Macs)",
+    "tensor-parallel-within-gpus": "--tensor-parallel cannot exceed --gpus",
+    "llamaCpp-needs-backend-llama-cpp": "--gpu-layers needs --backend llama-cpp (or auto)",
+    "vllm-needs-backend-vllm": "--tensor-parallel needs --backend vllm (or auto)",
+    "transformers-needs-backend-transformers": "--load-in-4bit / --load-in-8bit need --backend transformers (or auto)",
+    "quantization-exclusive": "--load-in-4bit and --load-in-8bit are mutually exclusive",
+}
+_ALL_RULES = rules.SPEC_RULES + rules.SOURCE_RULES + rules.TRANSFORMERS_RULES + rules.ROOT_RULES
+_MODES = {"self-hosted": "SelfHosted", "proxy": "Proxy"}
+
+
+@dataclasses.dataclass
+class Flags:
+    """The add-server flags, as given (None: not given)."""
+
+    name: str
+    model: str
+    mode: str | None = None
+    model_path: str | None = None
+    file: str | None = None
+    revision: str | None = None
+    token_secret: str | None = None
+    backend: str | None = None
+    gpu_layers: int | None = None
+    load_in_4bit: bool = False
+    load_in_8bit: bool = False
+    tensor_parallel: int | None = None
+    gpus: int | None = None
+    replicas: int | None = None
+    capabilities: tuple[str, ...] = ()
+    proxy_url: str | None = None
+    upstream_model: str | None = None
+    api_key_secret: str | None = None
+    trust_remote_code: bool = False
+
+
+class FlagError(click.UsageError):
+    """Flags that contradict each other or break the API's rules (exit status 2)."""
+
+
+def _secret_ref(value: str, flag: str) -> dict[str, str]:
+    name, _, key = value.partition(":")
+    if not name:
+        raise FlagError(f"{flag} takes SECRET[:KEY], got {value!r}")
+    return {"name": name, "key": key or "api-key"}
+
+
+def _source(flags: Flags) -> dict[str, Any] | None:
+    if flags.model_path is None:
+        if flags.file or flags.revision or flags.token_secret:
+            raise FlagError("--file / --revision / --token-secret need --model-path")
+        return None
+    if flags.model_path.startswith("pvc:"):
+        claim, _, path = flags.model_path[4:].partition("/")
+        if flags.file or flags.revision or flags.token_secret:
+            raise FlagError("--file / --revision / --token-secret apply to Hugging Face sources, not --model-path pvc:...")
+        return {"pvc": {"claimName": claim, "path": path}}
+    repo = flags.model_path.removeprefix("hf://").removeprefix("hf:")
+    hugging_face: dict[str, Any] = {"repo": repo}
+    if flags.file:
+        hugging_face["file"] = flags.file
+    if flags.revision:
+        hugging_face["revision"] = flags.revision
+    if flags.token_secret:
+        hugging_face["tokenSecretRef"] = _secret_ref(flags.token_secret, "--token-secret")
+    return {"huggingFace": hugging_face}
+
+
+def _spec(flags: Flags) -> dict[str, Any]:
+    mode = flags.mode or ("proxy" if flags.proxy_url else "self-hosted")
+    spec: dict[str, Any] = {"model": flags.model, "mode": _MODES[mode], "backend": flags.backend or "auto"}
+    source = _source(flags)
+    if source is not None:
+        spec["source"] = source
+    if flags.capabilities:
+        spec["capabilities"] = list(flags.capabilities)
+    if flags.replicas is not None:
+        spec["replicas"] = flags.replicas
+    if flags.gpus is not None:
+        spec["resources"] = {"gpus": flags.gpus}
+    if flags.gpu_layers is not None:
+        spec["llamaCpp"] = {"nGpuLayers": flags.gpu_layers}
+    if flags.load_in_4bit or flags.load_in_8bit:
+        spec["transformers"] = {"loadIn4bit": flags.load_in_4bit, "loadIn8bit": flags.load_in_8bit}
+    if flags.tensor_parallel is not None:
+        spec["vllm"] = {"tensorParallelSize": flags.tensor_parallel}
+    if flags.trust_remote_code:
+        spec["trustRemoteCode"] = True
+    if flags.proxy_url or flags.upstream_model or flags.api_key_secret:
+        proxy: dict[str, Any] = {}
+        for key, value in (("url", flags.proxy_url), ("upstreamModel", flags.upstream_model)):
+            if value:
+                proxy[key] = value
+        if flags.api_key_secret:
+            proxy["apiKeySecretRef"] = _secret_ref(flags.api_key_secret, "--api-key-secret")
+        spec["proxy"] = proxy
+    return spec
+
+
+def build(flags: Flags, namespace: str | None = None) -> llmserver_api.LLMServer:
+    """The LLMServer the flags describe; raises FlagError naming the offending flags."""
+    metadata: dict[str, Any] = {"name": flags.name}
+    if namespace:
+        metadata["namespace"] = namespace
+    wire = {"apiVersion": llmserver_api.API_VERSION, "kind": "LLMServer", "metadata": metadata, "spec": _spec(flags)}
+    try:
+        return llmserver_api.LLMServer.model_validate(wire)
+    except pydantic.ValidationError as error:
+        raise FlagError("; ".join(translate(error))) from None
+
+
+def _flag_for(path: str) -> str | None:
+    for field in sorted(FIELD_FLAGS, key=len, reverse=True):
+        if path == field or path.startswith(field + "."):
+            return FIELD_FLAGS[field]
+    return None
+
+
+def translate(error: pydantic.ValidationError) -> list[str]:
+    """The validation errors with spec fields replaced by the flags that set them."""
+    messages: list[str] = []
+    for item in error.errors():
+        text = str(item["msg"]).removeprefix("Value error, ")
+        broken = [rule for rule in _ALL_RULES if rule.message in text]
+        if broken:
+            messages.extend(RULE_MESSAGES.get(rule.name) or _rewrite(rule.message) for rule in broken)
+            continue
+        path = ".".join(str(part) for part in item["loc"] if not isinstance(part, int))
+        flag = _flag_for(path)
+        messages.append(f"{flag or path}: {_rewrite(text)}")
+    return list(dict.fromkeys(messages))
+
+
+def _rewrite(text: str) -> str:
+    """Replaces `spec.x.y` / `metadata.name` mentions in an API message with flag names."""
+    return re.sub(r"\b(?:spec|metadata)(?:\.[A-Za-z0-9]+)+", lambda m: _flag_for(m.group(0)) or m.group(0), text)
+
+
+def _print(obj: dict[str, Any], output: str) -> None:
+    if output == "json":
+        click.echo(json.dumps(obj, indent=2))
+    else:
+        click.echo(yaml.safe_dump(obj, sort_keys=False), nl=False)
+
+
+@click.command("add-server")
+@click.option("--name", required=True, help="metadata.name of the LLMServer (a DNS label: names its Service).")
+@click.option("--model", required=True, help="Model name clients send in requests (spec.model).")
+@click.option("--mode", type=click.Choice(sorted(_MODES)), help="self-hosted (run an engine) or proxy [default: proxy if --proxy-url, else self-hosted].")
+@click.option("--model-path", help="Hugging Face repo OWNER/NAME, or pvc:CLAIM/PATH for files already on a PVC.")
+@click.option("--file", help="Only this file of the repo (e.g. one GGUF quantisation).")
+@click.option("--revision", help="Branch, tag or commit of the repo [default: main].")
+@click.option("--token-secret", metavar="SECRET[:KEY]", help="Secret with a Hugging Face token (key defaults to api-key).")
+@click.option("--backend", type=click.Choice([b.value for b in llmserver_api.Backend]), help="Inference engine [default: auto].")
+@click.option("--gpu-layers", type=int, help="llama-cpp: layers offloaded to GPU (-1: all).")
+@click.option("--load-in-4bit", is_flag=True, help="transformers: 4-bit bitsandbytes quantisation.")
+@click.option("--load-in-8bit", is_flag=True, help="transformers: 8-bit bitsandbytes quantisation.")
+@click.option("--tensor-parallel", type=int, help="vLLM: GPUs one replica shards over.")
+@click.option("--gpus", type=int, help="GPUs per replica.")
+@click.option("--replicas", type=int, help="Runtime replicas [default: 1].")
+@click.option("--capability", "capabilities", multiple=True, type=click.Choice([c.value for c in llmserver_api.Capability]),
+              help="What the model can do (repeatable) [default: detected].")
+@click.option("--proxy-url", help="Proxy mode: the provider's OpenAI-compatible base URL (…/v1).")
+@click.option("--upstream-model", help="Proxy mode: the model name at the provider [default: --model].")
+@click.option("--api-key-secret", metavar="SECRET[:KEY]", help="Proxy mode: Secret with the provider key (key defaults to api-key).")
+@click.option("--trust-remote-code", is_flag=True, help="Let the model repository run its own code (transformers, vLLM).")
+@click.option("--dry-run", is_flag=True, help="Print the LLMServer instead of applying it.")
+@click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True, help="Format for --dry-run and the result.")
+@cluster.options
+def command(target: cluster.Target, dry_run: bool, output: str, **values: Any) -> None:
+    """Create or update an LLMServer in the current kubeconfig context.
+
+    \b
+    Examples:
+      llmserver add-server --name qwen --model qwen2.5-0.5b --backend llama-cpp \\
+          --model-path Qwen/Qwen2.5-0.5B-Instruct-GGUF --file qwen2.5-0.5b-instruct-q4_k_m.gguf --gpu-layers -1
+      llmserver add-server --name gpt --model gpt-4o-mini --mode proxy \\
+          --proxy-url https://api.openai.com/v1 --api-key-secret openai:api-key
+    """
+    flags = Flags(**values)
+    if dry_run:
+        _print(build(flags, target.namespace or "default").to_wire(), output)
+        return
+    api = cluster.Cluster(target)
+    wire = build(flags, api.namespace).to_wire()
+    existing = api.get(flags.name)
+    console = rich.console.Console(stderr=True, soft_wrap=True)
+    if existing is None:
+        api.create(wire)
+        console.print(f"[green]created[/] LLMServer {api.namespace}/{flags.name}", highlight=False)
+        return
+    patch = cluster.merge_patch(existing.get("spec", {}), wire["spec"])
+    if not patch:
+        console.print(f"LLMServer {api.namespace}/{flags.name} unchanged", highlight=False)
+        return
+    api.patch(flags.name, {"spec": patch})
+    console.print(f"[green]updated[/] LLMServer {api.namespace}/{flags.name}", highlight=False)
+

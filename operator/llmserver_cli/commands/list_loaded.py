@@ -1,0 +1,130 @@
+"""`llmserver list-loaded`: the LLMServers of a cluster namespace, or of the running `llmserver up`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from typing import Any
+
+import click
+import rich.console
+import rich.table
+import rich.text
+import yaml
+
+from llmserver_cli.commands import cluster
+from llmserver_cli.local import client, display, settings, state
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One line of the table (also the JSON/YAML output)."""
+
+    namespace: str
+    name: str
+    model: str
+    mode: str
+    backend: str
+    capabilities: str
+    phase: str
+    ready: str
+    endpoint: str
+    message: str
+
+
+def _get(obj: Any, *keys: str, default: Any = None) -> Any:
+    for key in keys:
+        if not isinstance(obj, dict) or key not in obj:
+            return default
+        obj = obj[key]
+    return obj
+
+
+def cluster_row(item: dict[str, Any]) -> Row:
+    """A row from a raw LLMServer object (read leniently: one odd object must not hide the rest)."""
+    spec, status = item.get("spec") or {}, item.get("status") or {}
+    mode = str(spec.get("mode", "SelfHosted"))
+    backend = str(spec.get("backend", "auto"))
+    resolved = status.get("resolved") or {}
+    if backend == "auto" and resolved.get("backend"):
+        backend = f"auto→{resolved['backend']}"
+    capabilities = spec.get("capabilities") or resolved.get("capabilities") or []
+    phase = str(status.get("phase") or "Pending")
+    if mode == "Proxy":
+        backend, ready = "-", ("yes" if phase == "Ready" else "no")
+    else:
+        ready = f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 1)}"
+    return Row(
+        namespace=str(_get(item, "metadata", "namespace", default="")),
+        name=str(_get(item, "metadata", "name", default="")),
+        model=str(spec.get("model", "")),
+        mode=mode,
+        backend=backend,
+        capabilities=",".join(capabilities) or "auto",
+        phase=phase,
+        ready=ready,
+        endpoint=str(status.get("endpoint") or ""),
+        message=str(status.get("message") or ""),
+    )
+
+
+def local_row(current: state.LocalState, server: state.ServerState) -> Row:
+    """A row from the state of the running `llmserver up` (every model is called via its gateway)."""
+    ready = ("yes" if server.ready else "no") if server.mode == "Proxy" else ("1/1" if server.ready else "0/1")
+    return Row(
+        namespace="(local)",
+        name=server.name,
+        model=server.model,
+        mode=server.mode,
+        backend=server.backend,
+        capabilities=",".join(server.capabilities) or "auto",
+        phase=server.phase,
+        ready=ready,
+        endpoint=f"{current.gateway_url}/v1",
+        message=display.detail(server),
+    )
+
+
+def render(rows: list[Row], output: str, with_namespace: bool) -> None:
+    """Prints the rows as a rich table, JSON or YAML."""
+    if output != "table":
+        data = [dataclasses.asdict(row) for row in rows]
+        click.echo(json.dumps(data, indent=2) if output == "json" else yaml.safe_dump(data, sort_keys=False), nl=output == "json")
+        return
+    console = rich.console.Console()
+    if not console.is_terminal:
+        console = rich.console.Console(width=240)  # piped: whole rows, no wrapping
+    if not rows:
+        console.print("no LLMServers")
+        return
+    view = rich.table.Table()
+    columns = ["NAME", "MODEL", "MODE", "BACKEND", "CAPABILITIES", "PHASE", "READY", "ENDPOINT", "MESSAGE"]
+    for column in (["NAMESPACE"] if with_namespace else []) + columns:
+        view.add_column(column, overflow="fold")
+    for row in rows:
+        phase = rich.text.Text(row.phase, style=display.PHASE_STYLES.get(row.phase, ""))
+        cells = [row.name, row.model, row.mode, row.backend, row.capabilities, phase, row.ready, row.endpoint, row.message]
+        view.add_row(*(([row.namespace] if with_namespace else []) + cells))
+    console.print(view)
+
+
+@click.command("list-loaded")
+@click.option("--local", is_flag=True, help="Show the servers of the running `llmserver up` instead of a cluster's.")
+@click.option("-A", "--all-namespaces", is_flag=True, help="Cluster: LLMServers of every namespace.")
+@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True)
+@click.option("--state-dir", type=click.Path(path_type=pathlib.Path), help="Local mode state [env LLMSERVER_STATE_DIR].")
+@cluster.options
+def command(target: cluster.Target, local: bool, all_namespaces: bool, output: str, state_dir: pathlib.Path | None) -> None:
+    """List LLMServers: name, mode, backend, capabilities, phase, ready replicas and endpoint."""
+    if local:
+        paths = settings.LocalSettings(**({"state_dir": state_dir} if state_dir else {}))
+        try:
+            current = client.running(paths.state_file)
+        except client.NotRunning as error:
+            raise click.ClickException(str(error)) from None
+        render([local_row(current, server) for server in current.servers], output, with_namespace=False)
+        return
+    api = cluster.Cluster(target)
+    items = sorted(api.list(all_namespaces), key=lambda i: (_get(i, "metadata", "namespace", default=""), _get(i, "metadata", "name", default="")))
+    render([cluster_row(item) for item in items], output, with_namespace=all_namespaces)

@@ -1,0 +1,21 @@
+"""`llmserver unload-model NAME`: free a model's resources, keep its definition."""
+
+from __future__ import annotations
+
+import pathlib
+
+import click
+
+from llmserver_cli.commands import cluster, scaling
+
+
+@click.command("unload-model")
+@scaling.options
+def command(target: cluster.Target, name: str, local: bool, state_dir: pathlib.Path | None) -> None:
+    """Unload NAME without deleting it.
+
+    In a cluster the LLMServer is scaled to zero replicas (the count is remembered for
+    `load-model`); with --local the running `llmserver up` stops its process and the gateway
+    answers 503 for it until `load-model`.
+    """
+    scaling.run("unload", name, local, state_dir, target)

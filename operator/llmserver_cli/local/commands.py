@@ -1,0 +1,45 @@
+"""Pure builders of the command lines local mode runs (docs/contracts.md, "The runtime command
+line"). Every child is `python -m llmserver_runtime ...` with this interpreter: the operator
+package never imports the runtime, it starts it."""
+
+from __future__ import annotations
+
+import pathlib
+
+import llmserver_api
+from llmserver_operator.builders import engine_args
+
+
+def serve(
+    python: str, server: llmserver_api.LLMServer, model_path: pathlib.Path, host: str, port: int
+) -> list[str]:
+    """`python -m llmserver_runtime serve ...` for one self-hosted server: the operator's own
+    per-backend builder (builders.engine_args), so a manifest runs with the same engine flags
+    locally as in a cluster."""
+    return [python, "-m", "llmserver_runtime", *engine_args.serve_args(server.spec, str(model_path), port, host)]
+
+
+def download(python: str, server: llmserver_api.LLMServer, cache_dir: pathlib.Path) -> list[str]:
+    """`python -m llmserver_runtime download ...` for a Hugging Face source (token from env HF_TOKEN)."""
+    hf = server.spec.source.hugging_face if server.spec.source else None
+    if hf is None:
+        raise ValueError("only a source.huggingFace is downloaded")
+    return download_repo(python, hf.repo, hf.file, hf.revision, cache_dir)
+
+
+def download_repo(python: str, repo: str, file: str | None, revision: str, cache_dir: pathlib.Path) -> list[str]:
+    """The downloader's command line for one repo (and optionally one file of it)."""
+    argv = [python, "-m", "llmserver_runtime", "download", "--repo", repo, "--revision", revision]
+    if file:
+        argv += ["--file", file]
+    return argv + ["--cache-dir", str(cache_dir)]
+
+
+def gateway(python: str, config: pathlib.Path, host: str, port: int) -> list[str]:
+    """The gateway in static-config mode: it reloads `config` whenever local mode rewrites it."""
+    return [python, "-m", "llmserver_gateway", "--config", str(config), "--host", host, "--port", str(port)]
+
+
+def tiny_model(python: str, kind: str, out: pathlib.Path) -> list[str]:
+    """The offline tiny-model generator; its last stdout line is the path to serve."""
+    return [python, "-m", "llmserver_runtime", "tiny-model", "--kind", kind, "--out", str(out)]

@@ -1,0 +1,104 @@
+"""The loopback control endpoint of a running `llmserver up`.
+
+- `POST /servers/{name}/unload|load` and `GET /state`: what `llmserver unload-model --local`,
+  `load-model --local` and `list-loaded --local` use; they need the per-run token from the
+  owner-only state file.
+- `/wake/{name}/...`: while a model is unloaded (idle or LRU) or still loading, the gateway config
+  points the model at this path: the request (re)starts the model, waits until it is ready and is
+  then passed through to it, streaming included. Later requests go to the runtime directly.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import aiohttp.web as web
+
+if TYPE_CHECKING:
+    from llmserver_cli.local import supervisor as supervisor_module
+
+Runner = web.AppRunner
+TOKEN_HEADER = "X-Llmserver-Token"
+_SUPERVISOR: web.AppKey[Any] = web.AppKey("supervisor")
+_HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http")
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "upgrade", "te", "trailer"}
+WAKE_TIMEOUT_S = 600.0
+
+
+def _error(status: int, message: str, code: str, param: str | None = None) -> web.Response:
+    """OpenAI's error shape, like the gateway and the runtime."""
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return web.json_response({"error": {"message": message, "type": kind, "param": param, "code": code}}, status=status)
+
+
+def _authorised(request: web.Request) -> bool:
+    token: str = request.app[_SUPERVISOR].token
+    return secrets.compare_digest(request.headers.get(TOKEN_HEADER, ""), token)
+
+
+async def _state(request: web.Request) -> web.Response:
+    if not _authorised(request):
+        return _error(401, "missing or wrong control token", "unauthorized")
+    snapshot = request.app[_SUPERVISOR].snapshot()
+    return web.json_response(snapshot.model_dump(exclude={"token"}))
+
+
+async def _action(request: web.Request) -> web.Response:
+    if not _authorised(request):
+        return _error(401, "missing or wrong control token", "unauthorized")
+    sup: supervisor_module.Supervisor = request.app[_SUPERVISOR]
+    name = request.match_info["name"]
+    snapshot = sup.snapshot().server(name)
+    unit = sup.units.get(snapshot.name) if snapshot else None
+    if unit is None:
+        return _error(404, f"no server or model named {name!r} in this `llmserver up`", "not_found", "name")
+    if request.match_info["action"] == "unload":
+        await sup.unload(unit, "unloaded by `llmserver unload-model`", wakeable=False)
+    else:
+        sup.load(unit)
+    return web.json_response(unit.state.model_dump())
+
+
+async def _wake(request: web.Request) -> web.StreamResponse:
+    sup: supervisor_module.Supervisor = request.app[_SUPERVISOR]
+    unit = sup.units.get(request.match_info["name"])
+    if unit is None:
+        return _error(404, "unknown model", "model_not_found", "model")
+    if not await sup.ensure_loaded(unit, WAKE_TIMEOUT_S) or unit.base_url is None:
+        return _error(503, f"model {unit.state.model!r} is not available: {unit.state.message}", "model_not_ready", "model")
+    body = await request.read()
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+    url = f"{unit.base_url}/{request.match_info['tail']}"
+    http = request.app[_HTTP]
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
+    async with http.request(
+        request.method, url, data=body, headers=headers, params=request.query, timeout=timeout
+    ) as upstream:
+        response = web.StreamResponse(
+            status=upstream.status,
+            headers={k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP},
+        )
+        await response.prepare(request)
+        async for chunk in upstream.content.iter_any():
+            await response.write(chunk)
+        await response.write_eof()
+        unit.touch()
+        return response
+
+
+async def start(sup: supervisor_module.Supervisor, http: aiohttp.ClientSession) -> tuple[Runner, str]:
+    """Serves the control app on a free loopback port; returns the runner and its base URL."""
+    app = web.Application(client_max_size=256 * 1024 * 1024)
+    app[_SUPERVISOR] = sup
+    app[_HTTP] = http
+    app.router.add_get("/state", _state)
+    app.router.add_post("/servers/{name}/{action:unload|load}", _action)
+    app.router.add_route("*", "/wake/{name}/{tail:.*}", _wake)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}"

@@ -1,0 +1,234 @@
+"""Forwarding one request to a replica or provider, with retries only while nothing was sent.
+
+A connection error, or a 429/502/503 answer, before the first byte reaches the client is retried on
+another ready endpoint (at most `max_retries` more). Once bytes went out the request is never
+repeated: a failure mid-stream ends the stream with an OpenAI-shaped SSE error event. Streams pass
+through chunk by chunk as they arrive; when the client goes away the handler is cancelled and the
+upstream connection is closed (not pooled), so the replica stops generating.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+
+import aiohttp
+from aiohttp import web
+
+from llmserver_gateway import balancing, errors, metrics, settings, table
+
+log = logging.getLogger("llmserver.gateway.proxy")
+
+# 429 from a replica means its queue is full (the runtime sheds load that way), not that the
+# caller is over a limit: another replica may have room. The gateway's own per-key limit is separate.
+RETRYABLE_STATUS = frozenset({429, 502, 503})
+CLIENT_GONE = "llmserver_client_gone"  # set on a StreamResponse whose client disconnected mid-stream
+_PASS_HEADERS = ("Content-Type", "Retry-After")
+
+
+@dataclasses.dataclass(slots=True)
+class _Failure:
+    """A failed attempt that sent nothing to the client; `status`/`body` when the upstream answered."""
+
+    reason: str
+    status: int | None = None
+    body: bytes = b""
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+class Proxy:
+    """Sends requests upstream over one shared aiohttp client session."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        balancer: balancing.Balancer,
+        gauges: metrics.GatewayMetrics,
+        config: settings.GatewaySettings,
+    ) -> None:
+        self.session = session
+        self.balancer = balancer
+        self.metrics = gauges
+        self.max_retries = config.max_retries
+        self.timeout = aiohttp.ClientTimeout(
+            total=None, connect=None, sock_connect=config.connect_timeout, sock_read=config.read_timeout
+        )
+
+    async def forward(
+        self, request: web.Request, route: table.Route, path: str, body: bytes, prefix: str | None, started: float
+    ) -> web.StreamResponse:
+        """Answers `request` from an endpoint of `route`; `path` is the part after `/v1`."""
+        tried: list[str] = []
+        failure: _Failure | None = None
+        for attempt in range(self.max_retries + 1):
+            endpoint = self.balancer.pick(route, prefix, tried)
+            if endpoint is None:
+                break
+            if attempt:
+                self.metrics.child(self.metrics.retries, route.model).inc()
+            tried.append(endpoint.url)
+            headers = {"Content-Type": "application/json"}
+            if endpoint.api_key:
+                headers["Authorization"] = f"Bearer {endpoint.api_key}"
+            result = await self._attempt(
+                request, route.model, endpoint.url, f"{endpoint.url}/v1{path}", headers, body, started
+            )
+            if not isinstance(result, _Failure):
+                return result
+            failure = result
+        return self._give_up(route, failure, len(tried))
+
+    async def forward_upstream(
+        self, request: web.Request, route: table.Route, path: str, payload: dict, started: float
+    ) -> web.StreamResponse:
+        """Proxy mode: the provider's model name goes in, the provider's key is added; one attempt."""
+        upstream = route.upstream
+        assert upstream is not None
+        payload["model"] = upstream.model
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        headers = {"Content-Type": "application/json"}
+        if upstream.api_key:
+            headers["Authorization"] = f"Bearer {upstream.api_key}"
+        url = f"{upstream.url}{path}"
+        result = await self._attempt(request, route.model, upstream.url, url, headers, body, started)
+        if isinstance(result, _Failure):
+            return self._give_up(route, result, 1)
+        return result
+
+    async def _attempt(
+        self,
+        request: web.Request,
+        model: str,
+        endpoint: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes,
+        started: float,
+    ) -> web.StreamResponse | _Failure:
+        """One try against one endpoint. Returns a _Failure only while nothing was sent to the client."""
+        gauge = self.metrics.child(self.metrics.in_flight, model, endpoint)
+        self.metrics.child(self.metrics.upstream_requests, model, endpoint).inc()
+        self.balancer.acquire(endpoint)
+        gauge.inc()
+        upstream: aiohttp.ClientResponse | None = None
+        done = False
+        try:
+            try:
+                upstream = await self.session.post(url, data=body, headers=headers, timeout=self.timeout)
+            except aiohttp.SocketTimeoutError:
+                return self._upstream_timeout(model, endpoint)
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                return self._failed(model, endpoint, "connect", exc)
+            if upstream.status in RETRYABLE_STATUS:
+                failure = _Failure(f"status {upstream.status}", upstream.status, headers=_passed(upstream))
+                try:
+                    failure.body = await upstream.read()
+                except (TimeoutError, aiohttp.ClientError):
+                    pass
+                self.metrics.upstream_errors.labels(model, endpoint, f"status_{upstream.status}").inc()
+                log.warning("endpoint %s of model %s answered %d", endpoint, model, upstream.status)
+                return failure
+            if upstream.status in (401, 403) and "Authorization" in headers:
+                # The upstream refused the key the gateway added: a gateway configuration problem,
+                # not the caller's; passing 401 on would tell a caller with a valid key it has none.
+                self.metrics.upstream_errors.labels(model, endpoint, f"status_{upstream.status}").inc()
+                log.error("endpoint %s of model %s refused the gateway's API key (%d)", endpoint, model,
+                          upstream.status)
+                return errors.response(
+                    502, f"The upstream of model `{model}` refused the gateway's credentials; "
+                    "check the key configured for it.", "server_error", code="upstream_auth_failed")
+            if upstream.content_type == "text/event-stream":
+                response, done = await self._relay_stream(request, upstream, model, endpoint, started)
+                return response
+            try:
+                data = await upstream.read()
+            except aiohttp.SocketTimeoutError:
+                return self._upstream_timeout(model, endpoint)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                return self._failed(model, endpoint, "body", exc)
+            self.metrics.child(self.metrics.ttfb, model).observe(time.perf_counter() - started)
+            done = True
+            return web.Response(status=upstream.status, body=data, headers=_passed(upstream))
+        finally:
+            if upstream is not None:
+                if done:
+                    upstream.release()
+                else:
+                    upstream.close()  # drop the connection so the replica sees the client is gone
+            self.balancer.release(endpoint)
+            gauge.dec()
+
+    async def _relay_stream(
+        self, request: web.Request, upstream: aiohttp.ClientResponse, model: str, endpoint: str, started: float
+    ) -> tuple[web.StreamResponse, bool]:
+        """Copies an SSE stream chunk by chunk; from here on nothing is retried.
+
+        Returns the response and whether the stream ended cleanly on both sides (only then is the
+        upstream connection reused). A client that went away marks the response CLIENT_GONE (the
+        caller closes the upstream connection; the request counts as 499); aiohttp itself
+        tolerates finishing a response on a closed connection.
+        """
+        response = web.StreamResponse(status=upstream.status, headers=_passed(upstream))
+        response.headers["Cache-Control"] = "no-cache"
+        try:
+            await response.prepare(request)
+            first = True
+            content = upstream.content
+            while True:
+                try:
+                    chunk = await content.readany()
+                except (TimeoutError, aiohttp.ClientError) as exc:
+                    reason = "read_timeout" if isinstance(exc, TimeoutError) else "stream"
+                    self.metrics.upstream_errors.labels(model, endpoint, reason).inc()
+                    log.warning("endpoint %s of model %s failed mid-stream: %s", endpoint, model, _describe(exc))
+                    await response.write(errors.sse_error(
+                        502, f"The upstream of model '{model}' failed in the middle of the stream.",
+                        "upstream_error"))
+                    await response.write_eof()
+                    return response, False
+                if not chunk:
+                    break
+                if first:
+                    self.metrics.child(self.metrics.ttfb, model).observe(time.perf_counter() - started)
+                    first = False
+                await response.write(chunk)
+            await response.write_eof()
+        except (ConnectionError, aiohttp.ClientConnectionResetError):
+            response[CLIENT_GONE] = True  # the client left mid-answer (before handler cancellation)
+            return response, False
+        return response, True
+
+    def _failed(self, model: str, endpoint: str, stage: str, exc: BaseException) -> _Failure:
+        self.metrics.upstream_errors.labels(model, endpoint, stage).inc()
+        log.warning("endpoint %s of model %s failed (%s): %s", endpoint, model, stage, _describe(exc))
+        return _Failure(type(exc).__name__)  # the client sees the kind of failure, not internal addresses
+
+    def _upstream_timeout(self, model: str, endpoint: str) -> web.Response:
+        # A silent upstream may still be working; sending the request again would double the load.
+        self.metrics.upstream_errors.labels(model, endpoint, "read_timeout").inc()
+        log.warning("endpoint %s of model %s timed out waiting for an answer", endpoint, model)
+        return errors.response(504, f"The upstream of model '{model}' did not answer in time.",
+                               "server_error", code="upstream_timeout")
+
+    def _give_up(self, route: table.Route, failure: _Failure | None, tried: int) -> web.Response:
+        if failure is None:
+            return errors.no_endpoint(route.model)
+        if failure.status is not None:
+            # The replica's own answer (e.g. 503 overloaded with Retry-After) is the most useful one.
+            return web.Response(status=failure.status, body=failure.body, headers=failure.headers)
+        what = "the upstream provider" if route.upstream is not None else f"{tried} endpoint(s)"
+        return errors.response(
+            502, f"Model '{route.model}': {what} could not be reached ({failure.reason}).",
+            "server_error", code="upstream_unavailable")
+
+
+def _passed(upstream: aiohttp.ClientResponse) -> dict[str, str]:
+    return {name: upstream.headers[name] for name in _PASS_HEADERS if name in upstream.headers}
+
+
+def _describe(exc: BaseException) -> str:
+    """Exception class and text; aiohttp's texts name host and port, never request headers."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
