@@ -111,8 +111,8 @@ def test_runtime_digest_pins_the_image(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _gateway_args(deployment: dict[str, Any]) -> list[str]:
     command = deployment["spec"]["template"]["spec"]["containers"][0]["command"]
-    assert command[:2] == ["llmserver-runtime", "gateway"]
-    return command[2:]
+    assert command[0] == "llmserver-gateway"
+    return command[1:]
 
 
 @pytest.mark.parametrize("value_set", ["default", "auth", "single-namespace", "namespaced", "production"])
