@@ -15,7 +15,7 @@ import llmserver_api
 from llmserver_operator import kube as kube_mod
 from llmserver_operator import metrics as metrics_mod
 from llmserver_operator import reconciler as reconciler_mod
-from llmserver_operator import serializer as serializer_mod
+from llmserver_operator import server_locks
 from llmserver_operator import settings as settings_mod
 from llmserver_operator.apple import handlers as apple_handlers
 from llmserver_operator.builders import common
@@ -40,12 +40,12 @@ def make_memo(settings: settings_mod.Settings) -> kopf.Memo:
         kube_config=config,
         metrics=metrics,
         reconciler=reconciler_mod.Reconciler(kube, settings, metrics=metrics),
-        serializer=serializer_mod.Serializer(),
+        server_locks=server_locks.ServerLocks(),
     )
 
 
 def _run(memo: kopf.Memo, namespace: str, name: str, coalesce: bool) -> reconciler_mod.Outcome | None:
-    return memo.serializer.run((namespace, name), lambda: memo.reconciler.reconcile(namespace, name), coalesce=coalesce)
+    return memo.server_locks.run((namespace, name), lambda: memo.reconciler.reconcile(namespace, name), coalesce=coalesce)
 
 
 def register(registry: kopf.OperatorRegistry, apple: bool = True) -> None:
@@ -111,7 +111,7 @@ def register(registry: kopf.OperatorRegistry, apple: bool = True) -> None:
     @kopf.on.event(llmserver_api.GROUP, llmserver_api.VERSION, "llmservers", registry=registry, id="forget")
     def server_event(type: str | None, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
         if type == "DELETED":  # after any reconcile of it still running: it must not count afterwards
-            memo.serializer.run((namespace, name), lambda: memo.metrics.server_deleted(namespace, name))
+            memo.server_locks.run((namespace, name), lambda: memo.metrics.server_deleted(namespace, name))
 
     for group, version, plural, labels in CHILD_RESOURCES:
 

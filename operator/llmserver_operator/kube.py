@@ -1,9 +1,11 @@
-"""The only module that talks to the Kubernetes API (besides kopf's own watching and patching).
+"""The operator's reads and writes of Kubernetes objects (kopf does the watching and its own patches).
 
-Objects are plain dicts addressed through a small kind table, sent with the official client's
-DynamicClient request path (auth, TLS and retries of the `kubernetes` package) but without its
-discovery or ResourceInstance wrapping: the operator knows its kinds, and dicts are what the
-pure builders produce and the status function reads.
+Within the operator this is the only module that calls the API; the Mac agent reuses it. The
+CLI, the gateway and the download reporter have their own small clients on the same `kubernetes`
+library (docs/contracts.md, "Kubernetes clients"). Objects are plain dicts addressed through a
+small kind table, sent with the official client's DynamicClient request path (auth, TLS and
+retries of the `kubernetes` package) but without its discovery or ResourceInstance wrapping: the
+operator knows its kinds, and dicts are what the pure builders produce and the status function reads.
 """
 
 from __future__ import annotations

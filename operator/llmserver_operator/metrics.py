@@ -1,11 +1,12 @@
 """The operator's own Prometheus metrics, served on /metrics by a small HTTP server of its own.
 
 One `OperatorMetrics` per operator instance, holding its own registry (never prometheus_client's
-global REGISTRY): tests run several operators in one process one after the other, and house rule 6
-forbids module-level state. Label values are bounded: reconcile results, Kubernetes verbs, the
-operator's resource kinds, HTTP status codes, LLMServer phases. Per-server state (phase, a failed
-download Job) is aggregated into counts at scrape time, so a deleted LLMServer leaves no series;
-the per-server view is kube-state-metrics' `kube_llmserver_phase` (charts/llmserver/monitoring).
+global REGISTRY): tests run several operators in one process one after the other, and a global
+registry would carry one operator's series (and duplicate-name errors) into the next. Label
+values are bounded: reconcile results, Kubernetes verbs, the operator's resource kinds, HTTP
+status codes, LLMServer phases. Per-server state (phase, a failed download Job) is aggregated
+into counts at scrape time, so a deleted LLMServer leaves no series; the per-server view is
+kube-state-metrics' `kube_llmserver_phase` (charts/llmserver/monitoring).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from llmserver_operator import metrics as metrics_mod
 from llmserver_operator import resolution, status, workloads
 from llmserver_operator import settings as settings_mod
 from llmserver_operator.apple import scheduler as apple_scheduler
-from llmserver_operator.builders import cache, common, deployment, download, plan, service
+from llmserver_operator.builders import cache, common, deployment, plan, service
 
 Manifest = dict[str, Any]
 CHILD_KINDS = ("Deployment", "Service", "Job", "ServiceAccount", "Role", "RoleBinding")
@@ -205,29 +205,28 @@ class Reconciler:
                   keep: set[tuple[str, str]]) -> tuple[Manifest | None, list[Manifest], dict[str, frozenset[str]]]:
         """The download Job (and what it needs). Once it has succeeded nothing else is looked at:
         its identity and the cache claim were ensured in the pass that created it."""
-        namespace, identity = common.namespace_of(server), download.identity_name(server)
-        keep.update({("ServiceAccount", identity), ("Role", identity), ("RoleBinding", identity)})
-        name = download.job_name(server)
-        keep.add(("Job", name))
-        job = self.kube.get("Job", namespace, name)
+        children = plan.download_children(server, self.settings)  # the list `llmserver render` prints
+        assert children is not None
+        namespace = common.namespace_of(server)
+        keep.update((obj["kind"], obj["metadata"]["name"]) for obj in children.in_apply_order())
+        job = self.kube.get("Job", namespace, children.job["metadata"]["name"])
         if job is not None and _succeeded(job):
             return job, [], {}
-        desired = self._prepared(download.build_download_job(server, self.settings), raw)
+        desired = self._prepared(children.job, raw)
         ref = server.spec.source.hugging_face.token_secret_ref if server.spec.source and server.spec.source.hugging_face else None
         secrets = self._secrets(namespace, ref)
         if status.secret_problem(ref, secrets, "") is not None:
             return job, [], secrets
-        for build in (download.build_download_service_account, download.build_download_role,
-                      download.build_download_role_binding):
-            self.apply(build(server, self.settings), raw)
-        self._ensure_cache(server, raw)
+        for identity in children.identity:
+            self.apply(identity, raw)
+        self._ensure_cache(server, children.cache, raw)
         job = self._ensure_job(desired, job)
         job_pods = self.kube.list("Pod", namespace, {"job-name": job["metadata"]["name"]}) if (job.get("status") or {}).get("failed") else []
         return job, job_pods, secrets
 
-    def _ensure_cache(self, server: llmserver_api.LLMServer, raw: Manifest) -> None:
+    def _ensure_cache(self, server: llmserver_api.LLMServer, pvc: Manifest, raw: Manifest) -> None:
         """Creates the cache claim when missing; a shared claim is never patched or adopted later."""
-        pvc = cache.build_cache_pvc(server, self.settings)
+        pvc = copy.deepcopy(pvc)
         if self.kube.get("PersistentVolumeClaim", pvc["metadata"]["namespace"], pvc["metadata"]["name"]) is not None:
             return
         if cache.owned_by_server(server):

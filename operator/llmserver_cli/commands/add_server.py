@@ -18,7 +18,7 @@ import yaml
 
 import llmserver_api
 from llmserver_api import rules
-from llmserver_cli.commands import cluster
+from llmserver_cli import cluster
 
 # spec field (wire path) -> the flag that sets it; longest paths are matched first
 FIELD_FLAGS: dict[str, str] = {

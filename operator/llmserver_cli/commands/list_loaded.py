@@ -13,7 +13,7 @@ import rich.table
 import rich.text
 import yaml
 
-from llmserver_cli.commands import cluster
+from llmserver_cli import cluster
 from llmserver_cli.local import client, display, settings, state
 
 

@@ -6,7 +6,8 @@ import pathlib
 
 import click
 
-from llmserver_cli.commands import cluster, scaling
+from llmserver_cli import cluster
+from llmserver_cli.commands import scaling
 
 
 @click.command("load-model")

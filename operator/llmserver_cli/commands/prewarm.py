@@ -12,7 +12,7 @@ import click
 import llmserver_api
 from llmserver_operator import settings as operator_settings
 from llmserver_operator.builders import common, download
-from llmserver_cli.commands import cluster
+from llmserver_cli import cluster
 
 PREWARM_NAME = "prewarm"
 

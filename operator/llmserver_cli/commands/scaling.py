@@ -13,7 +13,7 @@ from typing import Any
 import click
 import rich.console
 
-from llmserver_cli.commands import cluster
+from llmserver_cli import cluster
 from llmserver_cli.local import client, settings
 
 ANNOTATION = "serving.llmserver.dev/unloaded-replicas"

@@ -52,7 +52,7 @@ def register(registry: kopf.OperatorRegistry, lease_check_seconds: float = 5.0) 
             return  # initial listing: every LLMServer is resumed anyway
         for namespace, name in _apple_servers(memo.reconciler.kube):
             try:
-                memo.serializer.run((namespace, name), lambda ns=namespace, n=name: memo.reconciler.reconcile(ns, n),
+                memo.server_locks.run((namespace, name), lambda ns=namespace, n=name: memo.reconciler.reconcile(ns, n),
                                     coalesce=True)
             except Exception as exc:  # one server's failure must not stop the others
                 logger.warning(f"re-placing {namespace}/{name} will be retried: {exc.__class__.__name__}: {exc}")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 
 import llmserver_api
 
 from llmserver_operator import settings as settings_mod
-from llmserver_operator.builders import cache, common, deployment, download, engine_args, service
+from llmserver_operator.builders import cache, common, deployment, download, service
 
 
 class Placement(str, enum.Enum):
@@ -22,31 +23,52 @@ def placement(spec: llmserver_api.LLMServerSpec) -> Placement:
     """Proxy mode, mlx/mlx-vlm (or an explicit spec.apple) on Macs, everything else on the cluster."""
     if spec.mode == llmserver_api.Mode.PROXY:
         return Placement.PROXY
-    backend = engine_args.resolve_backend(spec)
+    backend = spec.backend
     if backend in (llmserver_api.Backend.MLX, llmserver_api.Backend.MLX_VLM) or spec.apple is not None:
         return Placement.APPLE
     return Placement.KUBERNETES
 
 
-def download_children(server: llmserver_api.LLMServer, settings: settings_mod.Settings) -> list[common.Manifest]:
-    """ServiceAccount, Role, RoleBinding, cache PVC and Job of a Hugging Face source, in apply order."""
+@dataclasses.dataclass(frozen=True)
+class DownloadChildren:
+    """What a Hugging Face source needs before the runtime can start, grouped by how each is written.
+
+    The one list of download children: `llmserver render` prints `in_apply_order()`, and the
+    reconciler applies `identity`, creates `cache` once and `job` as an immutable Job, so the two
+    cannot drift apart.
+    """
+
+    identity: tuple[common.Manifest, ...]  # ServiceAccount, Role, RoleBinding: kept up to date
+    cache: common.Manifest  # the model cache PVC: created when missing, never patched
+    job: common.Manifest  # the download Job: its pod template is immutable
+
+    def in_apply_order(self) -> list[common.Manifest]:
+        """Identity first (the Job's pod runs as it), then the claim, then the Job."""
+        return [*self.identity, self.cache, self.job]
+
+
+def download_children(server: llmserver_api.LLMServer, settings: settings_mod.Settings) -> DownloadChildren | None:
+    """The download children of a Hugging Face source; None for a source used in place (a PVC)."""
     if not download.needs_download(server):
-        return []
-    return [
-        download.build_download_service_account(server, settings),
-        download.build_download_role(server, settings),
-        download.build_download_role_binding(server, settings),
-        cache.build_cache_pvc(server, settings),
-        download.build_download_job(server, settings),
-    ]
+        return None
+    return DownloadChildren(
+        identity=(
+            download.build_download_service_account(server, settings),
+            download.build_download_role(server, settings),
+            download.build_download_role_binding(server, settings),
+        ),
+        cache=cache.build_cache_pvc(server, settings),
+        job=download.build_download_job(server, settings),
+    )
 
 
 def all_children(server: llmserver_api.LLMServer, settings: settings_mod.Settings) -> list[common.Manifest]:
     """Every object the operator writes for this server once its model is downloaded."""
     if placement(server.spec) != Placement.KUBERNETES:
         return []
+    downloading = download_children(server, settings)
     return [
-        *download_children(server, settings),
+        *(downloading.in_apply_order() if downloading else []),
         deployment.build_deployment(server, settings),
         service.build_service(server, settings),
     ]

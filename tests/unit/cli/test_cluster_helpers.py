@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from llmserver_cli.commands import cluster, list_loaded, scaling
+from llmserver_cli import cluster
+from llmserver_cli.commands import list_loaded, scaling
 from llmserver_cli.local import state
 
 

@@ -220,7 +220,7 @@ def test_cache_claim_from_spec_or_settings(settings: settings_mod.Settings) -> N
 
 def test_pvc_source_is_mounted_in_place_without_a_download(settings: settings_mod.Settings) -> None:
     pvc = server(source={"pvc": {"claimName": "models", "path": "qwen/q4.gguf"}})
-    assert plan.download_children(pvc, settings) == []
+    assert plan.download_children(pvc, settings) is None
     obj = deployment.build_deployment(pvc, settings)
     args = container(obj)["args"]
     assert args[args.index("--model") + 1] == "/models/qwen/q4.gguf"

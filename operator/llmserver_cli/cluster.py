@@ -1,8 +1,10 @@
 """What the cluster-side commands share: the kubeconfig options, one API client, LLMServer
 get/list/create/patch, and API errors turned into one readable line (never a traceback).
 
-Not a subcommand: a helper the command modules import. The CLI is synchronous and short-lived,
-so it uses the official `kubernetes` client directly rather than the operator's async plumbing.
+It lives beside `commands/`, not in it: it is a helper the command modules import, not a
+subcommand. The CLI is short-lived and speaks to the cluster as a user (kubeconfig contexts,
+typed per-verb errors), so it uses the official `kubernetes` client's typed APIs directly rather
+than the operator's `kube.Kube`, which is built for the operator's own identity and kinds.
 """
 
 from __future__ import annotations

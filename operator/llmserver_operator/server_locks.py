@@ -1,7 +1,9 @@
-"""Per-LLMServer serialization of reconciles, with coalescing of bursts of child events.
+"""One reconcile at a time per LLMServer, with coalescing of bursts of child events.
 
-A pod flapping or a rollout sends many events for one LLMServer; one reconcile running plus one
-pending is enough to see the latest state, so further triggers while one is pending are dropped.
+kopf runs handlers in worker threads, and a server's own change and its children's changes can
+arrive together: without a per-server lock two passes would race on the same children. A pod
+flapping or a rollout sends many events for one LLMServer; one reconcile running plus one pending
+is enough to see the latest state, so further triggers while one is pending are dropped.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-class Serializer:
-    """Runs callables one at a time per key; `coalesce=True` skips a call when one is already waiting."""
+class ServerLocks:
+    """A lock per key (an LLMServer's namespace and name); `coalesce=True` skips a call when one is already waiting."""
 
     def __init__(self) -> None:
         self._guard = threading.Lock()
