@@ -11,18 +11,10 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import enum
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-
-class Capability(str, enum.Enum):
-    """What a loaded model can do. Values equal the CRD's capability enum."""
-
-    TEXT_GENERATION = "TextGeneration"
-    EMBEDDINGS = "Embeddings"
-    VISION = "Vision"
-    RERANK = "Rerank"
+import llmserver_api
 
 
 class BackendError(Exception):
@@ -86,7 +78,7 @@ class BackendConfig:
     model_path: str
     served_model_name: str
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
-    capabilities: frozenset[Capability] | None = None  # None: detect from the model
+    capabilities: frozenset[llmserver_api.Capability] | None = None  # None: detect from the model
     trust_remote_code: bool = False
     extra_args: tuple[str, ...] = ()
 
@@ -164,7 +156,7 @@ class ModelBackend(abc.ABC):
 
     @property
     @abc.abstractmethod
-    def capabilities(self) -> frozenset[Capability]:
+    def capabilities(self) -> frozenset[llmserver_api.Capability]:
         """Capabilities of the loaded model (explicit config wins over detection)."""
 
     @property
@@ -186,12 +178,12 @@ class ModelBackend(abc.ABC):
 
     async def warm_up(self) -> None:
         """Runs one tiny request so the first real one is not slow; `/ready` waits for it."""
-        if Capability.TEXT_GENERATION in self.capabilities:
+        if llmserver_api.Capability.TEXT_GENERATION in self.capabilities:
             async for _ in self.complete("Hello", SamplingParams(max_tokens=1, temperature=0.0)):
                 pass
-        elif Capability.EMBEDDINGS in self.capabilities:
+        elif llmserver_api.Capability.EMBEDDINGS in self.capabilities:
             await self.embed(["Hello"])
-        elif Capability.RERANK in self.capabilities:
+        elif llmserver_api.Capability.RERANK in self.capabilities:
             await self.rerank("Hello", ["world"])
 
     def count_tokens(self, text: str) -> int:

@@ -23,6 +23,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+import llmserver_api
 from llmserver_backends import base
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -66,8 +67,8 @@ class FakeBackend(base.ModelBackend):
         self.tokens_generated = 0
 
     @property
-    def capabilities(self) -> frozenset[base.Capability]:
-        return self.config.capabilities or frozenset(base.Capability)
+    def capabilities(self) -> frozenset[llmserver_api.Capability]:
+        return self.config.capabilities or frozenset(llmserver_api.Capability)
 
     @property
     def max_concurrency(self) -> int:
@@ -95,7 +96,7 @@ class FakeBackend(base.ModelBackend):
 
     def chat(self, messages: list[base.ChatMessage], params: base.SamplingParams) -> AsyncIterator[base.Delta]:
         images = [image for message in messages for image in message.images]
-        if images and base.Capability.VISION not in self.capabilities:
+        if images and llmserver_api.Capability.VISION not in self.capabilities:
             raise base.UnsupportedRequest("the fake model was configured without Vision")
         prompt = self.render_chat(messages)
         n_prompt = self.count_tokens(prompt) + len(images) * int(self.options["image_tokens"])
@@ -163,13 +164,13 @@ class FakeBackend(base.ModelBackend):
         return [v / norm for v in vector], len(tokens)
 
     async def embed(self, texts: list[str]) -> base.Embeddings:
-        if base.Capability.EMBEDDINGS not in self.capabilities:
+        if llmserver_api.Capability.EMBEDDINGS not in self.capabilities:
             raise base.UnsupportedRequest("the fake model was configured without Embeddings")
         pairs = [self._vector(text) for text in texts]
         return base.Embeddings(vectors=[v for v, _ in pairs], prompt_tokens=sum(n for _, n in pairs))
 
     async def rerank(self, query: str, documents: list[str]) -> base.RerankScores:
-        if base.Capability.RERANK not in self.capabilities:
+        if llmserver_api.Capability.RERANK not in self.capabilities:
             raise base.UnsupportedRequest("the fake model was configured without Rerank")
         q, q_tokens = self._vector(query)
         scores: list[float] = []

@@ -30,6 +30,7 @@ import llama_cpp
 from llama_cpp import llama_chat_format
 from llmserver_api import detection
 
+import llmserver_api
 from llmserver_backends import base, threads
 
 # Architectures llama.cpp runs as encoders: they embed, they cannot generate.
@@ -80,11 +81,11 @@ class LlamaCppBackend(base.ModelBackend):
         self._executor = threads.single_worker("llama-cpp")
         self._llm: llama_cpp.Llama | None = None
         self._embedder: llama_cpp.Llama | None = None
-        self._capabilities: frozenset[base.Capability] = frozenset()
+        self._capabilities: frozenset[llmserver_api.Capability] = frozenset()
         self._format: Callable[..., llama_chat_format.ChatFormatterResponse] | None = None
 
     @property
-    def capabilities(self) -> frozenset[base.Capability]:
+    def capabilities(self) -> frozenset[llmserver_api.Capability]:
         return self._capabilities
 
     @property
@@ -108,19 +109,19 @@ class LlamaCppBackend(base.ModelBackend):
         }
         return {**kwargs, **self._extra}
 
-    def _detect(self, metadata: dict[str, str]) -> frozenset[base.Capability]:
+    def _detect(self, metadata: dict[str, str]) -> frozenset[llmserver_api.Capability]:
         arch = metadata.get("general.architecture", "")
         if self.config.capabilities is not None:
             wanted = self.config.capabilities
         elif arch in _ENCODER_ARCHS:
-            wanted = frozenset({base.Capability.EMBEDDINGS})
+            wanted = frozenset({llmserver_api.Capability.EMBEDDINGS})
         else:
-            wanted = frozenset({base.Capability.TEXT_GENERATION})
-        unsupported = wanted - {base.Capability.TEXT_GENERATION, base.Capability.EMBEDDINGS}
+            wanted = frozenset({llmserver_api.Capability.TEXT_GENERATION})
+        unsupported = wanted - {llmserver_api.Capability.TEXT_GENERATION, llmserver_api.Capability.EMBEDDINGS}
         if unsupported:
             names = ", ".join(sorted(c.value for c in unsupported))
             raise base.BackendError(f"the llama-cpp backend does not support {names}")
-        if base.Capability.TEXT_GENERATION in wanted and arch in _ENCODER_ARCHS:
+        if llmserver_api.Capability.TEXT_GENERATION in wanted and arch in _ENCODER_ARCHS:
             raise base.BackendError(f"a {arch} GGUF is an encoder: it cannot do TextGeneration")
         return wanted
 
@@ -131,10 +132,10 @@ class LlamaCppBackend(base.ModelBackend):
         reader.close()
         self._capabilities = self._detect(metadata)
         kwargs = self._kwargs(metadata)
-        if base.Capability.TEXT_GENERATION in self._capabilities:
+        if llmserver_api.Capability.TEXT_GENERATION in self._capabilities:
             self._llm = llama_cpp.Llama(model_path=path, **kwargs)
             self._format = self._chat_formatter(self._llm)
-        if base.Capability.EMBEDDINGS in self._capabilities:
+        if llmserver_api.Capability.EMBEDDINGS in self._capabilities:
             arch = metadata.get("general.architecture", "")
             embed_kwargs = {**kwargs, "embedding": True}
             if f"{arch}.pooling_type" not in metadata and "pooling_type" not in self._extra:

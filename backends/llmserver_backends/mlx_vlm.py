@@ -17,6 +17,7 @@ import io
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import llmserver_api
 from llmserver_backends import base, mlx_worker
 
 _PREPARED = ("input_ids", "pixel_values", "attention_mask")
@@ -28,7 +29,7 @@ class MlxVlmBackend(mlx_worker.MlxWorkerBackend[Inputs]):
 
     kind = "mlx-vlm"
     engine_name = "mlx-vlm"
-    default_capabilities = frozenset({base.Capability.TEXT_GENERATION, base.Capability.VISION})
+    default_capabilities = frozenset({llmserver_api.Capability.TEXT_GENERATION, llmserver_api.Capability.VISION})
     managed = frozenset({
         "input_ids", "model", "pixel_values", "mask", "max_tokens", "temperature", "top_p", "seed",
         "max_kv_size", "prompt_cache", "sampler",

@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Generic, TypeVar
 
+import llmserver_api
 from llmserver_backends import base, mlx_generation, threads
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ class MlxWorkerBackend(base.ModelBackend, Generic[P]):
     """Worker thread, load/unload, context length and the generation loop; a subclass says how to
     load (`load_engine`), how many tokens its inputs hold and how to start the engine's stream."""
 
-    default_capabilities: frozenset[base.Capability] = frozenset({base.Capability.TEXT_GENERATION})
+    default_capabilities: frozenset[llmserver_api.Capability] = frozenset({llmserver_api.Capability.TEXT_GENERATION})
     engine_name: str = "mlx"  # in log lines: mlx-lm or mlx-vlm
     # generate_step arguments the subclass sets itself (extraArgs may set the others).
     managed: frozenset[str] = frozenset()
@@ -50,7 +51,7 @@ class MlxWorkerBackend(base.ModelBackend, Generic[P]):
         self._engine_kwargs: dict[str, Any] = {}
 
     @property
-    def capabilities(self) -> frozenset[base.Capability]:
+    def capabilities(self) -> frozenset[llmserver_api.Capability]:
         if self.config.capabilities is not None:
             return self.config.capabilities
         return self.default_capabilities

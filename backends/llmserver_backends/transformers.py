@@ -17,6 +17,7 @@ import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import llmserver_api
 from llmserver_backends import base, threads
 from llmserver_backends import transformers_encoders as encoders
 from llmserver_backends import transformers_generation as generation
@@ -36,7 +37,7 @@ class TransformersBackend(base.ModelBackend):
         if config.options.get("load_in_4bit") and config.options.get("load_in_8bit"):
             raise ValueError("load_in_4bit and load_in_8bit are mutually exclusive")
         self._executor = threads.single_worker("transformers")
-        self._capabilities: frozenset[base.Capability] = config.capabilities or frozenset()
+        self._capabilities: frozenset[llmserver_api.Capability] = config.capabilities or frozenset()
         self._head: loading.Head | None = None
         self._model: Any = None
         self._tokenizer: Any = None
@@ -46,7 +47,7 @@ class TransformersBackend(base.ModelBackend):
         self._stop_ids: frozenset[int] = frozenset()
 
     @property
-    def capabilities(self) -> frozenset[base.Capability]:
+    def capabilities(self) -> frozenset[llmserver_api.Capability]:
         return self._capabilities
 
     @property
@@ -113,7 +114,7 @@ class TransformersBackend(base.ModelBackend):
         assert self._tokenizer is not None, "model not loaded"
         return len(self._tokenizer(text, add_special_tokens=True)["input_ids"])
 
-    def _require(self, capability: base.Capability) -> None:
+    def _require(self, capability: llmserver_api.Capability) -> None:
         if capability not in self._capabilities:
             raise base.UnsupportedRequest(f"this model was loaded without the {capability.value} capability")
 
@@ -139,7 +140,7 @@ class TransformersBackend(base.ModelBackend):
     def _generate(
         self, prompt: Callable[[], list[int]], params: base.SamplingParams, param: str, cancel: threads.CancelToken
     ) -> Iterator[base.Delta]:
-        self._require(base.Capability.TEXT_GENERATION)
+        self._require(llmserver_api.Capability.TEXT_GENERATION)
         tokens = prompt()
         limit = self._context_length
         if limit is not None:
@@ -169,7 +170,7 @@ class TransformersBackend(base.ModelBackend):
     # -- encoders -------------------------------------------------------------------------------
 
     def _embed_sync(self, texts: list[str]) -> base.Embeddings:
-        self._require(base.Capability.EMBEDDINGS)
+        self._require(llmserver_api.Capability.EMBEDDINGS)
         causal = self._head is loading.Head.CAUSAL_LM
         return encoders.embed(
             self._model, self._tokenizer, texts, mode=self._pooling, max_length=self._embed_max, causal=causal
@@ -179,7 +180,7 @@ class TransformersBackend(base.ModelBackend):
         return await threads.run(self._executor, self._embed_sync, texts)
 
     def _rerank_sync(self, query: str, documents: list[str]) -> base.RerankScores:
-        self._require(base.Capability.RERANK)
+        self._require(llmserver_api.Capability.RERANK)
         return encoders.rerank(self._model, self._tokenizer, query, documents, self._context_length)
 
     async def rerank(self, query: str, documents: list[str]) -> base.RerankScores:

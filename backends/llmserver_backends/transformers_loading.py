@@ -11,6 +11,7 @@ import json
 import pathlib
 from typing import Any
 
+import llmserver_api
 from llmserver_backends import base
 
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -34,30 +35,30 @@ def is_sentence_transformer(model_path: str) -> bool:
     return (pathlib.Path(model_path) / "modules.json").is_file()
 
 
-def detect_capabilities(config: Any, model_path: str) -> frozenset[base.Capability]:
+def detect_capabilities(config: Any, model_path: str) -> frozenset[llmserver_api.Capability]:
     """What the model can do, from its declared architecture (never by trying)."""
     archs = architectures(config)
     if any(a.endswith("ForSequenceClassification") for a in archs):
-        return frozenset({base.Capability.RERANK})
+        return frozenset({llmserver_api.Capability.RERANK})
     if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
-        return frozenset({base.Capability.TEXT_GENERATION})
+        return frozenset({llmserver_api.Capability.TEXT_GENERATION})
     if is_sentence_transformer(model_path) or any(a.endswith("Model") for a in archs):
-        return frozenset({base.Capability.EMBEDDINGS})
+        return frozenset({llmserver_api.Capability.EMBEDDINGS})
     raise base.BackendError(
         f"the transformers backend cannot tell what architectures {archs or '(none declared)'} do; "
         "set the capabilities explicitly (TextGeneration, Embeddings or Rerank)"
     )
 
 
-def choose_head(capabilities: frozenset[base.Capability], config: Any) -> Head:
+def choose_head(capabilities: frozenset[llmserver_api.Capability], config: Any) -> Head:
     """The Auto class for the wanted capabilities; refuses combinations this backend can't serve."""
-    if base.Capability.VISION in capabilities:
+    if llmserver_api.Capability.VISION in capabilities:
         raise base.BackendError("the transformers backend does not support Vision (use mlx-vlm or vllm)")
-    if base.Capability.RERANK in capabilities:
-        if capabilities != {base.Capability.RERANK}:
+    if llmserver_api.Capability.RERANK in capabilities:
+        if capabilities != {llmserver_api.Capability.RERANK}:
             raise base.BackendError("a Rerank model (a cross-encoder) cannot also serve other capabilities")
         return Head.SEQUENCE_CLASSIFICATION
-    if base.Capability.TEXT_GENERATION in capabilities:
+    if llmserver_api.Capability.TEXT_GENERATION in capabilities:
         return Head.CAUSAL_LM  # Embeddings alongside: mean-pooled last hidden states
     if not capabilities:
         raise base.BackendError("no capabilities requested")

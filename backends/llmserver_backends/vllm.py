@@ -20,6 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import llmserver_api
 from llmserver_backends import base, vllm_args, vllm_inputs
 
 log = logging.getLogger(__name__)
@@ -67,12 +68,12 @@ class VllmBackend(base.ModelBackend):
     # -- what the engine can do --------------------------------------------------------------
 
     @property
-    def capabilities(self) -> frozenset[base.Capability]:
+    def capabilities(self) -> frozenset[llmserver_api.Capability]:
         if self.config.capabilities is not None:
             return self.config.capabilities
-        found = {base.Capability.TEXT_GENERATION}
+        found = {llmserver_api.Capability.TEXT_GENERATION}
         if self._multimodal:
-            found.add(base.Capability.VISION)
+            found.add(llmserver_api.Capability.VISION)
         return frozenset(found)
 
     @property

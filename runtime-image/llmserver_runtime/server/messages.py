@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import llmserver_api
 from llmserver_backends import base
 
 from llmserver_api.protocol import chat
@@ -24,7 +25,7 @@ async def convert(
                     texts.append(part.text)
                     continue
                 param = f"messages[{i}].content[{j}].image_url"
-                runtime.require(base.Capability.VISION, param)
+                runtime.require(llmserver_api.Capability.VISION, param)
                 parts.append(await loader.load(part.image_url.url, param))
             content = "\n".join(texts)
         else:

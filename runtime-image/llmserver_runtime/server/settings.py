@@ -8,6 +8,7 @@ from typing import Any
 
 import pydantic
 import pydantic_settings
+import llmserver_api
 from llmserver_backends import base
 
 # serve flags that are engine options: passed to the backend in BackendConfig.options when set.
@@ -76,7 +77,7 @@ class ServeSettings(pydantic_settings.BaseSettings):
             parse_capabilities(value)
         return value
 
-    def capability_set(self) -> frozenset[base.Capability] | None:
+    def capability_set(self) -> frozenset[llmserver_api.Capability] | None:
         """The --capabilities flag as a set; None means: let the backend detect them."""
         return parse_capabilities(self.capabilities) if self.capabilities else None
 
@@ -96,16 +97,17 @@ class ServeSettings(pydantic_settings.BaseSettings):
         )
 
 
-def parse_capabilities(value: str) -> frozenset[base.Capability]:
+def parse_capabilities(value: str) -> frozenset[llmserver_api.Capability]:
     """'TextGeneration,Embeddings' -> the set; an unknown name is a ValueError listing the known ones."""
-    known = {c.value.lower(): c for c in base.Capability}
-    result: set[base.Capability] = set()
+    known = {c.value.lower(): c for c in llmserver_api.Capability}
+    result: set[llmserver_api.Capability] = set()
     for item in value.split(","):
         name = item.strip()
         if not name:
             continue
         if name.lower() not in known:
-            raise ValueError(f"unknown capability {name!r}; known: {', '.join(c.value for c in base.Capability)}")
+            known_names = ", ".join(c.value for c in llmserver_api.Capability)
+            raise ValueError(f"unknown capability {name!r}; known: {known_names}")
         result.add(known[name.lower()])
     if not result:
         raise ValueError("capabilities must name at least one capability")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+import llmserver_api
 from llmserver_backends import base
 from starlette import requests
 
@@ -41,7 +42,7 @@ class Runtime:
         self.ready = True
         self.metrics.ready.set(1)
 
-    def check(self, model: str, capability: base.Capability, param: str | None = None) -> admission.Admission:
+    def check(self, model: str, capability: llmserver_api.Capability, param: str | None = None) -> admission.Admission:
         """Refuse work that this server cannot do; returns the admission controller to queue on."""
         if not self.ready or self.admission is None:
             raise errors.unavailable(f"The model `{self.model}` is still loading.", retry_after_s=5)
@@ -50,7 +51,7 @@ class Runtime:
         self.require(capability, param)
         return self.admission
 
-    def require(self, capability: base.Capability, param: str | None = None) -> None:
+    def require(self, capability: llmserver_api.Capability, param: str | None = None) -> None:
         """400 naming the capability when the loaded model lacks it."""
         if capability not in self.backend.capabilities:
             raise errors.capability_missing(self.model, capability.value, param)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import llmserver_api
 from llmserver_backends import base, registry
 from testkit.models import tiny_gguf  # noqa: F401 - session fixture
 
@@ -34,7 +35,7 @@ async def test_detects_text_generation_and_refuses_embeddings_it_was_not_loaded_
     backend = _backend(tiny_gguf)
     await backend.load()
     try:
-        assert backend.capabilities == {base.Capability.TEXT_GENERATION}
+        assert backend.capabilities == {llmserver_api.Capability.TEXT_GENERATION}
         assert backend.context_length == 256
         with pytest.raises(base.UnsupportedRequest, match="Embeddings"):
             await backend.embed(["x"])
@@ -52,7 +53,7 @@ async def test_detects_text_generation_and_refuses_embeddings_it_was_not_loaded_
 async def test_unsupported_capability_and_unknown_extra_args_fail_clearly(tiny_gguf: str) -> None:  # noqa: F811
     with pytest.raises(ValueError, match="unknown llama_cpp.Llama arguments in extra args: no_such_option"):
         _backend(tiny_gguf, "no_such_option=1")
-    backend = _backend(tiny_gguf, capabilities=frozenset({base.Capability.VISION}))
+    backend = _backend(tiny_gguf, capabilities=frozenset({llmserver_api.Capability.VISION}))
     with pytest.raises(base.BackendError, match="does not support Vision"):
         await backend.load()
 

@@ -11,12 +11,13 @@ import pytest
 import torch
 import transformers
 
+import llmserver_api
 from llmserver_backends import base, registry
 from testkit import models
 
 pytestmark = pytest.mark.timeout(300)
 
-Cap = base.Capability
+Cap = llmserver_api.Capability
 GREEDY = base.SamplingParams(max_tokens=24, temperature=0.0)
 
 

@@ -11,13 +11,14 @@ import pytest
 import torch
 import transformers
 
+import llmserver_api
 from llmserver_backends import base
 from llmserver_backends import transformers_generation as generation
 from llmserver_backends import transformers_loading as loading
 from llmserver_runtime.tiny_models import bpe
 
 pytestmark = pytest.mark.timeout(120)
-Cap = base.Capability
+Cap = llmserver_api.Capability
 
 
 def _config(*archs: str, **fields: object) -> types.SimpleNamespace:

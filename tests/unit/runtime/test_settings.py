@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pydantic
 import pytest
+import llmserver_api
 from llmserver_backends import base
 from llmserver_runtime.server import settings
 
@@ -23,8 +24,8 @@ def test_env_supplies_what_flags_do_not(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_capabilities_parse_case_insensitively() -> None:
     assert settings.parse_capabilities("textgeneration, Embeddings") == {
-        base.Capability.TEXT_GENERATION,
-        base.Capability.EMBEDDINGS,
+        llmserver_api.Capability.TEXT_GENERATION,
+        llmserver_api.Capability.EMBEDDINGS,
     }
 
 
@@ -45,7 +46,7 @@ def test_backend_config_carries_only_given_engine_options() -> None:
     )
     backend_config = config.backend_config()
     assert backend_config.options == {"n_ctx": 512, "n_gpu_layers": -1}
-    assert backend_config.capabilities == {base.Capability.TEXT_GENERATION}
+    assert backend_config.capabilities == {llmserver_api.Capability.TEXT_GENERATION}
     assert backend_config.extra_args == ("flash_attn=true",)
 
 

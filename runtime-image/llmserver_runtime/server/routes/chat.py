@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import fastapi
-from llmserver_backends import base
+import llmserver_api
 from starlette import requests, responses
 
 from llmserver_api.protocol import chat, common
@@ -38,7 +38,7 @@ async def chat_completions(body: chat.ChatCompletionRequest, request: requests.R
     """Chat completion, streamed as SSE or returned whole."""
     arrived = time.perf_counter()
     runtime = state.of(request)
-    gate = runtime.check(body.model, base.Capability.TEXT_GENERATION)
+    gate = runtime.check(body.model, llmserver_api.Capability.TEXT_GENERATION)
     route_common.refuse_if(body.logprobs, "logprobs", "logprobs")
     route_common.refuse_if(body.tools, "tools", "Tool calling")
     history = await messages.convert(body.messages, runtime, runtime.images)

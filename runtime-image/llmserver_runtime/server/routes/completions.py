@@ -6,7 +6,7 @@ import functools
 import time
 
 import fastapi
-from llmserver_backends import base
+import llmserver_api
 from starlette import requests, responses
 
 from llmserver_api.protocol import common, completions
@@ -44,7 +44,7 @@ async def create_completion(body: completions.CompletionRequest, request: reques
     """Text completion for each prompt (n choices each), streamed or whole."""
     arrived = time.perf_counter()
     runtime = state.of(request)
-    gate = runtime.check(body.model, base.Capability.TEXT_GENERATION)
+    gate = runtime.check(body.model, llmserver_api.Capability.TEXT_GENERATION)
     route_common.refuse_if(body.logprobs is not None, "logprobs", "logprobs")
     route_common.refuse_if(body.suffix is not None, "suffix", "suffix (fill-in-the-middle)")
     prompts = route_common.texts(body.prompt, "prompt", "prompts are")

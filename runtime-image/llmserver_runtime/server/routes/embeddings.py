@@ -6,6 +6,7 @@ import base64
 import struct
 
 import fastapi
+import llmserver_api
 from llmserver_backends import base
 from starlette import requests, responses
 
@@ -27,7 +28,7 @@ def _encode(vector: list[float], encoding: str) -> list[float] | str:
 async def create_embeddings(body: embeddings.EmbeddingRequest, request: requests.Request) -> responses.Response:
     """Embeds a batch of texts, vectors in input order."""
     runtime = state.of(request)
-    gate = runtime.check(body.model, base.Capability.EMBEDDINGS)
+    gate = runtime.check(body.model, llmserver_api.Capability.EMBEDDINGS)
     texts = route_common.texts(body.input, "input", "input is")
     try:
         async with disconnect.cancel_on_disconnect(request):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fastapi
+import llmserver_api
 from llmserver_backends import base
 from starlette import requests, responses
 
@@ -18,7 +19,7 @@ router = fastapi.APIRouter()
 async def create_rerank(body: rerank.RerankRequest, request: requests.Request) -> responses.Response:
     """Scores every document against the query; results best first, cut to top_n."""
     runtime = state.of(request)
-    gate = runtime.check(body.model, base.Capability.RERANK)
+    gate = runtime.check(body.model, llmserver_api.Capability.RERANK)
     documents = body.texts()
     try:
         async with disconnect.cancel_on_disconnect(request):
