@@ -111,23 +111,30 @@ class ChatCompletion(pydantic.BaseModel):
 
 
 class ChunkDelta(pydantic.BaseModel):
-    """What one stream chunk adds to a choice."""
+    """What one stream chunk adds to a choice: only the fields it sets go on the wire (OpenAI
+    sends `{"role": "assistant", "content": ""}` first, then `{"content": ...}`, and `{}` with the
+    finish reason)."""
 
     role: Literal["assistant"] | None = pydantic.Field(default=None, description="Only on the first chunk.")
     content: str | None = pydantic.Field(default=None, description="New text.")
 
+    @pydantic.model_serializer(mode="wrap")
+    def _without_nulls(self, handler: pydantic.SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {key: value for key, value in handler(self).items() if value is not None}
+
 
 class ChunkChoice(pydantic.BaseModel):
-    """One choice inside a stream chunk."""
+    """One choice inside a stream chunk (fields in OpenAI's order)."""
 
     index: int = pydantic.Field(description="Choice index.")
     delta: ChunkDelta = pydantic.Field(description="The increment.")
-    finish_reason: str | None = pydantic.Field(default=None, description="Set on the choice's last chunk.")
     logprobs: None = pydantic.Field(default=None, description="Always null.")
+    finish_reason: str | None = pydantic.Field(default=None, description="Set on the choice's last chunk.")
 
 
 class ChatCompletionChunk(pydantic.BaseModel):
-    """One streaming event; serialise with `exclude_unset=True` so deltas stay minimal."""
+    """One streaming event. `llmserver_api.protocol.stream` serialises it (no `usage` key but on
+    the usage chunk); the runtime's SSE templates are tested to write exactly that."""
 
     id: str = pydantic.Field(description="Same id on every chunk of a response.")
     object: Literal["chat.completion.chunk"] = pydantic.Field(

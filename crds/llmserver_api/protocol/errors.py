@@ -6,7 +6,6 @@ into a response with `status_code`, `headers` and `body()`."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -45,16 +44,21 @@ class APIError(Exception):
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
-        self.detail = ErrorDetail(message=message, type=type, param=param, code=code)
+        self.response = ErrorResponse(error=ErrorDetail(message=message, type=type, param=param, code=code))
         self.headers: dict[str, str] = dict(headers or {})
+
+    @property
+    def detail(self) -> ErrorDetail:
+        """The `error` object of the body."""
+        return self.response.error
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready body."""
-        return {"error": self.detail.model_dump()}
+        return self.response.model_dump()
 
     def body(self) -> bytes:
         """The encoded JSON body."""
-        return json.dumps(self.to_dict()).encode()
+        return self.response.model_dump_json().encode()
 
     def sse_event(self) -> bytes:
         """The error as one server-sent event, for failures after a stream has started."""

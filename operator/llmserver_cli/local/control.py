@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import aiohttp.web as web
 
+from llmserver_api.protocol import errors
+
 if TYPE_CHECKING:
     from llmserver_cli.local import supervisor as supervisor_module
 
@@ -28,9 +30,10 @@ WAKE_TIMEOUT_S = 600.0
 
 
 def _error(status: int, message: str, code: str, param: str | None = None) -> web.Response:
-    """OpenAI's error shape, like the gateway and the runtime."""
+    """OpenAI's one error shape (llmserver_api.protocol.errors), like the gateway and the runtime."""
     kind = "invalid_request_error" if status < 500 else "server_error"
-    return web.json_response({"error": {"message": message, "type": kind, "param": param, "code": code}}, status=status)
+    error = errors.APIError(status, message, type=kind, param=param, code=code)
+    return web.Response(status=status, body=error.body(), content_type="application/json")
 
 
 def _authorised(request: web.Request) -> bool:

@@ -1,9 +1,11 @@
 """Server-sent events for chat and completion streams.
 
 Chunks are written from pre-encoded templates (the id/model header is the same for every chunk):
-per-token JSON building is the server's hot path. The shapes match OpenAI's exactly: first chunk
-`{"role": "assistant", "content": ""}`, content deltas, a finish chunk per choice, an optional
-usage chunk with empty choices, then `data: [DONE]`."""
+per-token JSON building is the server's hot path. The shapes are the protocol models' (first
+chunk `{"role": "assistant", "content": ""}`, content deltas, a finish chunk per choice, an
+optional usage chunk with empty choices, then `data: [DONE]`); tests/unit/runtime/test_sse_chunks.py
+proves each template writes exactly what `llmserver_api.protocol.stream.event` makes of the
+`ChatCompletionChunk` or `Completion` model, byte for byte."""
 
 from __future__ import annotations
 
@@ -14,12 +16,12 @@ from typing import Any
 
 from starlette import requests, responses, types
 
-from llmserver_api.protocol import common
+from llmserver_api.protocol import common, stream
 from llmserver_runtime.server import errors, generation
 
 log = logging.getLogger("llmserver.runtime")
 
-DONE = b"data: [DONE]\n\n"
+DONE = stream.DONE
 OUTCOME = "llmserver.outcome"  # scope key: the status to book when it differs from the HTTP one
 
 
@@ -47,7 +49,7 @@ class ChunkWriter:
 
     def text(self, index: int, text: str, finish_reason: str | None = None) -> bytes:
         """One completion choice piece."""
-        choice = f'{{"index":{index},"text":{_dumps(text)},"logprobs":null,"finish_reason":{_dumps(finish_reason)}}}'
+        choice = f'{{"index":{index},"text":{_dumps(text)},"finish_reason":{_dumps(finish_reason)},"logprobs":null}}'
         return (self._head + choice + "]}\n\n").encode()
 
     def usage(self, usage: common.Usage) -> bytes:
