@@ -1,5 +1,6 @@
 """The Mac agent: registers an AppleNode, heartbeats through a Lease, and runs the mlx / mlx-vlm
-runtimes of the LLMServers the operator placed on this Mac, reporting each one's state and port.
+runtimes of the LLMServers the operator placed on this Mac on the shared hosting engine
+(hosting.engine), reporting each one's state and port in the AppleNode's status.
 
 It never decides placement: it serves what `status.placement.node` says and stops what moved away.
 Runtimes require a per-node API key (kept in a Secret the gateway reads), because a Mac's ports are
@@ -10,66 +11,57 @@ least-recently-used models are stopped until it fits, and idle ones can be unloa
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import contextlib
 import datetime
 import json
 import logging
 import os
 import pathlib
 import secrets
-import socket
 import time
 from typing import Any
 
-import aiohttp
-
 import llmserver_api
-
-from llmserver_operator import kube as kube_mod
 from llmserver_cli.apple import agent_settings, system
+from llmserver_cli.hosting import engine, hosted, settings as hosting_settings, steps
+from llmserver_operator import kube as kube_mod
 from llmserver_operator.apple import leases, placement, publishing
-from llmserver_cli.local import activity, commands, process, sources, units
 
 log = logging.getLogger("llmserver.agent")
 Manifest = dict[str, Any]
+# AppleNode.status.models[].state has no Pending or Unloading: a server waiting to load is
+# Starting; one being unloaded is no longer served.
+REPORTED_STATE = {"Pending": "Starting", "Unloading": "Unloaded"}
 
 
-@dataclasses.dataclass
-class ModelRun:
-    """One placed server on this Mac and the runtime serving it."""
-
-    key: str  # namespace/name
-    server: llmserver_api.LLMServer
-    generation: int | None
-    state: str = "Starting"
-    message: str = ""
-    port: int | None = None
-    memory_bytes: int | None = None
-    proc: process.ManagedProcess | None = None
-    task: asyncio.Task[None] | None = None
-    last_used: float = dataclasses.field(default_factory=time.monotonic)
-    usage: tuple[float, float] | None = None
-
-    def report(self) -> dict[str, Any]:
-        """The entry of AppleNode.status.models."""
-        entry = {"server": self.key, "model": self.server.spec.model, "state": self.state,
-                 "port": self.port, "memoryBytes": self.memory_bytes, "message": self.message}
-        return {k: v for k, v in entry.items() if v is not None}
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _files(path: pathlib.Path) -> dict[str, int]:
+def model_memory_bytes(path: pathlib.Path) -> int:
+    """The memory a model at `path` takes once loaded: the operator's own estimate."""
     if path.is_file():
-        return {path.name: path.stat().st_size}
-    return {str(p.relative_to(path)): p.stat().st_size for p in path.rglob("*") if p.is_file()}
+        files = {path.name: path.stat().st_size}
+    else:
+        files = {str(p.relative_to(path)): p.stat().st_size for p in path.rglob("*") if p.is_file()}
+    config_file = path / "config.json"
+    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    return placement.estimate_memory_bytes(files, config)
+
+
+def model_report(unit: hosted.Hosted) -> dict[str, Any]:
+    """The entry of AppleNode.status.models for one hosted server."""
+    entry = {"server": unit.key, "model": unit.model, "state": REPORTED_STATE.get(unit.phase, unit.phase),
+             "port": unit.port, "memoryBytes": unit.memory_bytes, "message": unit.message[:500]}
+    return {k: v for k, v in entry.items() if v is not None}
+
+
+def engine_settings(settings: agent_settings.AgentSettings, api_key: str) -> hosting_settings.EngineSettings:
+    """The hosting engine's knobs on a Mac: ports in order from the node's range, eviction by
+    memory, no wake on request (an unloaded model reloads on its next spec change)."""
+    return hosting_settings.EngineSettings(
+        python=settings.python, cache_dir=settings.cache_dir, log_dir=settings.log_dir,
+        env={**steps.child_env(dict(os.environ)), "LLMSERVER_API_KEY": api_key},
+        ready_timeout=settings.ready_timeout, bind_host=settings.bind_host,
+        port_range_start=settings.port_range_start, idle_unload=settings.idle_unload_seconds,
+        report_downloads=True, where=settings.node_name,
+    )  # fmt: skip
 
 
 class AppleAgent:
@@ -79,9 +71,13 @@ class AppleAgent:
         self.settings = settings
         self.kube = kube
         self.api_key = secrets.token_urlsafe(32)
-        self.runs: dict[str, ModelRun] = {}
+        budget = hosting_settings.MemoryBudget(estimate=model_memory_bytes,
+                                               available=lambda: system.available_memory_bytes())
+        self.engine = engine.Engine(engine_settings(settings, self.api_key), self._changed, budget=budget)
+        self.generations: dict[str, int | None] = {}
         self._reported: Any = None
-        self._http: aiohttp.ClientSession | None = None
+        self._report_lock = asyncio.Lock()
+        self._dirty = asyncio.Event()
 
     async def _api(self, method: str, *args: Any) -> Any:
         return await asyncio.to_thread(getattr(self.kube, method), *args)
@@ -143,150 +139,60 @@ class AppleAgent:
     async def sync(self) -> None:
         """Starts what was placed here, restarts what changed, stops what left; then reports."""
         wanted = await self.placed_here()
-        for key in [k for k in self.runs if k not in wanted or self.runs[k].generation != wanted[k][1]]:
-            await self._stop(self.runs.pop(key))
+        for key in [k for k in self.engine.units if k not in wanted or self.generations.get(k) != wanted[k][1]]:
+            await self.engine.remove(key)
+            self.generations.pop(key, None)
+        origin = self.settings.models_root / "manifest"  # relative pvc claimNames resolve under models_root
         for key, (server, generation) in wanted.items():
-            if key not in self.runs:
-                run = ModelRun(key=key, server=server, generation=generation)
-                self.runs[key] = run
-                run.task = asyncio.create_task(self._bring_up(run))
-        await self._track_usage()
+            if key not in self.engine.units:
+                self.generations[key] = generation
+                self.engine.launch(self.engine.add(key, server, origin))
+        await self.engine.track_usage()
         await self.report()
 
-    async def _bring_up(self, run: ModelRun) -> None:
-        s = self.settings
-        try:
-            origin = s.models_root / "manifest"  # relative pvc claimNames resolve under models_root
-            if run.server.spec.source and run.server.spec.source.hugging_face:
-                run.state, run.message = "Downloading", f"downloading {run.server.spec.source.hugging_face.repo}"
-                await self._download(run)
-            path = sources.model_path(run.server, origin, s.cache_dir)
-            if not path.exists():
-                raise units.LoadFailed(f"model path {path} does not exist on {s.node_name}")
-            config_file = path / "config.json"
-            config = json.loads(config_file.read_text()) if config_file.is_file() else {}
-            run.memory_bytes = placement.estimate_memory_bytes(_files(path), config)
-            await self._make_room(run)
-            run.port = self._next_port()
-            run.state, run.message = "Starting", f"loading {path.name}"
-            await self.report()
-            env = {**units.child_env(dict(os.environ)), "LLMSERVER_API_KEY": self.api_key}
-            run.proc = process.ManagedProcess(commands.serve(s.python, run.server, path, s.bind_host, run.port),
-                                              s.log_dir / f"{run.key.replace('/', '_')}.log", env=env)
-            await run.proc.start()
-            await self._wait_ready(run)
-            run.state, run.message, run.last_used = "Ready", f"serving on port {run.port}", time.monotonic()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # shown in status; the agent keeps serving the others
-            run.state, run.message = "Failed", str(exc)[:500]
-            log.warning("model %s failed: %s", run.key, run.message)
-            if run.proc is not None:
-                await run.proc.stop()
-        await self.report()
+    def _changed(self) -> None:
+        self._dirty.set()
 
-    async def _download(self, run: ModelRun) -> None:
-        target = sources.huggingface_path(run.server, self.settings.cache_dir)
-        if target.exists():
-            return
-        argv = [*commands.download(self.settings.python, run.server, self.settings.cache_dir), "--report-to", run.key]
-        proc = process.ManagedProcess(argv,
-                                      self.settings.log_dir / f"{run.key.replace('/', '_')}.download.log")
-        await proc.start()
-        if await proc.wait() != 0:
-            raise units.LoadFailed(f"download failed: {proc.tail(3) or 'no output'}")
-
-    def _next_port(self) -> int:
-        taken = {run.port for run in self.runs.values() if run.port}
-        port = self.settings.port_range_start
-        while port in taken or not _port_free(self.settings.bind_host, port):
-            port += 1
-        return port
-
-    async def _wait_ready(self, run: ModelRun) -> None:
-        assert run.proc is not None and self._http is not None
-        deadline = time.monotonic() + self.settings.ready_timeout
-        while time.monotonic() < deadline:
-            if run.proc.returncode is not None:
-                raise units.LoadFailed(f"runtime exited with code {run.proc.returncode}: {run.proc.tail(3)}")
-            if await units.http_ok(self._http, f"http://127.0.0.1:{run.port}/ready"):
-                return
-            await asyncio.sleep(0.25)
-        raise units.LoadFailed(f"runtime not ready after {self.settings.ready_timeout:.0f}s")
-
-    async def _make_room(self, run: ModelRun) -> None:
-        """Evicts least-recently-used Ready models until the new one fits in free memory."""
-        needed = run.memory_bytes or 0
-        while system.available_memory_bytes() < needed:
-            victims = sorted((r for r in self.runs.values() if r is not run and r.state == "Ready"),
-                             key=lambda r: r.last_used)
-            if not victims:
-                return  # nothing left to evict: try anyway, a load failure is reported
-            victim = victims[0]
-            await self._stop(victim)
-            victim.state, victim.message = "Unloaded", f"evicted (least recently used) to make room for {run.key}"
-            log.info("evicted %s for %s", victim.key, run.key)
-
-    async def _track_usage(self) -> None:
-        """Learns use from each runtime's /metrics; unloads models idle past the setting."""
-        assert self._http is not None
-        for run in self.runs.values():
-            if run.state != "Ready" or run.port is None:
-                continue
+    async def _report_changes(self) -> None:
+        """Reports soon after every change the engine announces (coalesced)."""
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
             try:
-                async with self._http.get(f"http://127.0.0.1:{run.port}/metrics",
-                                          timeout=aiohttp.ClientTimeout(total=2)) as response:
-                    current = activity.signature(await response.text())
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
-                continue
-            if activity.used_since(run.usage, current):
-                run.last_used = time.monotonic()
-            run.usage = current
-            idle = self.settings.idle_unload_seconds
-            if idle and time.monotonic() - run.last_used > idle:
-                await self._stop(run)
-                run.state, run.message = "Unloaded", f"idle for more than {idle:.0f}s"
-
-    async def _stop(self, run: ModelRun) -> None:
-        if run.task is not None and not run.task.done():
-            run.task.cancel()
-            await asyncio.gather(run.task, return_exceptions=True)
-        if run.proc is not None:
-            await run.proc.stop()
-            run.proc = None
-        run.port = None
+                await self.report()
+            except kube_mod.ApiError as exc:
+                log.warning("status report failed, retrying on the next change: %s", exc)
 
     async def report(self) -> None:
         """Writes status.models when it changed (heartbeats go to the Lease, not here)."""
-        models = [run.report() for _, run in sorted(self.runs.items())]
-        allocated = sum(run.memory_bytes or 0 for run in self.runs.values() if run.state in ("Starting", "Ready"))
-        status = {"models": models, "modelCount": len(models), "allocatedMemoryBytes": allocated}
-        if status == self._reported:
-            return
-        await self._api("patch_status", "AppleNode", None, self.settings.node_name, status)
-        self._reported = status
+        async with self._report_lock:
+            models = [model_report(unit) for _, unit in sorted(self.engine.units.items())]
+            allocated = sum(entry.get("memoryBytes", 0) for entry in models if entry["state"] in ("Starting", "Ready"))
+            status = {"models": models, "modelCount": len(models), "allocatedMemoryBytes": allocated}
+            if status == self._reported:
+                return
+            await self._api("patch_status", "AppleNode", None, self.settings.node_name, status)
+            self._reported = status
 
     # --- main loop -------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Registers, then heartbeats and syncs until `stop`; stops every runtime on the way out."""
-        self._http = aiohttp.ClientSession()
-        try:
-            await self.register()
-            beat_every = self.settings.lease_seconds / 3
-            next_beat = 0.0
-            while not stop.is_set():
-                if time.monotonic() >= next_beat:
-                    await self.heartbeat()
-                    next_beat = time.monotonic() + beat_every
-                try:
-                    await self.sync()
-                except kube_mod.ApiError as exc:
-                    log.warning("sync failed, retrying: %s", exc)
-                try:
-                    await asyncio.wait_for(stop.wait(), min(self.settings.sync_seconds, beat_every))
-                except asyncio.TimeoutError:
-                    pass
-        finally:
-            for run in self.runs.values():
-                await self._stop(run)
-            await self._http.close()
+        async with self.engine:
+            reporter = asyncio.create_task(self._report_changes(), name="agent-report")
+            try:
+                await self.register()
+                beat_every = self.settings.lease_seconds / 3
+                next_beat = 0.0
+                while not stop.is_set():
+                    if time.monotonic() >= next_beat:
+                        await self.heartbeat()
+                        next_beat = time.monotonic() + beat_every
+                    try:
+                        await self.sync()
+                    except kube_mod.ApiError as exc:
+                        log.warning("sync failed, retrying: %s", exc)
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(stop.wait(), min(self.settings.sync_seconds, beat_every))
+            finally:
+                reporter.cancel()
+                await asyncio.gather(reporter, return_exceptions=True)

@@ -18,8 +18,11 @@ import rich.console
 import rich.progress
 
 import llmserver_api.paths
-from llmserver_cli.commands import cluster, prewarm
-from llmserver_cli.local import commands, settings, units
+from llmserver_cli import cluster
+from llmserver_cli.commands import prewarm
+from llmserver_cli.hosting import argv as argv_builders
+from llmserver_cli.hosting import steps
+from llmserver_cli.local import settings
 
 
 def download_local(
@@ -37,7 +40,7 @@ def download_local(
         shutil.rmtree(target)  # the whole snapshot (its completion marker included)
     elif force and target.exists():
         target.unlink()  # only this file: the downloader sees it missing and fetches it again
-    argv = commands.download_repo(python, repo, file, revision, cache_dir)
+    argv = argv_builders.download_repo(python, repo, file, revision, cache_dir)
     output: list[str] = []
     columns = (
         rich.progress.SpinnerColumn(),
@@ -51,12 +54,12 @@ def download_local(
         task = progress.add_task(repo + (f" / {file}" if file else ""), total=None)
         proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-            env=units.child_env(dict(os.environ)),
+            env=steps.child_env(dict(os.environ)),
         )  # fmt: skip
         try:
             for line in proc.stdout or []:
                 output.append(line.rstrip())
-                seen = units.parse_progress(line)
+                seen = steps.parse_progress(line)
                 if seen is not None:
                     progress.update(task, completed=seen[0], total=seen[1])
             proc.wait()

@@ -12,7 +12,8 @@ import sys
 import click
 import rich.console
 
-from llmserver_cli.local import demo, display, manifests, settings, state, supervisor, units
+from llmserver_cli.hosting import steps
+from llmserver_cli.local import demo, display, manifests, settings, state, supervisor
 
 EPILOG = """\b
 Examples:
@@ -126,7 +127,7 @@ def _up(
     if not _port_free(host, port):
         err.print(f"[bold red]Refused:[/] port {port} on {host} is in use; pick another with --port.")
         sys.exit(1)
-    env = units.child_env(dict(os.environ))
+    env = steps.child_env(dict(os.environ))
     if with_demo:
         with err.status("generating the tiny demo model (offline)..."):
             try:

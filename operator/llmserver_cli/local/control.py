@@ -17,6 +17,7 @@ import aiohttp
 import aiohttp.web as web
 
 from llmserver_api.protocol import errors
+from llmserver_cli.local import state
 
 if TYPE_CHECKING:
     from llmserver_cli.local import supervisor as supervisor_module
@@ -54,23 +55,23 @@ async def _action(request: web.Request) -> web.Response:
     sup: supervisor_module.Supervisor = request.app[_SUPERVISOR]
     name = request.match_info["name"]
     snapshot = sup.snapshot().server(name)
-    unit = sup.units.get(snapshot.name) if snapshot else None
+    unit = sup.engine.units.get(snapshot.name) if snapshot else None
     if unit is None:
         return _error(404, f"no server or model named {name!r} in this `llmserver up`", "not_found", "name")
     if request.match_info["action"] == "unload":
-        await sup.unload(unit, "unloaded by `llmserver unload-model`", wakeable=False)
+        await sup.engine.unload(unit, "unloaded by `llmserver unload-model`", wakeable=False)
     else:
-        sup.load(unit)
-    return web.json_response(unit.state.model_dump())
+        sup.engine.load(unit)
+    return web.json_response(state.server_state(unit).model_dump())
 
 
 async def _wake(request: web.Request) -> web.StreamResponse:
     sup: supervisor_module.Supervisor = request.app[_SUPERVISOR]
-    unit = sup.units.get(request.match_info["name"])
+    unit = sup.engine.units.get(request.match_info["name"])
     if unit is None:
         return _error(404, "unknown model", "model_not_found", "model")
-    if not await sup.ensure_loaded(unit, WAKE_TIMEOUT_S) or unit.base_url is None:
-        return _error(503, f"model {unit.state.model!r} is not available: {unit.state.message}", "model_not_ready", "model")
+    if not await sup.engine.ensure_loaded(unit, WAKE_TIMEOUT_S) or unit.base_url is None:
+        return _error(503, f"model {unit.model!r} is not available: {unit.message}", "model_not_ready", "model")
     body = await request.read()
     headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
     url = f"{unit.base_url}/{request.match_info['tail']}"

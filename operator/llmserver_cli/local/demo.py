@@ -7,7 +7,8 @@ import pathlib
 import subprocess
 
 import llmserver_api
-from llmserver_cli.local import commands, manifests
+from llmserver_cli.hosting import argv
+from llmserver_cli.local import manifests
 
 DEMO_NAME = "tiny"
 
@@ -22,7 +23,7 @@ def generate(python: str, cache_dir: pathlib.Path, env: dict[str, str], timeout:
     out.mkdir(parents=True, exist_ok=True)
     try:
         done = subprocess.run(
-            commands.tiny_model(python, "gguf", out),
+            argv.tiny_model(python, "gguf", out),
             capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL, check=False,
         )  # fmt: skip
     except subprocess.TimeoutExpired as error:

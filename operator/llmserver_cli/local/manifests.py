@@ -15,7 +15,7 @@ import pydantic
 import yaml
 
 import llmserver_api
-from llmserver_cli.local import sources
+from llmserver_cli.hosting import sources
 
 _SUFFIXES = (".yaml", ".yml", ".json")
 

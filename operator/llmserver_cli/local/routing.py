@@ -1,4 +1,4 @@
-"""What the gateway should do with each model right now, decided from the units' state (pure).
+"""What the gateway should do with each model right now, decided from the hosted servers' state (pure).
 
 - Ready self-hosted server: its runtime.
 - Unloading (re-routed, runtime still up until the gateway re-read the config): the wake-up proxy
@@ -11,38 +11,35 @@
 
 from __future__ import annotations
 
-from llmserver_cli.local import gateway_config, sources, units
+from llmserver_cli.hosting import hosted
+from llmserver_cli.local import gateway_config, proxy
 
 
-def _loading(unit: units.Unit) -> bool:
-    return unit.task is not None and not unit.task.done() and unit.state.phase != "Ready"
-
-
-def route(unit: units.Unit, control_url: str | None) -> gateway_config.Route:
+def route(unit: hosted.Hosted, control_url: str | None) -> gateway_config.Route:
     """The gateway route of one server."""
-    spec = unit.manifest.server.spec
+    spec = unit.server.spec
     policy = spec.routing.policy.value
     if not unit.self_hosted:
-        if unit.state.phase != "Ready" or spec.proxy is None:
+        if unit.phase != "Ready" or spec.proxy is None:
             return gateway_config.Route(model=spec.model, policy=policy)
         ref = spec.proxy.api_key_secret_ref
         upstream = gateway_config.Upstream(
             url=spec.proxy.url,
             model=spec.proxy.upstream_model or spec.model,
-            api_key_env=sources.api_key_env(ref.key) if ref else None,
+            api_key_env=proxy.api_key_env(ref.key) if ref else None,
         )
         return gateway_config.Route(model=spec.model, policy=policy, upstream=upstream)
-    if unit.state.phase == "Ready" and unit.base_url:
+    if unit.phase == "Ready" and unit.base_url:
         endpoint = gateway_config.Endpoint(unit.base_url, True)
-    elif unit.state.phase == "Unloading" and not unit.wakeable:
+    elif unit.phase == "Unloading" and not unit.wakeable:
         return gateway_config.Route(model=spec.model, policy=policy)
-    elif control_url and (unit.wakeable or _loading(unit)):
-        endpoint = gateway_config.Endpoint(f"{control_url}/wake/{unit.state.name}", True)
+    elif control_url and (unit.wakeable or unit.loading):
+        endpoint = gateway_config.Endpoint(f"{control_url}/wake/{unit.key}", True)
     else:
         return gateway_config.Route(model=spec.model, policy=policy)
     return gateway_config.Route(model=spec.model, policy=policy, endpoints=(endpoint,))
 
 
-def routes(all_units: list[units.Unit], control_url: str | None) -> list[gateway_config.Route]:
+def routes(all_units: list[hosted.Hosted], control_url: str | None) -> list[gateway_config.Route]:
     """Routes of every server."""
     return [route(unit, control_url) for unit in all_units]

@@ -12,6 +12,8 @@ import tempfile
 
 import pydantic
 
+from llmserver_cli.hosting import hosted
+
 
 class ServerState(pydantic.BaseModel):
     """One LLMServer as local mode runs it."""
@@ -34,6 +36,26 @@ class ServerState(pydantic.BaseModel):
     def ready(self) -> bool:
         """True when the gateway can route to it now."""
         return self.phase == "Ready"
+
+
+def server_state(unit: hosted.Hosted) -> ServerState:
+    """One row of the state file (what `list-loaded --local` shows)."""
+    spec = unit.server.spec
+    return ServerState(
+        name=unit.key,
+        model=spec.model,
+        mode=spec.mode.value,
+        backend=spec.backend.value if unit.self_hosted else "-",
+        capabilities=[capability.value for capability in spec.capabilities or []],
+        upstream=spec.proxy.url if spec.proxy else None,
+        phase=unit.phase,
+        message=unit.message,
+        port=unit.port,
+        pid=unit.pid,
+        download_bytes=unit.download_bytes,
+        download_total=unit.download_total,
+        last_used=unit.last_used,
+    )
 
 
 class LocalState(pydantic.BaseModel):

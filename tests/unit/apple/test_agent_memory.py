@@ -1,14 +1,16 @@
-"""The Mac agent's memory management: LRU eviction before a load, idle unload, what it reports."""
+"""The Mac agent's side of the hosting lifecycle (the lifecycle itself is tested once, in
+tests/unit/hosting): how it configures the engine, estimates a model's memory and reports its
+models in AppleNode.status."""
 
 from __future__ import annotations
 
 import asyncio
-import time
-
-import pytest
+import json
+import pathlib
+from typing import Any
 
 import llmserver_api
-from llmserver_cli.apple import agent, agent_settings, system
+from llmserver_cli.apple import agent, agent_settings
 
 GiB = 2**30
 
@@ -20,85 +22,57 @@ def _server(name: str) -> llmserver_api.LLMServer:
     })
 
 
-class _Proc:
-    """Stands in for a runtime process: records that it was stopped."""
+class _Kube:
+    """Records status patches."""
 
     def __init__(self) -> None:
-        self.stopped = False
+        self.patches: list[tuple[str, str, dict[str, Any]]] = []
 
-    async def stop(self) -> None:
-        self.stopped = True
-
-
-def _agent(**settings: object) -> agent.AppleAgent:
-    return agent.AppleAgent(agent_settings.AgentSettings(address="127.0.0.1", **settings), kube=None)  # type: ignore[arg-type]
+    def patch_status(self, kind: str, namespace: str | None, name: str, status: dict[str, Any]) -> None:
+        self.patches.append((kind, name, status))
 
 
-def _ready(the_agent: agent.AppleAgent, name: str, last_used: float, memory: int) -> agent.ModelRun:
-    run = agent.ModelRun(key=f"ml/{name}", server=_server(name), generation=1, state="Ready", port=18000,
-                         memory_bytes=memory, last_used=last_used)
-    run.proc = _Proc()  # type: ignore[assignment]
-    the_agent.runs[run.key] = run
-    return run
+def _agent(**settings: object) -> tuple[agent.AppleAgent, _Kube]:
+    kube = _Kube()
+    the_agent = agent.AppleAgent(agent_settings.AgentSettings(address="127.0.0.1", node_name="mac-a", **settings),
+                                 kube=kube)  # type: ignore[arg-type]
+    return the_agent, kube
 
 
-def test_least_recently_used_models_are_evicted_until_the_new_one_fits(monkeypatch: pytest.MonkeyPatch) -> None:
-    the_agent = _agent()
-    oldest = _ready(the_agent, "oldest", last_used=1.0, memory=4 * GiB)
-    middle = _ready(the_agent, "middle", last_used=2.0, memory=4 * GiB)
-    newest = _ready(the_agent, "newest", last_used=3.0, memory=4 * GiB)
-    incoming = agent.ModelRun(key="ml/big", server=_server("big"), generation=1, memory_bytes=7 * GiB)
-    the_agent.runs[incoming.key] = incoming
-    # 2 GiB free now; every stopped model gives its memory back.
-    monkeypatch.setattr(system, "available_memory_bytes",
-                        lambda: 2 * GiB + sum(r.memory_bytes for r in the_agent.runs.values() if r.state == "Unloaded"))
-    asyncio.run(the_agent._make_room(incoming))
-    assert (oldest.state, middle.state, newest.state) == ("Unloaded", "Unloaded", "Ready")
-    assert oldest.port is None and "least recently used" in oldest.message and "ml/big" in oldest.message
-    reported = {entry["server"]: entry["state"] for entry in (run.report() for run in the_agent.runs.values())}
-    assert reported == {"ml/oldest": "Unloaded", "ml/middle": "Unloaded", "ml/newest": "Ready", "ml/big": "Starting"}
+def test_the_engine_evicts_by_memory_serves_the_node_port_range_and_never_wakes() -> None:
+    the_agent, _ = _agent(port_range_start=19000, idle_unload_seconds=30, bind_host="0.0.0.0")
+    config = the_agent.engine.config
+    assert the_agent.engine.budget is not None
+    knobs = (config.port_range_start, config.idle_unload, config.bind_host, config.where)
+    assert knobs == (19000, 30, "0.0.0.0", "mac-a")
+    assert not config.wake_on_request and config.max_loaded == 0 and config.report_downloads
+    assert config.env["LLMSERVER_API_KEY"] == the_agent.api_key  # runtimes demand the node's key
 
 
-def test_nothing_is_evicted_when_the_model_fits(monkeypatch: pytest.MonkeyPatch) -> None:
-    the_agent = _agent()
-    resident = _ready(the_agent, "resident", last_used=1.0, memory=4 * GiB)
-    incoming = agent.ModelRun(key="ml/small", server=_server("small"), generation=1, memory_bytes=GiB)
-    monkeypatch.setattr(system, "available_memory_bytes", lambda: 8 * GiB)
-    asyncio.run(the_agent._make_room(incoming))
-    assert resident.state == "Ready" and not resident.proc.stopped  # type: ignore[union-attr]
+def test_memory_estimate_reads_the_weights_and_config(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "model.safetensors").write_bytes(b"\0" * 4096)
+    small = agent.model_memory_bytes(tmp_path)
+    (tmp_path / "more.safetensors").write_bytes(b"\0" * 8 * 2**20)
+    (tmp_path / "config.json").write_text(json.dumps({"num_hidden_layers": 2}))
+    assert agent.model_memory_bytes(tmp_path) > small > 0
 
 
-def test_idle_models_are_unloaded(monkeypatch: pytest.MonkeyPatch) -> None:
-    the_agent = _agent(idle_unload_seconds=60)
-    idle = _ready(the_agent, "idle", last_used=time.monotonic() - 120, memory=GiB)
-    busy = _ready(the_agent, "busy", last_used=time.monotonic(), memory=GiB)
-    busy.port = 18001
-
-    class _Response:
-        def __init__(self, port: int) -> None:
-            # the idle runtime served 3 requests long ago; the busy one has one in flight now
-            in_flight = 0 if port == 18000 else 1
-            self.text_body = (
-                "# TYPE llmserver_requests_total counter\nllmserver_requests_total{model=\"m\"} 3\n"
-                f"# TYPE llmserver_requests_in_flight gauge\nllmserver_requests_in_flight {in_flight}\n"
-            )
-
-        async def __aenter__(self) -> _Response:
-            return self
-
-        async def __aexit__(self, *exc: object) -> None:
-            return None
-
-        async def text(self) -> str:
-            return self.text_body
-
-    class _Http:
-        def get(self, url: str, timeout: object) -> _Response:
-            return _Response(int(url.split(":")[2].split("/")[0]))
-
-    the_agent._http = _Http()  # type: ignore[assignment]
-    idle.usage = (3.0, 0.0)
-    busy.usage = (3.0, 0.0)
-    asyncio.run(the_agent._track_usage())
-    assert idle.state == "Unloaded" and "idle" in idle.message
-    assert busy.state == "Ready"
+def test_status_reports_every_model_with_states_the_applenode_schema_accepts() -> None:
+    the_agent, kube = _agent()
+    states = {"pending": "Pending", "downloading": "Downloading", "ready": "Ready", "going": "Unloading",
+              "idle": "Unloaded", "broken": "Failed"}  # fmt: skip
+    for name, phase in states.items():
+        unit = the_agent.engine.add(f"ml/{name}", _server(name), pathlib.Path("/m"))
+        unit.phase, unit.memory_bytes, unit.message = phase, GiB, "x" * 600
+    the_agent.engine.units["ml/ready"].port = 18000
+    asyncio.run(the_agent.report())
+    kind, node, status = kube.patches[-1]
+    assert (kind, node, status["modelCount"]) == ("AppleNode", "mac-a", 6)
+    reported = {entry["server"]: entry["state"] for entry in status["models"]}
+    assert reported == {"ml/pending": "Starting", "ml/downloading": "Downloading", "ml/ready": "Ready",
+                        "ml/going": "Unloaded", "ml/idle": "Unloaded", "ml/broken": "Failed"}  # fmt: skip
+    llmserver_api.AppleNodeStatus.model_validate(status)  # the CRD's own model takes it
+    assert status["allocatedMemoryBytes"] == 2 * GiB  # Starting and Ready hold memory
+    assert all(len(entry["message"]) == 500 for entry in status["models"])
+    asyncio.run(the_agent.report())
+    assert len(kube.patches) == 1  # unchanged: not written again

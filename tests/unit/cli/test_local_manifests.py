@@ -7,7 +7,8 @@ import textwrap
 
 import pytest
 
-from llmserver_cli.local import manifests, sources
+from llmserver_cli.hosting import sources
+from llmserver_cli.local import manifests, proxy
 
 
 def write(path: pathlib.Path, text: str) -> pathlib.Path:
@@ -118,6 +119,6 @@ def test_wrong_kind_and_yaml_errors(tmp_path: pathlib.Path) -> None:
 
 
 def test_api_key_env_is_named_after_the_secret_key() -> None:
-    assert sources.api_key_env("OPENAI_API_KEY") == "OPENAI_API_KEY"
-    assert sources.api_key_env("provider-key") == "PROVIDER_KEY"
-    assert sources.api_key_env("1st.key") == "_1ST_KEY"
+    assert proxy.api_key_env("OPENAI_API_KEY") == "OPENAI_API_KEY"
+    assert proxy.api_key_env("provider-key") == "PROVIDER_KEY"
+    assert proxy.api_key_env("1st.key") == "_1ST_KEY"

@@ -1,4 +1,4 @@
-"""Local mode's pure pieces: command lines, gateway config, activity from metrics, state file."""
+"""Local mode's pure pieces: gateway config, state file, how progress is shown."""
 
 from __future__ import annotations
 
@@ -9,46 +9,17 @@ import sys
 
 import yaml
 
+import pytest
+
 import llmserver_api
-from llmserver_cli.local import activity, commands, gateway_config, state
+from llmserver_cli.hosting import hosted
+from llmserver_cli.local import gateway_config, proxy, state
 
 
 def server(spec: dict[str, object]) -> llmserver_api.LLMServer:
     return llmserver_api.LLMServer.model_validate(
         {"apiVersion": llmserver_api.API_VERSION, "kind": "LLMServer", "metadata": {"name": "s"}, "spec": spec}
     )
-
-
-def test_serve_command_carries_backend_settings_and_extra_args() -> None:
-    s = server({
-        "model": "tiny", "backend": "llama-cpp", "source": {"pvc": {"claimName": "/m", "path": "t.gguf"}},
-        "llamaCpp": {"nCtx": 512, "nThreads": 2}, "capabilities": ["TextGeneration"], "extraArgs": ["--foo", "1"],
-    })  # fmt: skip
-    argv = commands.serve("/py", s, pathlib.Path("/m/t.gguf"), "127.0.0.1", 18081)
-    assert argv[:4] == ["/py", "-m", "llmserver_runtime", "serve"]
-    joined = " ".join(argv)
-    assert "--backend llama-cpp --model /m/t.gguf --served-model-name tiny --host 127.0.0.1 --port 18081" in joined
-    assert "--n-ctx 512" in joined and "--n-threads 2" in joined and "--capabilities TextGeneration" in joined
-    assert argv[-3:] == ["--", "--foo", "1"]
-
-
-def test_transformers_flags() -> None:
-    s = server({"model": "t", "backend": "transformers", "source": {"huggingFace": {"repo": "a/b"}},
-                "transformers": {"loadIn8bit": True, "dtype": "float32"}, "trustRemoteCode": True})  # fmt: skip
-    argv = commands.serve("/py", s, pathlib.Path("/c"), "127.0.0.1", 1)
-    assert "--load-in-8bit" in argv and "--load-in-4bit" not in argv and "--trust-remote-code" in argv
-    assert argv[argv.index("--dtype") + 1] == "float32"
-
-
-def test_download_and_gateway_commands() -> None:
-    s = server({"model": "q", "source": {"huggingFace": {"repo": "Qwen/Q", "file": "q.gguf", "revision": "v1"}}})
-    assert commands.download("/py", s, pathlib.Path("/cache")) == [
-        "/py", "-m", "llmserver_runtime", "download", "--repo", "Qwen/Q", "--revision", "v1", "--file", "q.gguf",
-        "--cache-dir", "/cache",
-    ]  # fmt: skip
-    assert commands.gateway("/py", pathlib.Path("/g.yaml"), "127.0.0.1", 8000) == [
-        "/py", "-m", "llmserver_gateway", "--config", "/g.yaml", "--host", "127.0.0.1", "--port", "8000"
-    ]
 
 
 def test_gateway_config_follows_the_contract_and_is_written_only_on_change(tmp_path: pathlib.Path) -> None:
@@ -82,21 +53,6 @@ def test_gateway_accepts_the_config_local_mode_writes() -> None:
     assert sorted(route.model for route in routes) == ["gpt", "off", "tiny"] and keys is None
 
 
-def test_activity_reads_the_runtime_metrics() -> None:
-    from llmserver_runtime.server import metrics as runtime_metrics
-    import prometheus_client
-
-    m = runtime_metrics.RuntimeMetrics("tiny", "llama-cpp")
-    idle = activity.signature(prometheus_client.generate_latest(m.registry).decode())
-    m.requests.labels(model="tiny", endpoint="chat", status="200").inc()
-    used = activity.signature(prometheus_client.generate_latest(m.registry).decode())
-    assert used[0] == idle[0] + 1
-    assert activity.used_since(idle, used) and not activity.used_since(used, used)
-    m.in_flight.labels(model="tiny").set(2)
-    busy = activity.signature(prometheus_client.generate_latest(m.registry).decode())
-    assert busy[1] == 2 and activity.used_since(busy, busy)
-
-
 def test_state_file_round_trip_and_stale_pid(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "state.json"
     current = state.LocalState(pid=os.getpid(), gateway_url="http://127.0.0.1:8000", token="t0ken",
@@ -112,12 +68,34 @@ def test_state_file_round_trip_and_stale_pid(tmp_path: pathlib.Path) -> None:
     assert not path.exists()
 
 
-def test_download_progress_lines_are_parsed_and_shown() -> None:
-    from llmserver_cli.local import display, units
+def test_download_progress_is_shown() -> None:
+    from llmserver_cli.local import display
 
-    assert units.parse_progress("progress: 1.5 MiB / 3.0 MiB (50%), 0/1 files [bytes=1572864/3145728] q.gguf") == (1572864, 3145728)
-    assert units.parse_progress("progress: 10 B, 0/? files [bytes=10/?]") == (10, None)
-    assert units.parse_progress("downloading org/x@main (commit abc): 1 file into /c") is None
     server = state.ServerState(name="q", model="q", mode="SelfHosted", backend="llama-cpp", phase="Downloading",
                                message="org/q", download_bytes=1572864, download_total=3145728)  # fmt: skip
     assert display.detail(server) == "org/q: 1.5 MiB / 3.0 MiB (50%)"
+
+
+def _hosted(spec: dict[str, object]) -> hosted.Hosted:
+    return hosted.Hosted(key="s", server=server(spec), origin=pathlib.Path("/m/s.yaml"), changed=lambda: None)
+
+
+def test_state_row_of_a_hosted_server() -> None:
+    unit = _hosted({"model": "gpt", "mode": "Proxy", "proxy": {"url": "https://p.example/v1"}})
+    unit.phase, unit.message = "Ready", "forwarding"
+    row = state.server_state(unit)
+    assert (row.name, row.model, row.mode, row.backend, row.upstream, row.phase) == (
+        "s", "gpt", "Proxy", "-", "https://p.example/v1", "Ready"
+    )
+    unit = _hosted({"model": "tiny", "backend": "llama-cpp", "source": {"pvc": {"claimName": "/m", "path": "t.gguf"}}})
+    unit.port, unit.download_bytes = 18081, 10
+    row = state.server_state(unit)
+    assert (row.backend, row.port, row.pid, row.download_bytes) == ("llama-cpp", 18081, None, 10)
+
+
+def test_a_proxy_is_ready_only_with_its_key_in_the_environment() -> None:
+    ref = {"name": "p", "key": "provider-key"}
+    unit = _hosted({"model": "gpt", "mode": "Proxy", "proxy": {"url": "https://p.example/v1", "apiKeySecretRef": ref}})
+    with pytest.raises(hosted.LoadFailed, match="PROVIDER_KEY"):
+        proxy.readiness({})(unit)
+    assert proxy.readiness({"PROVIDER_KEY": "sk"})(unit) == "forwarding to https://p.example/v1"

@@ -1,4 +1,4 @@
-"""Where a server's model files live on this machine, and where a proxy's API key comes from.
+"""Where a server's model files live on this machine (local mode and the Mac agent alike).
 
 In a cluster `source.pvc` names a PersistentVolumeClaim; locally there are no claims, so
 `claimName` is read as a folder: absolute, `~/...`, or relative to the manifest's own folder
@@ -10,7 +10,6 @@ between `llmserver download-model` and `llmserver up`.
 from __future__ import annotations
 
 import pathlib
-import re
 
 import llmserver_api
 import llmserver_api.paths
@@ -55,13 +54,3 @@ def check_local(server: llmserver_api.LLMServer, origin: pathlib.Path) -> list[s
             f"relative to the manifest, and path a file or folder inside it)"
         ]
     return []
-
-
-def api_key_env(key: str) -> str:
-    """The env var local mode reads a proxy's API key from: the Secret *key*, as an env var name.
-
-    `apiKeySecretRef: {name: openai, key: OPENAI_API_KEY}` reads `$OPENAI_API_KEY`;
-    `key: api-key` reads `$API_KEY`.
-    """
-    name = re.sub(r"[^A-Za-z0-9_]", "_", key).upper()
-    return f"_{name}" if name[:1].isdigit() else name

@@ -1,6 +1,6 @@
-"""Is a runtime being used? Requests go from the gateway straight to the runtime, so local mode
-learns about use from the runtime's own Prometheus metrics: the request counters grow, or
-requests are in flight. Pure parsing; the supervisor does the polling."""
+"""Is a runtime being used? Requests go from the gateway straight to the runtime, so the host
+(local mode, the Mac agent) learns about use from the runtime's own Prometheus metrics: the
+request counters grow, or requests are in flight. Pure parsing; the hosting engine polls."""
 
 from __future__ import annotations
 

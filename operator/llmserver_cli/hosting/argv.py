@@ -1,6 +1,6 @@
-"""Pure builders of the command lines local mode runs (docs/contracts.md, "The runtime command
-line"). Every child is `python -m llmserver_runtime ...` with this interpreter: the operator
-package never imports the runtime, it starts it."""
+"""Pure builders of the argv of every child process local mode and the Mac agent start
+(docs/contracts.md, "The runtime command line"). Every child is `python -m llmserver_runtime ...`
+(or the gateway) with this interpreter: the CLI starts the runtime, it does not import it."""
 
 from __future__ import annotations
 

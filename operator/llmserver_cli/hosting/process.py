@@ -1,6 +1,7 @@
-"""A child process local mode owns: its own session (so a terminal Ctrl-C reaches only
-`llmserver up`, which then stops children in order), output in a log file, stopped as a whole
-process group, and killed by the kernel if `llmserver up` itself dies (Linux PR_SET_PDEATHSIG)."""
+"""A child process the host owns (`llmserver up` or `llmserver agent`): its own session (so a
+terminal Ctrl-C reaches only the host, which then stops children in order), output in a log file,
+stopped as a whole process group, and killed by the kernel if the host itself dies (Linux
+PR_SET_PDEATHSIG)."""
 
 from __future__ import annotations
 

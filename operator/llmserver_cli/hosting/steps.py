@@ -1,0 +1,160 @@
+"""The steps that move one hosted server along: download, start a runtime on a port and wait for
+its /ready, stop it. The engine decides *when*; this module knows *how*."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import time
+from collections.abc import Callable
+
+import aiohttp
+
+from llmserver_cli.hosting import argv, hosted, process, settings, sources
+
+PROGRESS = re.compile(r"\[bytes=(\d+)/(\d+|\?)\]")
+
+
+def child_env(base: dict[str, str]) -> dict[str, str]:
+    """The environment of children. LLMSERVER_API_KEY is dropped: it would make a local runtime
+    demand a key the local gateway does not send (the Mac agent adds its own key back). The
+    gateway re-reads its config often, so a model that became ready (or was unloaded) is routed
+    accordingly within half a second."""
+    env = {key: value for key, value in base.items() if key != "LLMSERVER_API_KEY"}
+    env.setdefault("LLMSERVER_GATEWAY_CONFIG_POLL_SECONDS", "0.5")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def parse_progress(line: str) -> tuple[int, int | None] | None:
+    """(bytes done, bytes total or None) from a downloader progress line (`... [bytes=D/T] ...`)."""
+    match = PROGRESS.search(line)
+    if match is None:
+        return None
+    return int(match.group(1)), None if match.group(2) == "?" else int(match.group(2))
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the kernel just handed out on `host` (the child binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_free(host: str, port: int) -> bool:
+    """True when `port` on `host` can be bound now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def next_free_port(host: str, start: int, taken: set[int]) -> int:
+    """The first port from `start` that no other runtime holds and that is free on `host`."""
+    port = start
+    while port in taken or not port_free(host, port):
+        port += 1
+    return port
+
+
+async def http_ok(http: aiohttp.ClientSession, url: str) -> bool:
+    """True when GET `url` answers 200 within 2 s (readiness and health probes)."""
+    try:
+        async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as response:
+            return response.status == 200
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        return False
+
+
+async def download(unit: hosted.Hosted, config: settings.EngineSettings) -> None:
+    """Runs the shared downloader for a Hugging Face source. It returns at once, without network,
+    when the cache already holds a complete download, and resumes a partial one."""
+    spec = unit.server.spec
+    if spec.source is None or spec.source.hugging_face is None:
+        return
+    repo = spec.source.hugging_face.repo
+    unit.set("Downloading", f"{repo}: checking the cache")
+
+    def on_line(line: str) -> None:
+        progress = parse_progress(line)
+        if progress is not None:
+            unit.download_bytes, unit.download_total = progress
+            unit.message = repo
+            unit.changed()
+
+    command = argv.download(config.python, unit.server, config.cache_dir)
+    if config.report_downloads:
+        command += ["--report-to", unit.key]
+    proc = process.ManagedProcess(
+        command, config.log_dir / f"{unit.log_name}.download.log", env=child_env(config.env), on_line=on_line
+    )
+    await proc.start()
+    try:
+        code = await proc.wait()
+    except asyncio.CancelledError:
+        await proc.stop()
+        raise
+    target = sources.huggingface_path(unit.server, config.cache_dir)
+    if code != 0 or not target.exists():
+        recent = proc.tail(10).splitlines()
+        said = next((line for line in reversed(recent) if line.startswith("download failed")), None)
+        raise hosted.LoadFailed(
+            said or f"download of {repo} failed (exit {code}): {' / '.join(recent[-3:]) or 'no output'}"
+        )
+
+
+async def start(
+    unit: hosted.Hosted,
+    config: settings.EngineSettings,
+    http: aiohttp.ClientSession,
+    pick_port: Callable[[], int],
+    attempts: int = 2,
+) -> None:
+    """Starts the runtime on a free port and waits until its /ready says 200.
+
+    The port is free when chosen but another process may take it before the runtime binds it;
+    that one case is retried on a new port.
+    """
+    for attempt in range(attempts):
+        try:
+            await _start_once(unit, config, http, pick_port())
+            return
+        except hosted.LoadFailed:
+            recent = unit.process.tail(20).lower() if unit.process else ""
+            if attempt + 1 == attempts or "address already in use" not in recent:
+                raise
+            await stop(unit)
+
+
+async def _start_once(
+    unit: hosted.Hosted, config: settings.EngineSettings, http: aiohttp.ClientSession, port: int
+) -> None:
+    model_path = sources.model_path(unit.server, unit.origin, config.cache_dir)
+    unit.port = port
+    unit.set("Starting", f"loading {model_path.name}")
+    command = argv.serve(config.python, unit.server, model_path, config.bind_host, port)
+    unit.process = process.ManagedProcess(command, config.log_dir / f"{unit.log_name}.log", env=config.env)
+    await unit.process.start()
+    unit.changed()
+    deadline = time.monotonic() + config.ready_timeout
+    while time.monotonic() < deadline:
+        if unit.process.returncode is not None:
+            code, tail = unit.process.returncode, unit.process.tail(3) or "no output"
+            raise hosted.LoadFailed(f"runtime exited with code {code}: {tail}")
+        if await http_ok(http, f"{unit.base_url}/ready"):
+            unit.touch()
+            unit.set("Ready", f"serving on {config.bind_host}:{port}")
+            return
+        await asyncio.sleep(0.25)
+    raise hosted.LoadFailed(f"not ready after {config.ready_timeout:.0f}s (see {unit.process.log_path})")
+
+
+async def stop(unit: hosted.Hosted) -> None:
+    """Stops the runtime (if any) and forgets its port."""
+    proc, unit.process = unit.process, None
+    if proc is not None:
+        await proc.stop()
+    unit.port = None
