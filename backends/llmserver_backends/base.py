@@ -68,11 +68,10 @@ def _parse_scalar(raw: str) -> Any:
 class BackendConfig:
     """What a backend needs to load: a local model path plus its typed engine options.
 
-    `options` holds only the `serve` flags that were given, keyed by the flag's snake_case name:
-    n_gpu_layers, n_ctx, n_batch, n_threads (llama-cpp); tensor_parallel_size,
-    gpu_memory_utilization, max_model_len, dtype (vllm); load_in_4bit, load_in_8bit, dtype
-    (transformers); max_kv_size, max_tokens (mlx, mlx-vlm). `extra_args` are the words after `--`,
-    unchanged (see `parse_key_value_args` for engines that take key=value keywords).
+    `options` holds only the engine flags that were given, keyed by the flag's snake_case name
+    (`n_ctx`, `dtype`, ...); which flags exist and which engines take them is declared once, in
+    `llmserver_api.engine_flags.EngineFlags`. `extra_args` are the words after `--`, unchanged
+    (see `parse_key_value_args` for engines that take key=value keywords).
     """
 
     model_path: str

@@ -75,7 +75,7 @@ def _tolerations(server: llmserver_api.LLMServer, settings: settings_mod.Setting
 def pod_template(server: llmserver_api.LLMServer, settings: settings_mod.Settings) -> Manifest:
     """The runtime pod template, with a hash of itself so a rollout happens exactly when it changes."""
     spec = server.spec
-    backend = engine_args.resolve_backend(spec)
+    backend = spec.backend
     volumes, mounts = _volumes(server, settings)
     container: Manifest = {
         "name": "runtime",

@@ -1,7 +1,8 @@
-"""The runtime's `serve` command line, one pure builder per backend (docs/contracts.md).
+"""The runtime's `serve` command line for an LLMServer (docs/contracts.md).
 
-The Deployment builder and the Mac agent both turn an LLMServer into the same argument list, so
-it lives here, free of Kubernetes types.
+The Deployment builder and the local/Mac runners both turn an LLMServer into the same argument
+list, so it lives here, free of Kubernetes types. Which CRD field becomes which flag is declared
+once, in `llmserver_api.engine_flags`; this module adds only the operator's GPU defaults.
 """
 
 from __future__ import annotations
@@ -9,101 +10,43 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import llmserver_api
-from llmserver_api import llmserver
+from llmserver_api import engine_flags
 
 Backend = llmserver_api.Backend
 Spec = llmserver_api.LLMServerSpec
 
-
-def resolve_backend(spec: Spec) -> Backend:
-    """The engine a server runs on. `auto` is passed to the runtime, which decides from the files.
-
-    This is the one place that maps a spec to its engine: backend detection plugs in here.
-    """
-    return spec.backend
-
-
-def _flag(name: str, value: object) -> list[str]:
-    return [] if value is None else [name, str(value)]
+# Flags the operator fills from spec.resources.gpus when the config block leaves them unset:
+# llama-cpp offloads every layer, vLLM shards over the replica's GPUs.
+GPU_DEFAULTS: dict[str, Callable[[int], int]] = {
+    "n_gpu_layers": lambda gpus: -1,
+    "tensor_parallel_size": lambda gpus: gpus,
+}
 
 
-def llama_cpp_args(spec: Spec) -> list[str]:
-    """llama-cpp flags; with GPUs and no explicit n_gpu_layers every layer is offloaded."""
-    cfg = spec.llama_cpp or llmserver.LlamaCppConfig()
-    layers = cfg.n_gpu_layers
-    if layers is None and spec.resources.gpus > 0:
-        layers = -1
-    return (
-        _flag("--n-gpu-layers", layers)
-        + _flag("--n-ctx", cfg.n_ctx)
-        + _flag("--n-batch", cfg.n_batch)
-        + _flag("--n-threads", cfg.n_threads)
-    )
-
-
-def vllm_args(spec: Spec) -> list[str]:
-    """vLLM flags; tensor parallelism defaults to the GPUs of one replica."""
-    cfg = spec.vllm or llmserver.VllmConfig()
-    tensor_parallel = cfg.tensor_parallel_size
-    if tensor_parallel is None and spec.resources.gpus > 0:
-        tensor_parallel = spec.resources.gpus
-    return (
-        _flag("--tensor-parallel-size", tensor_parallel)
-        + _flag("--gpu-memory-utilization", cfg.gpu_memory_utilization)
-        + _flag("--max-model-len", cfg.max_model_len)
-        + ([] if cfg.dtype == "auto" else ["--dtype", cfg.dtype])
-    )
-
-
-def transformers_args(spec: Spec) -> list[str]:
-    """transformers flags: bitsandbytes quantisation and dtype."""
-    cfg = spec.transformers or llmserver.TransformersConfig()
+def engine_flag_args(spec: Spec, backend: Backend) -> list[str]:
+    """The flags of one engine's config block, with the GPU defaults where the block sets none."""
+    gpus = spec.resources.gpus
     out: list[str] = []
-    if cfg.load_in_4bit:
-        out.append("--load-in-4bit")
-    if cfg.load_in_8bit:
-        out.append("--load-in-8bit")
-    if cfg.dtype != "auto":
-        out += ["--dtype", cfg.dtype]
+    for flag, value in engine_flags.from_crd(spec, backend):
+        if value is None and gpus > 0 and flag.name in GPU_DEFAULTS:
+            value = GPU_DEFAULTS[flag.name](gpus)
+        out += flag.argv(value)
     return out
-
-
-def mlx_args(spec: Spec) -> list[str]:
-    """mlx-lm flags."""
-    cfg = spec.mlx or llmserver.MlxConfig()
-    return _flag("--max-kv-size", cfg.max_kv_size)
-
-
-def mlx_vlm_args(spec: Spec) -> list[str]:
-    """mlx-vlm flags."""
-    cfg = spec.mlx_vlm or llmserver.MlxVlmConfig()
-    return _flag("--max-kv-size", cfg.max_kv_size) + _flag("--max-tokens", cfg.max_tokens)
 
 
 def auto_args(spec: Spec) -> list[str]:
     """With `auto`, every config block the user wrote is passed on; the runtime uses its engine's."""
     out: list[str] = []
-    if spec.llama_cpp is not None:
-        out += llama_cpp_args(spec)
-    if spec.vllm is not None:
-        out += vllm_args(spec)
-    if spec.transformers is not None:
-        out += transformers_args(spec)
-    if spec.mlx is not None:
-        out += mlx_args(spec)
-    if spec.mlx_vlm is not None:
-        out += mlx_vlm_args(spec)
+    for engine in engine_flags.ENGINES:
+        if getattr(spec, engine_flags.config_attr(engine)) is not None:
+            out += engine_flag_args(spec, engine)
     return out
 
 
-BUILDERS: dict[Backend, Callable[[Spec], list[str]]] = {
-    Backend.LLAMA_CPP: llama_cpp_args,
-    Backend.VLLM: vllm_args,
-    Backend.TRANSFORMERS: transformers_args,
-    Backend.MLX: mlx_args,
-    Backend.MLX_VLM: mlx_vlm_args,
-    Backend.AUTO: auto_args,
-}
+def backend_args(spec: Spec) -> list[str]:
+    """The engine flags of spec.backend (for `auto`: of every block written)."""
+    return auto_args(spec) if spec.backend == Backend.AUTO else engine_flag_args(spec, spec.backend)
+
 
 # Engines known to run with a read-only root filesystem once HOME and caches point at /tmp.
 # vLLM (torch.compile, triton, flashinfer JIT) writes next to its packages, so it keeps a writable root.
@@ -118,11 +61,14 @@ READ_ONLY_ROOT: dict[Backend, bool] = {
 
 
 def serve_args(spec: Spec, model_path: str, port: int, host: str = "0.0.0.0") -> list[str]:
-    """Arguments after `llmserver-runtime`: `serve ...` with the backend's flags and spec.extraArgs."""
-    backend = resolve_backend(spec)
+    """Arguments after `llmserver-runtime`: `serve ...` with the backend's flags and spec.extraArgs.
+
+    `spec.backend` is used as written (`auto` included): the reconciler resolves `auto` first
+    (llmserver_operator.resolution) where it can, and the runtime decides the rest at start.
+    """
     args = [
         "serve",
-        "--backend", backend.value,
+        "--backend", spec.backend.value,
         "--model", model_path,
         "--served-model-name", spec.model,
         "--host", host,
@@ -132,7 +78,7 @@ def serve_args(spec: Spec, model_path: str, port: int, host: str = "0.0.0.0") ->
         args += ["--capabilities", ",".join(capability.value for capability in spec.capabilities)]
     if spec.trust_remote_code:
         args.append("--trust-remote-code")
-    args += BUILDERS[backend](spec)
+    args += backend_args(spec)
     if spec.extra_args:
         args += ["--", *spec.extra_args]
     return args
@@ -140,5 +86,4 @@ def serve_args(spec: Spec, model_path: str, port: int, host: str = "0.0.0.0") ->
 
 def needs_shm(spec: Spec) -> bool:
     """vLLM shares tensors between workers through /dev/shm; `auto` on GPUs may pick vLLM."""
-    backend = resolve_backend(spec)
-    return backend == Backend.VLLM or (backend == Backend.AUTO and spec.resources.gpus > 0)
+    return spec.backend == Backend.VLLM or (spec.backend == Backend.AUTO and spec.resources.gpus > 0)

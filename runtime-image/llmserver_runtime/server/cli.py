@@ -9,12 +9,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 import prometheus_client
 import pydantic
 import uvicorn
+from llmserver_api import engine_flags
 from llmserver_backends import base, registry
 
 from llmserver_runtime.server import app as app_module
@@ -68,6 +70,26 @@ def run(config: settings.ServeSettings, backend: base.ModelBackend) -> int:
 
 _INT = click.INT
 _FLOAT = click.FLOAT
+_CLICK_TYPES: dict[type, click.ParamType] = {int: click.INT, float: click.FLOAT, str: click.STRING}
+_Command = TypeVar("_Command", bound=Callable[..., Any])
+
+
+def engine_flag_options(command: _Command) -> _Command:
+    """One click option per engine flag of `llmserver_api.engine_flags`, their one declaration.
+
+    Like llama-cpp-python's server CLI, the options come from the settings model: a flag added
+    there is a `serve` option, an env name and an engine option without another edit. Unset
+    options stay None so that env and the settings' defaults apply.
+    """
+    for flag in reversed(engine_flags.flags()):
+        if flag.is_switch:
+            option = click.option(flag.option, is_flag=True, default=None, help=flag.help)
+        else:
+            option = click.option(
+                flag.option, type=_CLICK_TYPES[flag.value_type], metavar=flag.metavar, help=flag.help
+            )
+        command = option(command)
+    return command
 
 
 @click.command("serve", context_settings={"help_option_names": ["-h", "--help"]})
@@ -81,18 +103,7 @@ _FLOAT = click.FLOAT
 @click.option("--max-concurrency", type=_INT, help="Requests running at once (default: backend's limit).")
 @click.option("--max-queue", type=_INT, help="Requests waiting beyond that before 429 [64].")
 @click.option("--request-timeout", type=_FLOAT, help="Seconds per request, queueing included [600].")
-@click.option("--n-gpu-layers", type=_INT, help="llama-cpp: layers on the GPU (-1: all).")
-@click.option("--n-ctx", type=_INT, help="llama-cpp: context size.")
-@click.option("--n-batch", type=_INT, help="llama-cpp: prompt batch size.")
-@click.option("--n-threads", type=_INT, help="llama-cpp: CPU threads.")
-@click.option("--tensor-parallel-size", type=_INT, help="vllm: GPUs per replica.")
-@click.option("--gpu-memory-utilization", type=_FLOAT, help="vllm: GPU memory fraction.")
-@click.option("--max-model-len", type=_INT, help="vllm: context length.")
-@click.option("--dtype", help="vllm/transformers: weight dtype.")
-@click.option("--load-in-4bit", is_flag=True, default=None, help="transformers: bitsandbytes 4-bit.")
-@click.option("--load-in-8bit", is_flag=True, default=None, help="transformers: bitsandbytes 8-bit.")
-@click.option("--max-kv-size", type=_INT, help="mlx/mlx-vlm: KV cache size.")
-@click.option("--max-tokens", type=_INT, help="mlx-vlm: default max tokens.")
+@engine_flag_options
 @click.option("--allow-remote-images", is_flag=True, default=None, help="Fetch http(s) image URLs (off: SSRF).")
 @click.option("--log-level", help="debug, info, warning, error [info].")
 @click.argument("extra_args", nargs=-1, type=click.UNPROCESSED)

@@ -9,21 +9,21 @@ from typing import Any
 import pydantic
 import pydantic_settings
 import llmserver_api
+from llmserver_api import engine_flags
 from llmserver_backends import base
 
-# serve flags that are engine options: passed to the backend in BackendConfig.options when set.
-ENGINE_OPTIONS: tuple[str, ...] = (
-    "n_gpu_layers", "n_ctx", "n_batch", "n_threads",
-    "tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "dtype",
-    "load_in_4bit", "load_in_8bit",
-    "max_kv_size", "max_tokens",
-)  # fmt: skip
+# The engine flags' names, keyed as in BackendConfig.options (declared in llmserver_api.engine_flags).
+ENGINE_OPTIONS: tuple[str, ...] = tuple(engine_flags.EngineFlags.model_fields)
 
 
-class ServeSettings(pydantic_settings.BaseSettings):
-    """Everything `llmserver-runtime serve` needs; see docs/contracts.md for the command line."""
+class ServeSettings(pydantic_settings.BaseSettings, engine_flags.EngineFlags):
+    """Everything `llmserver-runtime serve` needs; see docs/contracts.md for the command line.
 
-    model_config = pydantic_settings.SettingsConfigDict(env_prefix="LLMSERVER_", extra="ignore")
+    The engine flags (n_ctx, dtype, ...) are inherited from `engine_flags.EngineFlags`, their one
+    declaration, as llama-cpp-python's server settings inherit its model settings.
+    """
+
+    model_config = pydantic_settings.SettingsConfigDict(env_prefix=engine_flags.ENV_PREFIX, extra="ignore")
 
     backend: str = pydantic.Field(description="llama-cpp, transformers, vllm, mlx, mlx-vlm, auto or fake.")
     model: str = pydantic.Field(description="Local model path (file or directory).")
@@ -39,20 +39,6 @@ class ServeSettings(pydantic_settings.BaseSettings):
     )
     max_queue: int = pydantic.Field(default=64, ge=0, description="Requests waiting beyond that; more get 429.")
     request_timeout: float = pydantic.Field(default=600.0, gt=0, description="Seconds a request may take in all.")
-    n_gpu_layers: int | None = pydantic.Field(default=None, description="llama-cpp: layers offloaded to GPU (-1 all).")
-    n_ctx: int | None = pydantic.Field(default=None, ge=0, description="llama-cpp: context size (0: model's).")
-    n_batch: int | None = pydantic.Field(default=None, ge=1, description="llama-cpp: prompt batch size.")
-    n_threads: int | None = pydantic.Field(default=None, ge=1, description="llama-cpp: CPU threads.")
-    tensor_parallel_size: int | None = pydantic.Field(default=None, ge=1, description="vllm: GPUs per replica.")
-    gpu_memory_utilization: float | None = pydantic.Field(
-        default=None, gt=0, le=1, description="vllm: fraction of GPU memory to use."
-    )
-    max_model_len: int | None = pydantic.Field(default=None, ge=1, description="vllm: context length.")
-    dtype: str | None = pydantic.Field(default=None, description="vllm/transformers: weight dtype.")
-    load_in_4bit: bool | None = pydantic.Field(default=None, description="transformers: bitsandbytes 4-bit.")
-    load_in_8bit: bool | None = pydantic.Field(default=None, description="transformers: bitsandbytes 8-bit.")
-    max_kv_size: int | None = pydantic.Field(default=None, ge=1, description="mlx: KV cache size.")
-    max_tokens: int | None = pydantic.Field(default=None, ge=1, description="mlx-vlm: default max tokens.")
     extra_args: list[str] = pydantic.Field(default_factory=list, description="Engine args after `--`.")
     api_key: pydantic.SecretStr | None = pydantic.Field(
         default=None, description="If set, /v1/* requires `Authorization: Bearer <key>` (env only)."
