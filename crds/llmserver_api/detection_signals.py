@@ -227,6 +227,10 @@ def backend_for(fmt: ModelFormat, caps: tuple[Capability, ...], hardware: Hardwa
         return (Backend.MLX_VLM, "on a Mac, mlx-vlm serves vision-language models") if vision else (
             Backend.MLX, "on a Mac, mlx-lm loads Hugging Face weights")
     if hardware is Hardware.GPU:
+        pooling = [c.value for c in caps if c in (Capability.EMBEDDINGS, Capability.RERANK)]
+        if pooling:
+            # The vllm backend serves generation only; transformers embeds and reranks on CUDA too.
+            return Backend.TRANSFORMERS, f"Hugging Face weights for {', '.join(pooling)} with GPUs: transformers"
         return Backend.VLLM, "Hugging Face weights with GPUs: vLLM"
     return Backend.TRANSFORMERS, "Hugging Face weights without GPUs: transformers"
 

@@ -113,6 +113,17 @@ SPEC_RULES: tuple[Rule, ...] = (
         field_path=".apple",
         holds=lambda spec: "apple" not in spec or spec.get("backend") in ("mlx", "mlx-vlm", "auto"),
     ),
+    Rule(
+        name="vllm-serves-generation-only",
+        cel="self.backend != 'vllm' || !has(self.capabilities) || self.capabilities.all(c, c in ['TextGeneration', 'Vision'])",
+        message=(
+            "spec.capabilities: the vllm backend serves TextGeneration and Vision only; Embeddings and Rerank "
+            "need spec.backend transformers (GPUs work too) or llama-cpp for GGUF files"
+        ),
+        field_path=".capabilities",
+        holds=lambda spec: spec.get("backend") != "vllm"
+        or all(c in ("TextGeneration", "Vision") for c in spec.get("capabilities") or ()),
+    ),
     _config_rule("llamaCpp", "llama-cpp"),
     _config_rule("vllm", "vllm"),
     _config_rule("transformers", "transformers"),

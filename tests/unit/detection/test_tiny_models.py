@@ -15,9 +15,9 @@ from testkit import models
 EXPECTED = {
     "gguf": ("GGUF", ["TextGeneration", "Embeddings"], ("llama-cpp", "llama-cpp", None)),
     "hf-causal": ("HF-safetensors", ["TextGeneration"], ("vllm", "transformers", "mlx")),
-    "hf-rerank": ("cross-encoder", ["Rerank"], ("vllm", "transformers", None)),
+    "hf-rerank": ("cross-encoder", ["Rerank"], ("transformers", "transformers", None)),
     "hf-vlm": ("HF-safetensors", ["TextGeneration", "Vision"], ("vllm", "transformers", "mlx-vlm")),
-    "minilm": ("sentence-transformers", ["Embeddings"], ("vllm", "transformers", None)),
+    "minilm": ("sentence-transformers", ["Embeddings"], ("transformers", "transformers", None)),
 }
 
 
