@@ -10,7 +10,8 @@ Options (from `BackendConfig.options` or `-- key=value` extra args):
   delay_per_token (s, 0), first_token_delay (s, 0), load_delay (s, 0), fail_load (false),
   fail_after_tokens (none: raise a BackendError after that many tokens), max_concurrency (64),
   context_length (2048), stop_after (48: natural end of a reply, finish_reason "stop"),
-  dim (32: embedding size), image_tokens (4: prompt tokens per image).
+  dim (32: embedding size), image_tokens (4: prompt tokens per image), encode_delay (s, 0: embed and
+  rerank block a worker thread that long first, as in-process engines do; nothing interrupts it).
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ import hashlib
 import math
 import random
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import llmserver_api
-from llmserver_backends import base
+from llmserver_backends import base, threads
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _WORDS = (
@@ -45,6 +47,7 @@ _DEFAULTS: dict[str, Any] = {
     "stop_after": 48,
     "dim": 32,
     "image_tokens": 4,
+    "encode_delay": 0.0,
 }
 
 
@@ -151,6 +154,11 @@ class FakeBackend(base.ModelBackend):
             if not finished:
                 self.cancelled_streams += 1
 
+    async def _encode_delay(self) -> None:
+        delay = float(self.options["encode_delay"])
+        if delay:
+            await threads.run(None, time.sleep, delay)
+
     def _vector(self, text: str) -> tuple[list[float], int]:
         dim = int(self.options["dim"])
         vector = [0.0] * dim
@@ -166,12 +174,14 @@ class FakeBackend(base.ModelBackend):
     async def embed(self, texts: list[str]) -> base.Embeddings:
         if llmserver_api.Capability.EMBEDDINGS not in self.capabilities:
             raise base.UnsupportedRequest("the fake model was configured without Embeddings")
+        await self._encode_delay()
         pairs = [self._vector(text) for text in texts]
         return base.Embeddings(vectors=[v for v, _ in pairs], prompt_tokens=sum(n for _, n in pairs))
 
     async def rerank(self, query: str, documents: list[str]) -> base.RerankScores:
         if llmserver_api.Capability.RERANK not in self.capabilities:
             raise base.UnsupportedRequest("the fake model was configured without Rerank")
+        await self._encode_delay()
         q, q_tokens = self._vector(query)
         scores: list[float] = []
         tokens = 0

@@ -30,6 +30,14 @@ class CompletionRequest(pydantic.BaseModel):
     logprobs: int | None = pydantic.Field(default=None, description="Not supported; must be unset.")
     suffix: str | None = pydantic.Field(default=None, description="Not supported; must be unset.")
 
+    @pydantic.field_validator("stop")
+    @classmethod
+    def _few_stops(cls, value: common.StopSequences) -> common.StopSequences:
+        # Every stop string is matched against every generated piece: keep the list short.
+        if isinstance(value, list) and len(value) > 16:
+            raise ValueError("at most 16 stop sequences are allowed")
+        return value
+
 
 class CompletionChoice(pydantic.BaseModel):
     """One completion choice (also the shape inside stream chunks)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -16,7 +17,7 @@ import fastapi
 from llmserver_backends import base
 from starlette import requests, responses
 
-from llmserver_runtime.server import auth, disconnect, errors, metrics, middleware, settings, state
+from llmserver_runtime.server import auth, body_guard, disconnect, errors, limits, metrics, middleware, settings, state
 from llmserver_runtime.server.routes import chat, completions, embeddings, health, models, rerank
 
 log = logging.getLogger("llmserver.runtime")
@@ -62,9 +63,12 @@ def create_app(
     backend: base.ModelBackend,
     *,
     on_load_failure: Callable[[BaseException], None] | None = None,
+    input_limits: limits.InputLimits | None = None,
 ) -> fastapi.FastAPI:
-    """The runtime app; loading starts when the app starts (lifespan)."""
-    runtime = state.Runtime(config, backend, metrics.RuntimeMetrics(config.served_model_name, backend.kind))
+    """The runtime app; loading starts when the app starts (lifespan). `input_limits` default to
+    the env's (`LLMSERVER_MAX_BODY_BYTES`, ...; see server/limits.py)."""
+    bounds = input_limits or limits.InputLimits.from_env(os.environ)
+    runtime = state.Runtime(config, backend, metrics.RuntimeMetrics(config.served_model_name, backend.kind), bounds)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: fastapi.FastAPI) -> AsyncIterator[None]:
@@ -89,5 +93,6 @@ def create_app(
     for module in (chat, completions, embeddings, rerank, models):
         app.include_router(module.router, dependencies=v1)
     app.include_router(health.router)
+    app.add_middleware(body_guard.BodyGuard, input_limits=bounds)  # inside the metrics: 413s are counted
     app.add_middleware(middleware.RequestMetrics, runtime_metrics=runtime.metrics)
     return app

@@ -4,12 +4,14 @@ One `Generation` per chat/completion request: it queues for an admission slot, w
 delta before any response byte is sent (so context-length and engine errors are plain HTTP errors,
 never a broken stream), then yields text pieces choice after choice with stop strings applied,
 recording time to first token, inter-token latency and token usage. `close()` releases the slot
-and books the tokens, whichever way the request ended."""
+and books the tokens, whichever way the request ended. Work that is costly to prepare (decoding
+images) runs in `prepare`, after the slot is taken, so admission bounds it too."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
@@ -50,8 +52,10 @@ class Generation:
         stop: tuple[str, ...],
         arrived: float,
         param: str,
+        prepare: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.runtime = runtime
+        self.prepare = prepare  # run once the slot is held, before choice 0 starts
         self.metrics = runtime.metrics
         self.starts = starts
         self.n_per_prompt = n_per_prompt
@@ -73,6 +77,8 @@ class Generation:
         try:
             async with asyncio.timeout_at(self.deadline):
                 self._ticket = await gate.acquire()
+                if self.prepare is not None:
+                    await self.prepare()
                 stream = self.starts[0]()
                 try:
                     first = await anext(stream, None)
@@ -166,12 +172,23 @@ class Generation:
 
 
 async def run_admitted(runtime: state.Runtime, gate: admission.Admission, call: Callable[[], Awaitable[T]]) -> T:
-    """One non-generating backend call (embed, rerank) under admission control and the timeout."""
-    ticket: admission.Ticket | None = None
-    try:
-        async with asyncio.timeout(runtime.settings.request_timeout):
-            ticket = await gate.acquire()
-            return await call()
-    finally:
-        if ticket is not None:
+    """One non-generating backend call (embed, rerank) under admission control and the timeout.
+
+    The slot is held until the call really ends. A timeout or a client gone stops the waiting,
+    not the engine's worker thread (a blocking embed cannot be interrupted), so the call is left to
+    finish and only then gives its slot back: admission keeps bounding the work the engine does."""
+    async with asyncio.timeout(runtime.settings.request_timeout):
+        ticket = await gate.acquire()
+        try:
+            work = asyncio.ensure_future(call())
+        except BaseException:
             ticket.release()
+            raise
+        work.add_done_callback(functools.partial(_release_when_done, ticket))
+        return await asyncio.shield(work)
+
+
+def _release_when_done(ticket: admission.Ticket, work: asyncio.Future[object]) -> None:
+    ticket.release()
+    if not work.cancelled():
+        work.exception()  # retrieved: a call nobody awaits any more must not log "never retrieved"

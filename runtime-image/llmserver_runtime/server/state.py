@@ -10,7 +10,7 @@ from llmserver_backends import base
 from starlette import requests
 
 from llmserver_api.protocol import errors
-from llmserver_runtime.server import admission, images, metrics, settings
+from llmserver_runtime.server import admission, images, limits, metrics, settings
 
 log = logging.getLogger("llmserver.runtime")
 
@@ -18,8 +18,15 @@ log = logging.getLogger("llmserver.runtime")
 class Runtime:
     """Everything a route needs, created by the app factory; no module globals."""
 
-    def __init__(self, config: settings.ServeSettings, backend: base.ModelBackend, metrics_: metrics.RuntimeMetrics):
+    def __init__(
+        self,
+        config: settings.ServeSettings,
+        backend: base.ModelBackend,
+        metrics_: metrics.RuntimeMetrics,
+        input_limits: limits.InputLimits | None = None,
+    ):
         self.settings = config
+        self.limits = input_limits or limits.InputLimits()
         self.backend = backend
         self.metrics = metrics_
         self.model = config.served_model_name

@@ -6,6 +6,7 @@ import time
 
 import fastapi
 import llmserver_api
+from llmserver_backends import base
 from starlette import requests, responses
 
 from llmserver_api.protocol import chat, common
@@ -41,8 +42,12 @@ async def chat_completions(body: chat.ChatCompletionRequest, request: requests.R
     gate = runtime.check(body.model, llmserver_api.Capability.TEXT_GENERATION)
     route_common.refuse_if(body.logprobs, "logprobs", "logprobs")
     route_common.refuse_if(body.tools, "tools", "Tool calling")
-    history = await messages.convert(body.messages, runtime, runtime.images)
+    messages.check_images(body.messages, runtime, runtime.limits)
+
+    async def history() -> list[list[base.ChatMessage]]:
+        return [await messages.convert(body.messages, runtime, runtime.images)]
+
     return await generate.respond(
-        request, runtime, gate, body, runtime.backend.chat, [history],
+        request, runtime, gate, body, runtime.backend.chat, 1, history,
         max_tokens=body.effective_max_tokens, arrived=arrived, kind=KIND, whole=_whole,
     )  # fmt: skip

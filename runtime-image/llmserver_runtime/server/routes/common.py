@@ -52,15 +52,3 @@ def refuse_if(condition: object, field: str, what: str) -> None:
             f"{what} is not supported by this server.", param=field, code="unsupported_parameter"
         )
 
-
-def texts(value: str | list[str] | list[int] | list[list[int]], param: str, token_ids: str) -> list[str]:
-    """A text-or-batch field (prompt, input) as a list of texts; an empty batch or token ids (which
-    need the client's tokenizer to match ours) are 400s naming `param`. `token_ids` words the
-    refusal: "prompts are" or "input is"."""
-    if isinstance(value, str):
-        return [value]
-    if not value:
-        raise errors.invalid_request(f"{param} must not be empty.", param)
-    if all(isinstance(item, str) for item in value):
-        return list(value)  # type: ignore[arg-type]
-    raise errors.invalid_request(f"Token-id {token_ids} not supported; send text.", param, "unsupported_parameter")

@@ -10,7 +10,7 @@ import llmserver_api
 from starlette import requests, responses
 
 from llmserver_api.protocol import common, completions
-from llmserver_runtime.server import state
+from llmserver_runtime.server import request_bounds, state
 from llmserver_runtime.server.routes import common as route_common
 from llmserver_runtime.server.routes import generate
 
@@ -47,10 +47,10 @@ async def create_completion(body: completions.CompletionRequest, request: reques
     gate = runtime.check(body.model, llmserver_api.Capability.TEXT_GENERATION)
     route_common.refuse_if(body.logprobs is not None, "logprobs", "logprobs")
     route_common.refuse_if(body.suffix is not None, "suffix", "suffix (fill-in-the-middle)")
-    prompts = route_common.texts(body.prompt, "prompt", "prompts are")
+    prompts = request_bounds.batch(body.prompt, "prompt", runtime.limits.max_inputs, "prompts are")
     prefixes = [prompt for prompt in prompts for _ in range(body.n)] if body.echo else None
     return await generate.respond(
-        request, runtime, gate, body, runtime.backend.complete, prompts,
+        request, runtime, gate, body, runtime.backend.complete, len(prompts), functools.partial(generate.ready, prompts),
         max_tokens=body.max_tokens, arrived=arrived, kind=KIND, whole=functools.partial(_whole, prefixes),
         prefixes=prefixes,
     )  # fmt: skip

@@ -11,7 +11,7 @@ from llmserver_backends import base
 from starlette import requests, responses
 
 from llmserver_api.protocol import embeddings, errors
-from llmserver_runtime.server import disconnect, generation, state
+from llmserver_runtime.server import disconnect, generation, request_bounds, state
 from llmserver_runtime.server import errors as server_errors
 from llmserver_runtime.server.routes import common as route_common
 
@@ -29,7 +29,8 @@ async def create_embeddings(body: embeddings.EmbeddingRequest, request: requests
     """Embeds a batch of texts, vectors in input order."""
     runtime = state.of(request)
     gate = runtime.check(body.model, llmserver_api.Capability.EMBEDDINGS)
-    texts = route_common.texts(body.input, "input", "input is")
+    texts = request_bounds.batch(body.input, "input", runtime.limits.max_inputs, "input is")
+    request_bounds.non_empty(texts, "input", single=isinstance(body.input, str))
     try:
         async with disconnect.cancel_on_disconnect(request):
             result = await generation.run_admitted(runtime, gate, lambda: runtime.backend.embed(texts))

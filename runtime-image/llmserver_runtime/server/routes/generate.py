@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import pydantic
@@ -18,7 +18,7 @@ from llmserver_backends import base
 from starlette import requests, responses
 
 from llmserver_api.protocol import chat, common, completions
-from llmserver_runtime.server import admission, disconnect, generation, sse, state
+from llmserver_runtime.server import admission, disconnect, generation, request_bounds, sse, state
 from llmserver_runtime.server.routes import common as route_common
 
 T = TypeVar("T")
@@ -42,7 +42,8 @@ async def respond(
     gate: admission.Admission,
     body: chat.ChatCompletionRequest | completions.CompletionRequest,
     call: Callable[[T, base.SamplingParams], AsyncIterator[base.Delta]],
-    inputs: Sequence[T],
+    count: int,
+    load: Callable[[], Awaitable[Sequence[T]]],
     *,
     max_tokens: int | None,
     arrived: float,
@@ -50,13 +51,25 @@ async def respond(
     whole: Whole,
     prefixes: list[str] | None = None,
 ) -> responses.Response:
-    """Runs `body.n` choices of `call` for each input (input-major) and answers in `body`'s mode.
+    """Runs `body.n` choices of `call` for each of the `count` inputs (input-major) and answers in
+    `body`'s mode. `load` makes the inputs once the admission slot is held (images are decoded
+    then, not before), so every costly step is bounded by admission.
 
     `prefixes` (completions with echo) go before each choice's text."""
+    max_tokens_param = "max_completion_tokens" if getattr(body, "max_completion_tokens", None) else "max_tokens"
+    request_bounds.max_tokens(max_tokens, max_tokens_param)
+    request_bounds.seed(body.seed)
+    loaded: list[T] = []
+
+    async def prepare() -> None:
+        loaded.extend(await load())
+
     starts: list[generation.StartFn] = [
         functools.partial(
+            _start,
             call,
-            item,
+            loaded,
+            index,
             route_common.sampling(
                 max_tokens=max_tokens,
                 temperature=body.temperature,
@@ -66,11 +79,17 @@ async def respond(
                 choice=k,
             ),
         )
-        for item in inputs
+        for index in range(count)
         for k in range(body.n)
     ]
     gen = generation.Generation(
-        runtime, starts, n_per_prompt=body.n, stop=common.stop_list(body.stop), arrived=arrived, param=kind.param
+        runtime,
+        starts,
+        n_per_prompt=body.n,
+        stop=common.stop_list(body.stop),
+        arrived=arrived,
+        param=kind.param,
+        prepare=prepare,
     )
     response_id, created = route_common.new_id(kind.id_prefix), route_common.now()
     async with disconnect.cancel_on_disconnect(request):
@@ -89,3 +108,17 @@ async def respond(
     return route_common.json_response(
         whole(response_id, created, runtime.model, results, gen.usage()).model_dump_json()
     )
+
+
+def _start(
+    call: Callable[[T, base.SamplingParams], AsyncIterator[base.Delta]],
+    loaded: Sequence[T],
+    index: int,
+    params: base.SamplingParams,
+) -> AsyncIterator[base.Delta]:
+    return call(loaded[index], params)
+
+
+async def ready(value: Sequence[T]) -> Sequence[T]:
+    """`load` for inputs that need no preparation."""
+    return value

@@ -8,7 +8,7 @@ from llmserver_backends import base
 from starlette import requests, responses
 
 from llmserver_api.protocol import rerank
-from llmserver_runtime.server import disconnect, generation, state
+from llmserver_runtime.server import disconnect, generation, request_bounds, state
 from llmserver_runtime.server import errors as server_errors
 from llmserver_runtime.server.routes import common as route_common
 
@@ -21,6 +21,9 @@ async def create_rerank(body: rerank.RerankRequest, request: requests.Request) -
     runtime = state.of(request)
     gate = runtime.check(body.model, llmserver_api.Capability.RERANK)
     documents = body.texts()
+    request_bounds.max_items(documents, "documents", runtime.limits.max_documents)
+    request_bounds.non_empty([body.query], "query", single=True)
+    request_bounds.non_empty(documents, "documents")
     try:
         async with disconnect.cancel_on_disconnect(request):
             scores = await generation.run_admitted(runtime, gate, lambda: runtime.backend.rerank(body.query, documents))
