@@ -46,6 +46,8 @@ def _spec_variants(count: int, seed: int = 7) -> list[dict[str, Any]]:
             spec["apple"] = {}
         for block in chooser.sample(sorted(BLOCKS), chooser.choice([0, 0, 1, 2])):
             spec[block] = dict(BLOCKS[block])
+        if chooser.random() < 0.4:
+            spec["capabilities"] = chooser.sample(["TextGeneration", "Embeddings", "Vision", "Rerank"], chooser.randint(1, 2))
         if "vllm" in spec and chooser.random() < 0.7:
             spec["vllm"]["tensorParallelSize"] = chooser.choice([1, 2, 4, 8])
         if "transformers" in spec:
