@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import pathlib
 import time
-import types
 from collections.abc import Callable
 
 import aiohttp
@@ -50,7 +49,7 @@ class Engine:
         self._http = aiohttp.ClientSession()
         return self
 
-    async def __aexit__(self, *exc: type[BaseException] | BaseException | types.TracebackType | None) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         try:
             await self.stop_all()
         finally:

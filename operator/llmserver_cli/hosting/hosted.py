@@ -12,9 +12,6 @@ from collections.abc import Callable
 import llmserver_api
 from llmserver_cli.hosting import process as process_mod
 
-PHASES = ("Pending", "Downloading", "Starting", "Ready", "Unloading", "Unloaded", "Failed")
-
-
 class LoadFailed(Exception):
     """A step failed; the message is shown as the server's error (no secrets in it)."""
 
@@ -27,7 +24,7 @@ class Hosted:
     server: llmserver_api.LLMServer
     origin: pathlib.Path  # relative source.pvc claimNames resolve against this file's folder
     changed: Callable[[], None]
-    phase: str = "Pending"
+    phase: str = "Pending"  # Downloading, Starting, Ready, Unloading, Unloaded, Failed
     message: str = ""
     port: int | None = None
     download_bytes: int | None = None
