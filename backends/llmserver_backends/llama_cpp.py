@@ -211,7 +211,8 @@ class LlamaCppBackend(base.ModelBackend):
         n_prompt = len(tokens)
         self._check_context(n_prompt, params.max_tokens, param)
         max_tokens = params.max_tokens or llm.n_ctx() - n_prompt
-        llm.set_seed(params.seed if params.seed is not None else random.getrandbits(31))
+        # llama.cpp seeds are unsigned 32-bit: fold any 64-bit seed into that range.
+        llm.set_seed(params.seed & 0xFFFFFFFF if params.seed is not None else random.getrandbits(31))
         vocab = llama_cpp.llama_model_get_vocab(llm.model)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         produced = 0
@@ -248,6 +249,8 @@ class LlamaCppBackend(base.ModelBackend):
         limit = min(embedder.n_ctx(), embedder.n_batch)
         for text in texts:
             n = len(embedder.tokenize(text.encode("utf-8")))
+            if n == 0:  # llama.cpp aborts the whole process on an empty sequence
+                raise base.UnsupportedRequest("An input is empty: there is nothing to embed.")
             if n > limit:
                 raise base.ContextLengthExceeded(f"An input has {n} tokens; this model embeds at most {limit}.")
         vectors, count = embedder.embed(texts, normalize=True, truncate=False, return_count=True)
