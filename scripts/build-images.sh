@@ -27,6 +27,11 @@
 #                              host build may be compiled for the host's CPU)
 #   LLMSERVER_DEBIAN_MIRROR    debootstrap mirror (default: http://deb.debian.org/debian)
 #   LLMSERVER_DEBIAN_SECURITY_MIRROR  security updates (default: the mirror + "-security")
+#   LLMSERVER_IMAGE_REGISTRY   prefix of the image names, e.g. ghcr.io/OWNER (default: none)
+#   LLMSERVER_IMAGE_PLATFORMS  docker only: e.g. linux/amd64,linux/arm64, built with `docker buildx`
+#                              (default: none, the host's platform with plain `docker build`)
+#   LLMSERVER_IMAGE_PUSH       docker only: 1 pushes each image as it is built (`buildx --push`);
+#                              needed for several platforms, which the daemon cannot load (default: 0)
 # Prints one line per image: `image TARGET NAME SECONDS`. Exits 3 when no engine can build here,
 # 4 when debootstrap is missing, 1 when a build fails.
 set -euo pipefail
@@ -40,6 +45,10 @@ mirror="${mirror%/}"
 security_mirror="${LLMSERVER_DEBIAN_SECURITY_MIRROR:-$mirror-security}"
 security_mirror="${security_mirror%/}"
 pip_cache="${LLMSERVER_IMAGE_PIP_CACHE:-$HOME/.cache/pip}"
+registry="${LLMSERVER_IMAGE_REGISTRY:-}"
+registry="${registry%/}"
+platforms="${LLMSERVER_IMAGE_PLATFORMS:-}"
+push="${LLMSERVER_IMAGE_PUSH:-0}"
 targets=("$@")
 [ "${#targets[@]}" -gt 0 ] || targets=(operator cpu)
 
@@ -67,6 +76,13 @@ if [ "$engine" = auto ]; then
   fi
 fi
 [ "$engine" = docker ] || [ "$engine" = podman ] || die 2 "LLMSERVER_IMAGE_ENGINE must be auto, docker or podman"
+[ "$push" = 0 ] || [ "$push" = 1 ] || die 2 "LLMSERVER_IMAGE_PUSH must be 0 or 1"
+if [ "$push" = 1 ] || [ -n "$platforms" ]; then
+  [ "$engine" = docker ] || die 2 "LLMSERVER_IMAGE_PUSH and LLMSERVER_IMAGE_PLATFORMS need docker (buildx), not $engine"
+  case "$platforms" in
+    *,*) [ "$push" = 1 ] || die 2 "several LLMSERVER_IMAGE_PLATFORMS need LLMSERVER_IMAGE_PUSH=1 (the daemon cannot load a multi-platform image)" ;;
+  esac
+fi
 command -v "$engine" >/dev/null 2>&1 || die 3 "$engine is not installed"
 if [ "$engine" = podman ] && [ "$(id -u)" -ne 0 ]; then
   die 3 "podman builds with --isolation chroot and a debootstrap base need root"
@@ -245,6 +261,10 @@ if [ "$engine" = podman ]; then
     fi
   done
   build=(podman build)
+elif [ "$push" = 1 ] || [ -n "$platforms" ]; then
+  build=(docker buildx build)
+  if [ -n "$platforms" ]; then build_args+=(--platform "$platforms"); fi
+  if [ "$push" = 1 ]; then build_args+=(--push); fi
 else
   build=(docker build)
 fi
@@ -253,6 +273,7 @@ context="$(snapshot_context)"
 status=0
 for target in "${targets[@]}"; do
   name="$(image_name "$target")"
+  if [ -n "$registry" ]; then name="$registry/$name"; fi
   log "building $target as $name with $engine"
   started=$SECONDS
   # podman 4's chroot builds leave an empty file or folder in the layer for every -v target
