@@ -46,7 +46,7 @@ def command(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Client libraries log request/response details at debug level; keep them quiet so a Secret or
     # an Authorization header can never reach the log, whatever --log-level says.
-    for noisy in ("kubernetes_asyncio", "aiohttp.client", "urllib3"):
+    for noisy in ("kubernetes", "aiohttp.client", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     overrides = {k: v for k, v in {"namespace": namespace, "api_keys_secret": api_keys_secret}.items() if v}
     try:
@@ -64,11 +64,11 @@ def command(
         background = [source.run]
         where = f"config {config_file}"
     else:
-        from llmserver_gateway import discovery  # only Kubernetes mode needs the client library
+        from llmserver_gateway import discovery, kubeapi  # only Kubernetes mode needs the client library
 
         try:  # fail fast with one clear line instead of a retry loop when there is no cluster to talk to
-            asyncio.run(discovery.load_configuration())
-        except discovery.KubernetesConfigError as exc:
+            kubeapi.load_configuration()
+        except kubeapi.KubernetesConfigError as exc:
             raise click.ClickException(str(exc)) from None
         watcher = discovery.KubernetesSource(gateway_settings, routes, keys)
         background = [watcher.run]

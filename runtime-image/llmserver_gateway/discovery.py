@@ -6,61 +6,29 @@ a restart with a fresh list happens every `resync_seconds`, on `410 Gone`, and a
 GET (the chart grants only `get` on Secrets: the gateway never lists every Secret in a namespace)
 and re-read every `secret_refresh_seconds`, so a rotated key applies without a restart.
 Objects stay raw JSON dicts; `kubeview.build` turns them into routes after every change.
-Responses are read with `_preload_content=False`, so the client library never logs a Secret body.
+The calls themselves (the official `kubernetes` client, run off the event loop) are in `kubeapi`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
+import contextlib
 import logging
 import os
 import pathlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-import aiohttp
-import kubernetes_asyncio.client as k8s
-import kubernetes_asyncio.config as k8s_config
+import kubernetes.client
 
 import llmserver_api
-from llmserver_gateway import auth, kubeview, settings, table
+from llmserver_gateway import auth, kubeapi, kubeview, settings, table
 
 log = logging.getLogger("llmserver.gateway.discovery")
 
 SA_NAMESPACE_FILE = pathlib.Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 _WATCH_SECONDS = 240  # server-side timeout of one watch request (below typical proxy idle limits)
 _MAX_BACKOFF = 30.0
-
-Lister = Callable[..., Awaitable[aiohttp.ClientResponse]]
-
-
-async def load_configuration(kubeconfig: str | None = None) -> k8s.Configuration:
-    """In-cluster credentials, else a kubeconfig (KUBECONFIG or ~/.kube/config).
-
-    Raises KubernetesConfigError with a one-line reason when neither is usable.
-    """
-    configuration = k8s.Configuration()
-    try:
-        if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-            k8s_config.load_incluster_config(client_configuration=configuration)
-        else:
-            path = kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
-            await k8s_config.load_kube_config(
-                config_file=path, client_configuration=configuration, persist_config=False)
-    except (k8s_config.ConfigException, OSError, ValueError) as exc:
-        raise KubernetesConfigError(f"no usable Kubernetes credentials (in-cluster or kubeconfig): {exc}") from None
-    return configuration
-
-
-class KubernetesConfigError(RuntimeError):
-    """Neither in-cluster credentials nor a kubeconfig could be loaded."""
-
-
-async def api_client(kubeconfig: str | None = None) -> k8s.ApiClient:
-    """An API client for the cluster (see load_configuration)."""
-    return k8s.ApiClient(configuration=await load_configuration(kubeconfig))
 
 
 def own_namespace(config: settings.GatewaySettings) -> str:
@@ -83,7 +51,7 @@ class KubernetesSource:
         config: settings.GatewaySettings,
         routes: table.RoutingTable,
         keys: auth.KeyStore,
-        client_factory: Callable[[], Awaitable[k8s.ApiClient]] = api_client,
+        client_factory: Callable[[], kubernetes.client.ApiClient] = kubeapi.api_client,
     ) -> None:
         self.config = config
         self.routes = routes
@@ -106,25 +74,16 @@ class KubernetesSource:
 
     async def run(self) -> None:
         """Runs until cancelled."""
-        client = await self.client_factory()
+        api = kubeapi.Api(await kubeapi.in_thread(self.client_factory))
         try:
-            custom = k8s.CustomObjectsApi(client)
-            discovery = k8s.DiscoveryV1Api(client)
-            core = k8s.CoreV1Api(client)
             ns = self.config.namespace
-            group, version, plural = llmserver_api.GROUP, llmserver_api.VERSION, "llmservers"
-            list_servers: Lister
-            list_slices: Lister
-            if ns:
-                list_servers = functools.partial(custom.list_namespaced_custom_object, group, version, ns, plural)
-                list_slices = functools.partial(discovery.list_namespaced_endpoint_slice, ns)
-            else:
-                list_servers = functools.partial(custom.list_cluster_custom_object, group, version, plural)
-                list_slices = discovery.list_endpoint_slice_for_all_namespaces
+            where = f"/namespaces/{ns}" if ns else ""
+            servers_path = f"/apis/{llmserver_api.GROUP}/{llmserver_api.VERSION}{where}/llmservers"
+            slices_path = f"/apis/discovery.k8s.io/v1{where}/endpointslices"
             tasks = [
-                asyncio.create_task(self._list_watch("llmservers", list_servers, self.servers)),
-                asyncio.create_task(self._list_watch("endpointslices", list_slices, self.slices)),
-                asyncio.create_task(self._read_secrets(core)),
+                asyncio.create_task(self._list_watch(api, "llmservers", servers_path, self.servers)),
+                asyncio.create_task(self._list_watch(api, "endpointslices", slices_path, self.slices)),
+                asyncio.create_task(self._read_secrets(api)),
                 asyncio.create_task(self._rebuild_loop()),
             ]
             try:
@@ -134,14 +93,16 @@ class KubernetesSource:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
         finally:
-            await client.close()
+            api.close()
 
-    async def _list_watch(self, kind: str, lister: Lister, store: dict[kubeview.Ref, dict[str, Any]]) -> None:
+    async def _list_watch(
+        self, api: kubeapi.Api, kind: str, path: str, store: dict[kubeview.Ref, dict[str, Any]]
+    ) -> None:
         backoff = 1.0
         loop = asyncio.get_running_loop()
         while True:
             try:
-                items, version = await _list(lister)
+                items, version = await kubeapi.list_objects(api, path)
                 store.clear()
                 store.update({kubeview.ref(item): item for item in items})
                 self._synced[kind] = True
@@ -150,7 +111,7 @@ class KubernetesSource:
                 deadline = loop.time() + self.config.resync_seconds
                 while (left := deadline - loop.time()) > 1:
                     began = loop.time()
-                    version = await self._watch(lister, store, version, int(min(left, _WATCH_SECONDS)))
+                    version = await self._watch(api, path, store, version, int(min(left, _WATCH_SECONDS)))
                     if version is None:
                         break  # 410 Gone: our resourceVersion is too old, list again
                     if loop.time() - began < 1:
@@ -163,40 +124,27 @@ class KubernetesSource:
                 backoff = min(backoff * 2, _MAX_BACKOFF)
 
     async def _watch(
-        self, lister: Lister, store: dict[kubeview.Ref, dict[str, Any]], version: str, seconds: int
+        self, api: kubeapi.Api, path: str, store: dict[kubeview.Ref, dict[str, Any]], version: str, seconds: int
     ) -> str | None:
         """Applies watch events until the server ends the watch; the last resourceVersion, or None on 410."""
-        # "true" as client-go and kubectl send it (the generated client would send "True").
-        response = await lister(
-            watch="true", resource_version=version, allow_watch_bookmarks="true", timeout_seconds=seconds,
-            _preload_content=False, _request_timeout=aiohttp.ClientTimeout(sock_connect=10, sock_read=seconds + 30),
-        )
-        try:
-            _check(response)
-            async for line in response.content:
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                kind, obj = event.get("type"), event.get("object")
-                if not isinstance(kind, str) or not isinstance(obj, dict):
-                    raise RuntimeError("the watch answered something that is not a watch event")
-                if kind == "ERROR":
+        async with contextlib.aclosing(kubeapi.watch_events(api, path, version, seconds)) as events:
+            async for event in events:
+                change, obj = event["type"], event["object"]
+                if change == "ERROR":
                     if obj.get("code") == 410:
                         return None
                     raise RuntimeError(f"watch error {obj.get('code')}: {obj.get('message')}")
                 version = (obj.get("metadata") or {}).get("resourceVersion") or version
-                if kind in ("ADDED", "MODIFIED"):
+                if change in ("ADDED", "MODIFIED"):
                     store[kubeview.ref(obj)] = obj
-                elif kind == "DELETED":
+                elif change == "DELETED":
                     store.pop(kubeview.ref(obj), None)
                 else:
                     continue  # BOOKMARK: only the resourceVersion moves
                 self._changed.set()
-            return version
-        finally:
-            response.release()
+        return version
 
-    async def _read_secrets(self, core: k8s.CoreV1Api) -> None:
+    async def _read_secrets(self, api: kubeapi.Api) -> None:
         """GETs every Secret the table needs, on demand and every `secret_refresh_seconds`."""
         while True:
             self._secrets_wanted.clear()
@@ -206,7 +154,7 @@ class KubernetesSource:
             changed = False
             for namespace, name in sorted(wanted):
                 try:
-                    secret = await _read_secret(core, namespace, name)
+                    secret = await kubeapi.read_secret(api, namespace, name)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -267,31 +215,3 @@ class KubernetesSource:
         if first:
             log.info("routing table synced from Kubernetes: %d model(s)", len(view.routes))
 
-
-async def _list(lister: Lister) -> tuple[list[dict[str, Any]], str]:
-    response = await lister(_preload_content=False, _request_timeout=aiohttp.ClientTimeout(total=60))
-    try:
-        _check(response)
-        body = await response.json(content_type=None)
-    finally:
-        response.release()
-    return list(body.get("items") or []), str((body.get("metadata") or {}).get("resourceVersion") or "")
-
-
-async def _read_secret(core: k8s.CoreV1Api, namespace: str, name: str) -> dict[str, Any] | None:
-    response = await core.read_namespaced_secret(
-        name, namespace, _preload_content=False, _request_timeout=aiohttp.ClientTimeout(total=30)
-    )
-    try:
-        if response.status == 404:
-            return None
-        _check(response)
-        return await response.json(content_type=None)
-    finally:
-        response.release()
-
-
-def _check(response: aiohttp.ClientResponse) -> None:
-    """Raises on a non-2xx answer; the body is not included (it could be a Secret)."""
-    if not 200 <= response.status <= 299:
-        raise RuntimeError(f"Kubernetes API answered {response.status} for {response.url.path}")

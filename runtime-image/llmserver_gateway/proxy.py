@@ -4,7 +4,8 @@ A connection error, or a 429/502/503 answer, before the first byte reaches the c
 another ready endpoint (at most `max_retries` more). Once bytes went out the request is never
 repeated: a failure mid-stream ends the stream with an OpenAI-shaped SSE error event. Streams pass
 through chunk by chunk as they arrive; when the client goes away the handler is cancelled and the
-upstream connection is closed (not pooled), so the replica stops generating.
+upstream connection is closed (not pooled), so the replica stops generating. How an attempt
+ended is decided by `outcome` (pure) and reaches metrics and log through one hook, `_record`.
 """
 
 from __future__ import annotations
@@ -17,13 +18,10 @@ import time
 import aiohttp
 from aiohttp import web
 
-from llmserver_gateway import balancing, errors, metrics, settings, table
+from llmserver_gateway import balancing, errors, metrics, outcome, settings, table
 
 log = logging.getLogger("llmserver.gateway.proxy")
 
-# 429 from a replica means its queue is full (the runtime sheds load that way), not that the
-# caller is over a limit: another replica may have room. The gateway's own per-key limit is separate.
-RETRYABLE_STATUS = frozenset({429, 502, 503})
 CLIENT_GONE = "llmserver_client_gone"  # set on a StreamResponse whose client disconnected mid-stream
 _PASS_HEADERS = ("Content-Type", "Retry-After")
 
@@ -113,65 +111,70 @@ class Proxy:
         self.balancer.acquire(endpoint)
         gauge.inc()
         upstream: aiohttp.ClientResponse | None = None
-        done = False
+        ended: outcome.Outcome | None = None  # stays None when the handler is cancelled (client gone)
         try:
             try:
                 upstream = await self.session.post(url, data=body, headers=headers, timeout=self.timeout)
-            except aiohttp.SocketTimeoutError:
-                return self._upstream_timeout(model, endpoint)
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                return self._failed(model, endpoint, "connect", exc)
-            if upstream.status in RETRYABLE_STATUS:
+                ended = outcome.of_error(exc, outcome.Stage.CONNECT)
+                return _unsent(model, ended, exc)
+            answered = outcome.of_status(upstream.status, "Authorization" in headers)
+            if answered.kind is outcome.Kind.RETRY:
                 failure = _Failure(f"status {upstream.status}", upstream.status, headers=_passed(upstream))
                 try:
                     failure.body = await upstream.read()
                 except (TimeoutError, aiohttp.ClientError):
                     pass
-                self.metrics.upstream_errors.labels(model, endpoint, f"status_{upstream.status}").inc()
-                log.warning("endpoint %s of model %s answered %d", endpoint, model, upstream.status)
+                ended = answered
                 return failure
-            if upstream.status in (401, 403) and "Authorization" in headers:
-                # The upstream refused the key the gateway added: a gateway configuration problem,
-                # not the caller's; passing 401 on would tell a caller with a valid key it has none.
-                self.metrics.upstream_errors.labels(model, endpoint, f"status_{upstream.status}").inc()
-                log.error("endpoint %s of model %s refused the gateway's API key (%d)", endpoint, model,
-                          upstream.status)
+            if answered.kind is outcome.Kind.AUTH_REFUSED:
+                ended = answered
                 return errors.response(
                     502, f"The upstream of model `{model}` refused the gateway's credentials; "
                     "check the key configured for it.", "server_error", code="upstream_auth_failed")
             if upstream.content_type == "text/event-stream":
-                response, done = await self._relay_stream(request, upstream, model, endpoint, started)
+                response, ended = await self._relay_stream(request, upstream, model, started)
                 return response
             try:
                 data = await upstream.read()
-            except aiohttp.SocketTimeoutError:
-                return self._upstream_timeout(model, endpoint)
             except (TimeoutError, aiohttp.ClientError) as exc:
-                return self._failed(model, endpoint, "body", exc)
+                ended = outcome.of_error(exc, outcome.Stage.BODY)
+                return _unsent(model, ended, exc)
             self.metrics.child(self.metrics.ttfb, model).observe(time.perf_counter() - started)
-            done = True
+            ended = outcome.PASSED
             return web.Response(status=upstream.status, body=data, headers=_passed(upstream))
         finally:
+            if ended is not None:
+                self._record(model, endpoint, ended)
             if upstream is not None:
-                if done:
+                if ended is not None and ended.kind is outcome.Kind.PASSED:
                     upstream.release()
                 else:
                     upstream.close()  # drop the connection so the replica sees the client is gone
             self.balancer.release(endpoint)
             gauge.dec()
 
+    def _record(self, model: str, endpoint: str, ended: outcome.Outcome) -> None:
+        """The one place an attempt's outcome reaches the metrics and the log."""
+        if ended.reason is None:
+            return
+        self.metrics.child(self.metrics.upstream_errors, model, endpoint, ended.reason).inc()
+        level = logging.ERROR if ended.kind is outcome.Kind.AUTH_REFUSED else logging.WARNING
+        log.log(level, "endpoint %s of model %s %s", endpoint, model, ended.detail)
+
     async def _relay_stream(
-        self, request: web.Request, upstream: aiohttp.ClientResponse, model: str, endpoint: str, started: float
-    ) -> tuple[web.StreamResponse, bool]:
+        self, request: web.Request, upstream: aiohttp.ClientResponse, model: str, started: float
+    ) -> tuple[web.StreamResponse, outcome.Outcome]:
         """Copies an SSE stream chunk by chunk; from here on nothing is retried.
 
-        Returns the response and whether the stream ended cleanly on both sides (only then is the
-        upstream connection reused). A client that went away marks the response CLIENT_GONE (the
-        caller closes the upstream connection; the request counts as 499); aiohttp itself
-        tolerates finishing a response on a closed connection.
+        Returns the response and how the stream ended: PASSED only when it ended cleanly on both
+        sides (only then is the upstream connection reused). A client that went away marks the
+        response CLIENT_GONE (the caller closes the upstream connection; the request counts as
+        499); aiohttp itself tolerates finishing a response on a closed connection.
         """
         response = web.StreamResponse(status=upstream.status, headers=_passed(upstream))
         response.headers["Cache-Control"] = "no-cache"
+        broken: outcome.Outcome | None = None
         try:
             await response.prepare(request)
             first = True
@@ -180,14 +183,12 @@ class Proxy:
                 try:
                     chunk = await content.readany()
                 except (TimeoutError, aiohttp.ClientError) as exc:
-                    reason = "read_timeout" if isinstance(exc, TimeoutError) else "stream"
-                    self.metrics.upstream_errors.labels(model, endpoint, reason).inc()
-                    log.warning("endpoint %s of model %s failed mid-stream: %s", endpoint, model, _describe(exc))
+                    broken = outcome.of_error(exc, outcome.Stage.STREAM)
                     await response.write(errors.sse_error(
                         502, f"The upstream of model '{model}' failed in the middle of the stream.",
                         "upstream_error"))
                     await response.write_eof()
-                    return response, False
+                    return response, broken
                 if not chunk:
                     break
                 if first:
@@ -197,20 +198,8 @@ class Proxy:
             await response.write_eof()
         except (ConnectionError, aiohttp.ClientConnectionResetError):
             response[CLIENT_GONE] = True  # the client left mid-answer (before handler cancellation)
-            return response, False
-        return response, True
-
-    def _failed(self, model: str, endpoint: str, stage: str, exc: BaseException) -> _Failure:
-        self.metrics.upstream_errors.labels(model, endpoint, stage).inc()
-        log.warning("endpoint %s of model %s failed (%s): %s", endpoint, model, stage, _describe(exc))
-        return _Failure(type(exc).__name__)  # the client sees the kind of failure, not internal addresses
-
-    def _upstream_timeout(self, model: str, endpoint: str) -> web.Response:
-        # A silent upstream may still be working; sending the request again would double the load.
-        self.metrics.upstream_errors.labels(model, endpoint, "read_timeout").inc()
-        log.warning("endpoint %s of model %s timed out waiting for an answer", endpoint, model)
-        return errors.response(504, f"The upstream of model '{model}' did not answer in time.",
-                               "server_error", code="upstream_timeout")
+            return response, broken or outcome.CLIENT_GONE  # an upstream failure first still counts
+        return response, outcome.PASSED
 
     def _give_up(self, route: table.Route, failure: _Failure | None, tried: int) -> web.Response:
         if failure is None:
@@ -228,7 +217,10 @@ def _passed(upstream: aiohttp.ClientResponse) -> dict[str, str]:
     return {name: upstream.headers[name] for name in _PASS_HEADERS if name in upstream.headers}
 
 
-def _describe(exc: BaseException) -> str:
-    """Exception class and text; aiohttp's texts name host and port, never request headers."""
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+def _unsent(model: str, ended: outcome.Outcome, exc: BaseException) -> web.Response | _Failure:
+    """The answer to a failure before anything was sent: 504 for a silent upstream (sending the
+    request again would double the load on one that may still be working), else a retryable failure."""
+    if ended.kind is outcome.Kind.TIMEOUT:
+        return errors.response(504, f"The upstream of model '{model}' did not answer in time.",
+                               "server_error", code="upstream_timeout")
+    return _Failure(type(exc).__name__)  # the client sees the kind of failure, not internal addresses

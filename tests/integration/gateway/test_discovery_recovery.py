@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-import kubernetes_asyncio.client as k8s
+import kubernetes.client
 from aiohttp import web
 
 from llmserver_gateway import auth, discovery, settings, table
@@ -75,8 +75,9 @@ async def test_cut_watch_500_and_410_all_end_in_a_fresh_correct_table() -> None:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001 - the bound port
 
-    async def client() -> k8s.ApiClient:
-        return k8s.ApiClient(configuration=k8s.Configuration(host=f"http://127.0.0.1:{port}"))
+    def client() -> kubernetes.client.ApiClient:
+        configuration = kubernetes.client.Configuration(host=f"http://127.0.0.1:{port}")
+        return kubernetes.client.ApiClient(configuration=configuration)
 
     routes = table.RoutingTable()
     config = settings.GatewaySettings(namespace="ml", resync_seconds=30)
