@@ -62,6 +62,15 @@ def rerank(model: Any, tokenizer: Any, query: str, documents: list[str], max_len
     to the model's window (as CrossEncoder does), the query never."""
     import torch
 
+    if max_length is not None:
+        # Only documents are truncated: a query that leaves no room for one is the client's error
+        # (the tokenizer would raise "Truncation error" deep inside, a 500).
+        n_query = len(tokenizer(query, add_special_tokens=False)["input_ids"])
+        most = max_length - tokenizer.num_special_tokens_to_add(pair=True) - 1
+        if n_query > most:
+            raise base.ContextLengthExceeded(
+                f"The query has {n_query} tokens; this model reads at most {most} query tokens."
+            )
     scores: list[float] = []
     tokens = 0
     with torch.inference_mode():

@@ -7,12 +7,15 @@ after which `receive` is the server's again, so disconnect watching keeps workin
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette import types
 
 from llmserver_api.protocol import errors
 from llmserver_runtime.server import json_checks, limits
 
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+_INLINE_CHECK_BYTES = 256 * 1024
 
 
 def too_large(max_bytes: int) -> errors.APIError:
@@ -76,7 +79,8 @@ class BodyGuard:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        problem = self._check(body)
+        # A few MiB of brackets take a fraction of a second to scan: off the event loop then.
+        problem = await asyncio.to_thread(self._check, body) if size > _INLINE_CHECK_BYTES else self._check(body)
         if problem is not None:
             await send_error(send, problem)
             return

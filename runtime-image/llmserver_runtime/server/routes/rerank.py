@@ -28,7 +28,8 @@ async def create_rerank(body: rerank.RerankRequest, request: requests.Request) -
         async with disconnect.cancel_on_disconnect(request):
             scores = await generation.run_admitted(runtime, gate, lambda: runtime.backend.rerank(body.query, documents))
     except (base.BackendError, TimeoutError) as exc:
-        raise server_errors.from_exception(exc, "documents") from exc
+        about_query = isinstance(exc, base.ContextLengthExceeded) and str(exc).startswith("The query")
+        raise server_errors.from_exception(exc, "query" if about_query else "documents") from exc
     runtime.metrics.tokens(scores.prompt_tokens, 0)
     order = sorted(range(len(documents)), key=lambda i: scores.scores[i], reverse=True)
     if body.top_n is not None:
