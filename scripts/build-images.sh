@@ -2,6 +2,12 @@
 # Builds the project's images from runtime-image/Dockerfile on this machine.
 #
 #   bash scripts/build-images.sh [TARGET...]      # default targets: operator cpu
+#   LLMSERVER_BUILD_CUDA=1 bash scripts/build-images.sh   # operator cpu cuda
+#
+# The cuda image (vLLM, CUDA torch, llama.cpp compiled with nvcc) is built only when asked for:
+# LLMSERVER_BUILD_CUDA=1, or `cuda` named as a target. It takes long (llama.cpp's CUDA kernels
+# compile for every architecture in CUDA_ARCHITECTURES) and its dependency layer alone is ~10 GB, so a
+# podman build first checks that its storage has LLMSERVER_CUDA_MIN_FREE_GB free (see docs/images.md).
 #
 # Engine: `docker build` when a Docker daemon answers; otherwise `podman build --isolation chroot`
 # (containers cannot run here, but chroot builds work as root). With podman the base is a local
@@ -27,13 +33,18 @@
 #                              host build may be compiled for the host's CPU)
 #   LLMSERVER_DEBIAN_MIRROR    debootstrap mirror (default: http://deb.debian.org/debian)
 #   LLMSERVER_DEBIAN_SECURITY_MIRROR  security updates (default: the mirror + "-security")
+#   LLMSERVER_BUILD_CUDA       1: add the cuda target to the default targets (default: 0)
+#   LLMSERVER_CUDA_ARCHITECTURES  CMAKE_CUDA_ARCHITECTURES of llama.cpp in the cuda image (default:
+#                              the Dockerfile's CUDA_ARCHITECTURES, e.g. "80-real;86-real;89-real;90")
+#   LLMSERVER_CUDA_BUILD_JOBS  parallel nvcc/compiler jobs for llama.cpp (default: every core)
+#   LLMSERVER_CUDA_MIN_FREE_GB podman only: free disk the cuda build needs first (default: 45)
 #   LLMSERVER_IMAGE_REGISTRY   prefix of the image names, e.g. ghcr.io/OWNER (default: none)
 #   LLMSERVER_IMAGE_PLATFORMS  docker only: e.g. linux/amd64,linux/arm64, built with `docker buildx`
 #                              (default: none, the host's platform with plain `docker build`)
 #   LLMSERVER_IMAGE_PUSH       docker only: 1 pushes each image as it is built (`buildx --push`);
 #                              needed for several platforms, which the daemon cannot load (default: 0)
 # Prints one line per image: `image TARGET NAME SECONDS`. Exits 3 when no engine can build here,
-# 4 when debootstrap is missing, 1 when a build fails.
+# 4 when debootstrap is missing, 5 when the disk is too small for the cuda image, 1 when a build fails.
 set -euo pipefail
 shopt -s inherit_errexit  # a failing step inside $(...) (the base recipe) stops the script too
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -50,7 +61,10 @@ registry="${registry%/}"
 platforms="${LLMSERVER_IMAGE_PLATFORMS:-}"
 push="${LLMSERVER_IMAGE_PUSH:-0}"
 targets=("$@")
-[ "${#targets[@]}" -gt 0 ] || targets=(operator cpu)
+if [ "${#targets[@]}" -eq 0 ]; then
+  targets=(operator cpu)
+  if [ "${LLMSERVER_BUILD_CUDA:-0}" = 1 ]; then targets+=(cuda); fi
+fi
 
 log() { printf 'build-images: %s\n' "$*" >&2; }
 die() { local code="$1"; shift; log "$*"; exit "$code"; }
@@ -268,6 +282,26 @@ elif [ "$push" = 1 ] || [ -n "$platforms" ]; then
 else
   build=(docker build)
 fi
+# The cuda image: llama.cpp's CUDA architectures and compile jobs, and (podman) room for its layers:
+# the ~10 GB dependency layer, its commit copy and the final stage's copy of the venv.
+for target in "${targets[@]}"; do
+  [ "$target" = cuda ] || continue
+  if [ -n "${LLMSERVER_CUDA_ARCHITECTURES:-}" ]; then
+    build_args+=(--build-arg "CUDA_ARCHITECTURES=$LLMSERVER_CUDA_ARCHITECTURES")
+  fi
+  if [ -n "${LLMSERVER_CUDA_BUILD_JOBS:-}" ]; then
+    build_args+=(--build-arg "CUDA_BUILD_JOBS=$LLMSERVER_CUDA_BUILD_JOBS")
+  fi
+  log "cuda: CUDA_ARCHITECTURES=${LLMSERVER_CUDA_ARCHITECTURES:-$(dockerfile_arg CUDA_ARCHITECTURES)}"
+  if [ "$engine" = podman ]; then
+    storage="$(podman info --format '{{.Store.GraphRoot}}')"
+    free_gb=$(( $(df --output=avail -k "$storage" | tail -n1) / 1024 / 1024 ))
+    need_gb="${LLMSERVER_CUDA_MIN_FREE_GB:-45}"
+    if [ "$free_gb" -lt "$need_gb" ]; then
+      die 5 "cuda: $free_gb GB free under $storage, the build needs $need_gb GB (LLMSERVER_CUDA_MIN_FREE_GB)"
+    fi
+  fi
+done
 
 context="$(snapshot_context)"
 status=0

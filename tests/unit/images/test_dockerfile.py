@@ -109,15 +109,19 @@ def test_final_stages_are_slim_non_root_and_healthy() -> None:
                for run in STAGES["final-base"].all("RUN"))
 
 
+def _installed_extras(builder: Stage) -> set[str] | None:
+    """The project's extras that a builder installs (every `pip install "/src[...]"`), None if none."""
+    found = re.findall(r'pip install [^&]*?"?/src(?:\[([^\]]*)\])?', " ".join(builder.all("RUN")))
+    return {extra for group in found for extra in group.split(",") if extra} if found else None
+
+
 def test_each_target_installs_its_engines() -> None:
     extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    wanted = {"cpu": {"llama-cpp", "transformers"}, "cuda": {"vllm"}, "operator": set()}
+    wanted = {"cpu": {"llama-cpp", "transformers"}, "cuda": {"vllm", "transformers", "llama-cpp"}, "operator": set()}
     for target, engine_extras in wanted.items():
         builder = STAGES[STAGES[target].all("COPY")[0].split()[0].removeprefix("--from=")]
-        install = " ".join(builder.all("RUN"))
-        found = re.search(r'pip install "?/src(?:\[([^\]]*)\])?', install)
-        assert found, f"{builder.name} does not install the project"
-        chosen = set(filter(None, (found.group(1) or "").split(",")))
+        chosen = _installed_extras(builder)
+        assert chosen is not None, f"{builder.name} does not install the project"
         assert chosen == engine_extras, f"{target}: extras {chosen}"
         assert chosen <= set(extras)
     # CPU torch, never CUDA: from the PyTorch CPU index unless the builder names another source,
@@ -190,12 +194,12 @@ def test_dependencies_install_before_our_code_arrives() -> None:
     """A code change must re-run only the cheap `--no-deps` install, not torch/llama.cpp/vLLM."""
     for target in FINAL_TARGETS:
         builder = STAGES[f"builder-{target}"]
-        keywords = [kw for kw, _ in builder.instructions]
-        deps = next(i for i, (kw, arg) in enumerate(builder.instructions)
-                    if kw == "RUN" and re.search(r'pip install "?/src', arg))
-        code = keywords.index("COPY")
-        assert builder.instructions[code][1] == "--from=source /src /src"
-        assert deps < code, f"{builder.name} installs its dependencies after copying the code"
+        deps = [i for i, (kw, arg) in enumerate(builder.instructions)
+                if kw == "RUN" and re.search(r'pip install [^&]*"?/src', arg)]
+        code = builder.instructions.index(("COPY", "--from=source /src /src"))
+        copies = [i for i, (kw, _) in enumerate(builder.instructions) if kw == "COPY"]
+        assert copies[-1] == code, f"{builder.name} copies something after our code"
+        assert deps and deps[0] < code, f"{builder.name} installs its dependencies after copying the code"
         after = " ".join(arg for kw, arg in builder.instructions[code:] if kw == "RUN")
         assert "pip install --no-deps --force-reinstall /src" in after
     source_copies = STAGES["source"].all("COPY")
