@@ -44,7 +44,14 @@ class MlxBackend(mlx_worker.MlxWorkerBackend[list[int]]):
         return self._stream(tokens, params)
 
     def complete(self, prompt: str, params: base.SamplingParams) -> AsyncIterator[base.Delta]:
-        return self._stream(lambda: list(self._loaded_engine().encode(prompt)), params)
+        def tokens() -> list[int]:
+            tokenizer = self._loaded_engine()
+            ids = list(tokenizer.encode(prompt))
+            if not ids and getattr(tokenizer, "bos_token_id", None) is not None:
+                ids = [tokenizer.bos_token_id]  # an empty prompt starts from BOS, as on llama.cpp
+            return ids
+
+        return self._stream(tokens, params)
 
     def prompt_tokens(self, prepared: list[int]) -> int:
         return len(prepared)
@@ -55,7 +62,7 @@ class MlxBackend(mlx_worker.MlxWorkerBackend[list[int]]):
         from mlx_lm import sample_utils
 
         if params.seed is not None:
-            mx.random.seed(params.seed)
+            mx.random.seed(params.seed & 0xFFFFFFFFFFFFFFFF)  # mlx seeds are unsigned 64-bit
         return mlx_lm.stream_generate(
             self._model,
             self._loaded_engine(),

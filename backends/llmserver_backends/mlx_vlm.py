@@ -88,7 +88,7 @@ class MlxVlmBackend(mlx_worker.MlxWorkerBackend[Inputs]):
             max_tokens=max_tokens,
             temperature=params.temperature,
             top_p=params.top_p,
-            seed=params.seed,
+            seed=None if params.seed is None else params.seed & 0xFFFFFFFFFFFFFFFF,  # mlx: unsigned 64-bit
             max_kv_size=self.config.options.get("max_kv_size"),
             **self._engine_kwargs,
             **extra,

@@ -90,9 +90,10 @@ class MlxWorkerBackend(base.ModelBackend, Generic[P]):
 
         def run(cancel: threads.CancelToken) -> Iterator[base.Delta]:
             prepared = make()
-            max_tokens = mlx_generation.budget(
-                self.prompt_tokens(prepared), params.max_tokens, self.default_max_tokens(), self._context
-            )
+            n_prompt = self.prompt_tokens(prepared)
+            if n_prompt == 0:  # nothing to condition on: the engine would fail on an empty array
+                raise base.UnsupportedRequest("the prompt must not be empty")
+            max_tokens = mlx_generation.budget(n_prompt, params.max_tokens, self.default_max_tokens(), self._context)
             return mlx_generation.deltas(self.generate(prepared, max_tokens, params), params.stop)
 
         return threads.stream(self._worker, run)

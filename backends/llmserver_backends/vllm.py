@@ -117,6 +117,14 @@ class VllmBackend(base.ModelBackend):
         with _vllm_errors(validating=True):
             parsed = preprocess.parse_model_prompt(engine.model_config, {"prompt": prompt})
             (engine_input,) = await engine.renderer.render_cmpl_async([parsed])
+            if not engine_input.get("prompt_token_ids"):
+                # vLLM refuses an empty prompt deep in the engine (a 500); start from BOS like the
+                # other backends, or refuse it here as the client's error.
+                bos = engine.get_tokenizer().bos_token_id
+                if bos is None:
+                    raise base.UnsupportedRequest("the prompt must not be empty")
+                parsed = preprocess.parse_model_prompt(engine.model_config, {"prompt_token_ids": [bos]})
+                (engine_input,) = await engine.renderer.render_cmpl_async([parsed])
         async for delta in self._generate(engine_input, params):
             yield delta
 

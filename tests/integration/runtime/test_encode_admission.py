@@ -77,3 +77,19 @@ def test_a_timed_out_request_holds_its_slot_until_the_worker_finishes(
     assert response.status_code == 504, response.text
     assert response.json()["error"]["code"] == "timeout"
     assert admitted_after(one_slot, started) >= ENCODE_S - 0.3
+
+
+def test_images_are_decoded_only_once_admitted(one_slot: runtime_server.RuntimeServer) -> None:
+    """A chat request with undecodable image data, sent while the slot is taken, is a 429: it
+    queued before any decoding (decoding first would have answered 400 at once)."""
+    admitted_after(one_slot, time.monotonic())
+    bad_image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,!!!not-base64!!!"}}
+    chat = {"model": "tiny", "messages": [{"role": "user", "content": [bad_image]}], "max_tokens": 1}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(one_slot.url + "/v1/embeddings", json=EMBED, timeout=httpx.Timeout(10, read=0.3))
+    busy = httpx.post(one_slot.url + "/v1/chat/completions", json=chat, timeout=30)
+    assert busy.status_code == 429, busy.text
+    admitted_after(one_slot, time.monotonic())
+    refused = httpx.post(one_slot.url + "/v1/chat/completions", json=chat, timeout=30)
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_image", refused.text
+    assert refused.json()["error"]["param"] == "messages[0].content[0].image_url"
