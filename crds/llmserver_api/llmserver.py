@@ -123,10 +123,11 @@ class Resources(common.ApiModel):
     """Compute for each replica of a self-hosted model."""
 
     gpus: int = pydantic.Field(0, ge=0, le=64, description="GPUs per replica, requested and limited.")
-    gpu_resource_name: str = pydantic.Field(
-        "nvidia.com/gpu",
+    gpu_resource_name: str | None = pydantic.Field(
+        None,
         pattern=r"^[a-z0-9.-]+/[a-z0-9._-]+$",
-        description="Extended resource name of the GPU (e.g. nvidia.com/gpu, amd.com/gpu).",
+        description="Extended resource name of the GPU (e.g. nvidia.com/gpu, amd.com/gpu); unset: the operator's "
+        "default (the chart's resource profile, nvidia.com/gpu out of the box).",
     )
     cpu: str | None = pydantic.Field(None, pattern=common.QUANTITY, description="CPU request, e.g. '2' or '500m'.")
     memory: str | None = pydantic.Field(None, pattern=common.QUANTITY, description="Memory request and limit, e.g. 8Gi.")
@@ -262,6 +263,14 @@ class LLMServerSpec(common.ApiModel):
     )
     replicas: int = pydantic.Field(1, ge=0, le=1000, description="Replicas of the runtime; 0 unloads the model.")
     resources: Resources = pydantic.Field(default_factory=Resources, description="Compute for each replica.")
+    image: str | None = pydantic.Field(
+        None,
+        min_length=1,
+        max_length=512,
+        pattern=r"^[^\s]+$",
+        description="Runtime image for this server's pods (repository:tag or repository@sha256:...); unset: the "
+        "operator picks a flavour of its image catalog (chart value runtime.images) from the backend and GPUs.",
+    )
     llama_cpp: LlamaCppConfig | None = pydantic.Field(None, description="llama-cpp settings.")
     vllm: VllmConfig | None = pydantic.Field(None, description="vLLM settings.")
     transformers: TransformersConfig | None = pydantic.Field(None, description="transformers settings.")
@@ -313,7 +322,8 @@ class Placement(common.ApiModel):
 
 
 class Resolution(common.ApiModel):
-    """What `backend: auto` and capability detection decided, and why."""
+    """What the operator decided for this server, and why: the engine and capabilities (`backend: auto`,
+    capability detection) and the runtime image."""
 
     backend: common.LaxEnum[Backend] | None = pydantic.Field(None, description="The engine in use.")
     capabilities: list[common.LaxEnum[Capability]] = pydantic.Field(
@@ -321,6 +331,11 @@ class Resolution(common.ApiModel):
     )
     format: str | None = pydantic.Field(None, description="The detected model format.")
     reason: str = pydantic.Field("", description="Why this engine and these capabilities.")
+    image: str | None = pydantic.Field(None, description="The runtime image the pods run.")
+    flavour: str | None = pydantic.Field(None, description="The image catalog flavour chosen (unset with spec.image).")
+    image_reason: str | None = pydantic.Field(
+        None, description="Why this image, or why none fits (reason NoRuntimeImage on the Ready condition)."
+    )
 
 
 class LLMServerStatus(common.ApiModel):

@@ -21,7 +21,7 @@ import pydantic
 
 from llmserver_operator import kube as kube_mod
 from llmserver_operator import metrics as metrics_mod
-from llmserver_operator import resolution, status, workloads
+from llmserver_operator import images, resolution, status, workloads
 from llmserver_operator import settings as settings_mod
 from llmserver_operator.apple import scheduler as apple_scheduler
 from llmserver_operator.builders import cache, common, deployment, plan, service
@@ -109,7 +109,12 @@ class Reconciler:
             return self._finish(raw, server, status.Observed(invalid=resolved.blocked), resolved)
         server = resolved.server
         where = plan.placement(server.spec)
-        if where == plan.Placement.KUBERNETES:
+        image = deployment.runtime_image(server, self.settings) if where == plan.Placement.KUBERNETES else None
+        if image is not None and image.image is None:  # no pod can run it: create none, say why
+            if spec_changed:
+                self._remove_children(server, keep=set(), kinds=CHILD_KINDS)
+            observed = status.Observed(no_image=image.reason)
+        elif where == plan.Placement.KUBERNETES:
             observed = self._converge_kubernetes(server, raw, spec_changed)
         elif where == plan.Placement.PROXY:
             if spec_changed:
@@ -119,10 +124,10 @@ class Reconciler:
             if spec_changed:
                 self._remove_children(server, keep=set(), kinds=APPLE_REMOVED_KINDS)
             observed = self._observe_apple(server, raw, previous)
-        return self._finish(raw, server, observed, resolved)
+        return self._finish(raw, server, observed, resolved, image)
 
     def _finish(self, raw: Manifest, server: llmserver_api.LLMServer | None, observed: status.Observed,
-                resolved: resolution.Result | None = None) -> Outcome:
+                resolved: resolution.Result | None = None, image: images.Choice | None = None) -> Outcome:
         meta = raw["metadata"]
         computed = status.compute(
             spec=server.spec if server else None,
@@ -132,7 +137,8 @@ class Reconciler:
             endpoint=self.settings.gateway_url.format(namespace=meta.get("namespace", "default")),
             now=self.clock(),
         )
-        computed = resolution.with_resolved(computed, raw.get("status"), resolved, meta.get("generation"), self.clock())
+        computed = resolution.with_resolved(computed, raw.get("status"), resolved, meta.get("generation"), self.clock(),
+                                            server, image)
         if status.changed(raw.get("status"), computed) or resolution.changed(raw.get("status"), computed):
             try:
                 self.kube.patch_status("LLMServer", meta.get("namespace"), meta["name"], computed)

@@ -13,9 +13,9 @@ import llmserver_api
 import pydantic
 import yaml
 
+from llmserver_operator import images, status
 from llmserver_operator import settings as settings_mod
-from llmserver_operator import status
-from llmserver_operator.builders import plan
+from llmserver_operator.builders import deployment, plan
 
 Manifest = dict[str, Any]
 
@@ -38,13 +38,24 @@ def render(documents: Iterable[Any], settings: settings_mod.Settings, namespace:
         if not server.metadata.namespace:
             server.metadata.namespace = namespace
         where = plan.placement(server.spec)
-        summary = {
-            plan.Placement.KUBERNETES: f"LLMServer {server.metadata.namespace}/{name}: model {server.spec.model!r} on Kubernetes",
-            plan.Placement.PROXY: f"LLMServer {server.metadata.namespace}/{name}: Proxy mode, no objects (the gateway forwards)",
-            plan.Placement.APPLE: f"LLMServer {server.metadata.namespace}/{name}: runs on a registered Mac, no Kubernetes workload",
-        }[where]
+        place = f"LLMServer {server.metadata.namespace}/{name}"
+        if where is plan.Placement.KUBERNETES:
+            image = deployment.runtime_image(server, settings)
+            if image.image is None:
+                out.append((f"{place}: {images.REASON}: {image.reason}; no objects", []))
+                continue
+            summary = f"{place}: model {server.spec.model!r} on Kubernetes, image {image.image} ({image.reason})"
+        elif where is plan.Placement.PROXY:
+            summary = f"{place}: Proxy mode, no objects (the gateway forwards)"
+        else:
+            summary = f"{place}: runs on a registered Mac, no Kubernetes workload"
         out.append((summary, plan.all_children(server, settings)))
     return out
+
+
+def refused(rendered: list[tuple[str, list[Manifest]]]) -> list[str]:
+    """The summaries of servers no runtime image fits (the command exits non-zero for them)."""
+    return [summary for summary, _ in rendered if f": {images.REASON}: " in summary]
 
 
 def to_yaml(rendered: list[tuple[str, list[Manifest]]]) -> str:

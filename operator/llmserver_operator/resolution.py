@@ -23,7 +23,7 @@ from typing import Any
 import llmserver_api
 from llmserver_api import detection
 
-from llmserver_operator import hub
+from llmserver_operator import hub, images
 from llmserver_operator import kube as kube_mod
 
 Manifest = dict[str, Any]
@@ -144,11 +144,16 @@ class Resolver:
 
 
 def with_resolved(computed: Manifest, previous: Mapping[str, Any] | None, result: Result | None,
-                  generation: int | None, now: str) -> Manifest:
-    """`computed` status plus status.resolved and the Resolved condition (lastTransitionTime kept
-    while its status stays the same). With nothing to resolve both are removed."""
+                  generation: int | None, now: str, server: llmserver_api.LLMServer | None = None,
+                  image: images.Choice | None = None) -> Manifest:
+    """`computed` status plus status.resolved (the decided engine and, for cluster pods, the runtime
+    image and why) and the Resolved condition (lastTransitionTime kept while its status stays the
+    same). With nothing to resolve and no image to choose both are removed."""
     out = dict(computed)
     out["resolved"] = result.resolved if result is not None else None
+    if image is not None and server is not None:
+        decided = out["resolved"] or _status(server.spec.backend, server.spec.capabilities, "set in the spec")
+        out["resolved"] = {**decided, **image.to_status()}
     if result is None or result.condition is None:
         return out
     status_, reason, message = result.condition

@@ -11,16 +11,24 @@ from typing import Annotated, Literal
 import pydantic
 import pydantic_settings
 
+from llmserver_operator import images
+
 
 class Settings(pydantic_settings.BaseSettings):
     """Everything the operator needs that is not in an LLMServer's spec."""
 
     model_config = pydantic_settings.SettingsConfigDict(env_prefix="LLMSERVER_OPERATOR_", extra="ignore")
 
-    runtime_image: str = pydantic.Field(
-        "ghcr.io/llmserver/llmserver-runtime", description="Image of the runtime (serve and download)."
+    runtime_images: dict[str, images.Flavour] = pydantic.Field(
+        default_factory=images.default_catalog,
+        description="Runtime image flavours by name (JSON): each image with the engines it carries and the GPU "
+        "resources it serves; the operator picks one per LLMServer (images.choose).",
     )
-    runtime_tag: str = pydantic.Field("0.1.0", description="Tag of the runtime image.")
+    download_image: str = pydantic.Field(
+        f"ghcr.io/llmserver/llmserver-operator:{images.DEFAULT_TAG}",
+        description="Image of download Jobs: runs `llmserver-runtime download` and carries no ML library "
+        "(the operator image).",
+    )
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = pydantic.Field(
         "IfNotPresent", description="imagePullPolicy of every container the operator writes."
     )
@@ -91,8 +99,3 @@ class Settings(pydantic_settings.BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
-
-    @property
-    def image(self) -> str:
-        """The full runtime image reference."""
-        return f"{self.runtime_image}:{self.runtime_tag}"

@@ -37,6 +37,7 @@ class Observed:
     placement: llmserver.Placement | None = None
     placement_ready: bool = False
     placement_problem: str | None = None  # why no Mac fits, or why the Mac's runtime failed
+    no_image: str | None = None  # why no runtime image flavour fits (images.choose); no pod was created
 
 
 @dataclasses.dataclass
@@ -180,6 +181,14 @@ def _apple(observed: Observed) -> _Verdict:
     return _Verdict(llmserver_api.Phase.STARTING, message, conditions)
 
 
+def _no_image(message: str) -> _Verdict:
+    reason = "NoRuntimeImage"
+    conditions = {"Downloaded": ("Unknown", reason, "nothing is downloaded for a server no image can run"),
+                  "Ready": ("False", reason, message), "Progressing": ("False", reason, message),
+                  "Degraded": ("True", reason, message)}
+    return _Verdict(llmserver_api.Phase.FAILED, f"no runtime image: {message}", conditions)
+
+
 def _invalid(message: str) -> _Verdict:
     conditions = {"Downloaded": ("Unknown", "InvalidSpec", message), "Ready": ("False", "InvalidSpec", message),
                   "Progressing": ("False", "InvalidSpec", message), "Degraded": ("True", "InvalidSpec", message)}
@@ -213,6 +222,8 @@ def compute(
     """The operator-owned status fields (wire JSON). `spec` is None exactly when observed.invalid is set."""
     if spec is None or observed.invalid:
         verdict = _invalid(observed.invalid or "spec is missing")
+    elif observed.no_image:
+        verdict = _no_image(observed.no_image)
     elif plan.placement(spec) == plan.Placement.PROXY:
         verdict = _proxy(spec, observed)
     elif plan.placement(spec) == plan.Placement.APPLE:

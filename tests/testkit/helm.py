@@ -27,10 +27,11 @@ NAMESPACE = "llmserver-system"
 # The value sets CI renders: name -> values overriding values.yaml.
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "default": {},
-    "gpu-profile": {"runtime": {"profile": "gpu-nvidia", "image": {"repository": "llmserver-runtime-cuda"}}},
+    "gpu-profile": {"runtime": {"profile": "gpu-nvidia"}},
     "custom-profile": {
         "profiles": {"mi300": {"cpu": "16", "memory": "96Gi", "gpuResourceName": "amd.com/gpu", "shmSizeLimit": "16Gi"}},
-        "runtime": {"profile": "mi300"},
+        "runtime": {"profile": "mi300", "images": {"rocm": {"repository": "llmserver-runtime-rocm", "engines": [
+            "vllm", "llama-cpp"], "accelerators": ["amd.com/gpu"]}}},
         "cache": {"storageClassName": "fast-rwx", "accessMode": "ReadWriteMany", "size": "500Gi"},
     },
     "monitoring": {

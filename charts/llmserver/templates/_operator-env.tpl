@@ -4,19 +4,18 @@
      default applies; an empty string would mean something else, e.g. "no StorageClass"). */}}
 {{- define "llmserver.operatorEnv" -}}
 {{- $profile := required (printf "runtime.profile %q is not a key of profiles" .Values.runtime.profile) (index .Values.profiles .Values.runtime.profile) -}}
-{{- $image := .Values.runtime.image -}}
-{{- $repository := $image.repository -}}
-{{- if .Values.image.registry -}}
-{{- $repository = printf "%s/%s" (trimSuffix "/" .Values.image.registry) $image.repository -}}
+{{- $catalog := dict -}}
+{{- range $name, $flavour := .Values.runtime.images -}}
+{{- $ref := "" -}}
+{{- if $flavour.repository -}}
+{{- $ref = include "llmserver.image" (list $ $flavour) -}}
 {{- end -}}
-{{- $tag := default (default .Chart.AppVersion .Values.image.tag) $image.tag -}}
-{{- if $image.digest -}}
-{{- $tag = printf "%s@%s" $tag $image.digest -}}
+{{- $_ := set $catalog $name (dict "image" $ref "engines" $flavour.engines "accelerators" (default (list) $flavour.accelerators)) -}}
 {{- end -}}
-- name: LLMSERVER_OPERATOR_RUNTIME_IMAGE
-  value: {{ $repository | quote }}
-- name: LLMSERVER_OPERATOR_RUNTIME_TAG
-  value: {{ $tag | quote }}
+- name: LLMSERVER_OPERATOR_RUNTIME_IMAGES
+  value: {{ $catalog | toJson | quote }}
+- name: LLMSERVER_OPERATOR_DOWNLOAD_IMAGE
+  value: {{ include "llmserver.image" (list . .Values.operator.image) | quote }}
 - name: LLMSERVER_OPERATOR_IMAGE_PULL_POLICY
   value: {{ .Values.image.pullPolicy | quote }}
 - name: LLMSERVER_OPERATOR_RUNTIME_UID

@@ -1,5 +1,7 @@
 """`llmserver render -f FILE`: print, as YAML, every object the operator would create for the
-LLMServers in FILE (`-` reads stdin). Operator settings come from LLMSERVER_OPERATOR_* env."""
+LLMServers in FILE (`-` reads stdin). Operator settings come from LLMSERVER_OPERATOR_* env, so the
+default image catalog applies unless LLMSERVER_OPERATOR_RUNTIME_IMAGES says otherwise. A server no
+image flavour fits gets a `NoRuntimeImage` line instead of objects, and the command exits 1."""
 
 from __future__ import annotations
 
@@ -34,3 +36,5 @@ def command(files: tuple[str, ...], namespace: str) -> None:
     if not rendered:
         raise click.ClickException(f"no LLMServer found in {', '.join(files)}")
     click.echo(render_mod.to_yaml(rendered), nl=False)
+    if render_mod.refused(rendered):
+        raise click.ClickException("no runtime image fits: " + "; ".join(render_mod.refused(rendered)))

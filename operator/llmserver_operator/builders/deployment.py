@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import llmserver_api
 
+from llmserver_operator import images
 from llmserver_operator import settings as settings_mod
 from llmserver_operator.builders import common, engine_args
 
@@ -30,9 +31,15 @@ def _resources(server: llmserver_api.LLMServer, settings: settings_mod.Settings)
 
 
 def gpu_resource_name(server: llmserver_api.LLMServer, settings: settings_mod.Settings) -> str:
-    """The spec's GPU resource when the user set one, else the operator's default."""
-    resources = server.spec.resources
-    return resources.gpu_resource_name if "gpu_resource_name" in resources.model_fields_set else settings.gpu_resource_name
+    """The spec's GPU resource when the user set one, else the operator's default (the chart's profile)."""
+    return server.spec.resources.gpu_resource_name or settings.gpu_resource_name
+
+
+def runtime_image(server: llmserver_api.LLMServer, settings: settings_mod.Settings) -> images.Choice:
+    """The image for this server's pods: spec.image, else the catalog flavour that carries its
+    (resolved) backend for the GPU resource its pods request (none without GPUs)."""
+    accelerator = gpu_resource_name(server, settings) if server.spec.resources.gpus > 0 else None
+    return images.choose(server, settings.runtime_images, accelerator)
 
 
 def _probe(path: str, period: int, failures: int, timeout: int) -> Manifest:
@@ -77,9 +84,12 @@ def pod_template(server: llmserver_api.LLMServer, settings: settings_mod.Setting
     spec = server.spec
     backend = spec.backend
     volumes, mounts = _volumes(server, settings)
+    image = runtime_image(server, settings)
+    if image.image is None:
+        raise images.NoRuntimeImage(image.reason)
     container: Manifest = {
         "name": "runtime",
-        "image": settings.image,
+        "image": image.image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["llmserver-runtime"],
         "args": engine_args.serve_args(spec, common.model_path(server), common.HTTP_PORT),

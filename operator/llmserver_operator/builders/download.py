@@ -117,7 +117,7 @@ def build_download_job(server: llmserver_api.LLMServer, settings: settings_mod.S
     labels = common.labels(server, "download")
     container: Manifest = {
         "name": "download",
-        "image": settings.image,
+        "image": settings.download_image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["llmserver-runtime"],
         "args": download_args(server),

@@ -25,7 +25,8 @@ def kube() -> Iterator[emulator.KubeEmulator]:
 def test_module_entrypoint_reconciles_with_env_settings(kube: emulator.KubeEmulator, tmp_path: os.PathLike[str]) -> None:
     env = {**os.environ, "KUBECONFIG": kube.kubeconfig, "LLMSERVER_OPERATOR_NAMESPACES": "watched",
            "LLMSERVER_OPERATOR_GATEWAY_URL": "http://gw.{namespace}.example/v1",
-           "LLMSERVER_OPERATOR_RUNTIME_IMAGE": "registry.local/runtime", "LLMSERVER_OPERATOR_RUNTIME_TAG": "7"}
+           "LLMSERVER_OPERATOR_DOWNLOAD_IMAGE": "registry.local/operator:7",
+           "LLMSERVER_OPERATOR_RUNTIME_IMAGES": '{"cpu": {"image": "registry.local/runtime:7", "engines": ["llama-cpp"]}}'}
     log_path = os.path.join(tmp_path, "operator.log")
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "llmserver_operator"], env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -39,7 +40,7 @@ def test_module_entrypoint_reconciles_with_env_settings(kube: emulator.KubeEmula
         assert status["phase"] == "Ready"
         assert status["endpoint"] == "http://gw.watched.example/v1"
         [job] = kube.wait_for(lambda: kube.list("batch/v1", "Job", "watched"), 60)
-        assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.local/runtime:7"
+        assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.local/operator:7"
         assert "status" not in kube.get(LLMS, "LLMServer", "p", "ignored")  # not a watched namespace
     finally:
         process.send_signal(signal.SIGTERM)

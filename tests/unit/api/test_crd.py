@@ -141,3 +141,11 @@ def test_public_wire_names_are_kept(crds: dict[str, dict[str, Any]], part: str, 
         for name in field.split("."):
             assert name in node.get("properties", {}), f"{part}.{field} is missing from the CRD"
             node = node["properties"][name]
+
+
+def test_settings_the_operator_defaults_carry_no_schema_default(crds: dict[str, dict[str, Any]]) -> None:
+    """A structural default is written into every stored object, so the operator could no longer tell
+    a server that named nvidia.com/gpu from one that left the GPU resource (or image) to the chart."""
+    schema = crds["LLMServer"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    assert "default" not in schema["resources"]["properties"]["gpuResourceName"]
+    assert "default" not in schema["image"]

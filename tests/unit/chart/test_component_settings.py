@@ -12,6 +12,7 @@ from typing import Any
 import click
 import pytest
 
+from llmserver_operator import images
 from llmserver_operator import settings as operator_settings
 from llmserver_gateway import cli as gateway_cli
 from llmserver_gateway import settings as gateway_settings
@@ -42,7 +43,10 @@ def _gateway(objects: list[dict[str, Any]]) -> dict[str, Any]:
 def test_operator_defaults(rendered: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch) -> None:
     settings = _env_settings(_operator(rendered["default"]), operator_settings.Settings,
                              "LLMSERVER_OPERATOR_", monkeypatch)
-    assert settings.image == "ghcr.io/llmserver/llmserver-runtime:0.1.0"
+    assert {name: flavour.image for name, flavour in settings.runtime_images.items()} == {
+        "cpu": "ghcr.io/llmserver/llmserver-runtime:0.1.0", "cuda": "ghcr.io/llmserver/llmserver-runtime-cuda:0.1.0"}
+    assert settings.runtime_images == images.default_catalog()  # the chart and the operator agree
+    assert settings.download_image == "ghcr.io/llmserver/llmserver-operator:0.1.0"  # no ML libraries
     assert settings.runtime_uid == 10001  # the images' user (runtime-image/Dockerfile)
     assert settings.namespaces == []
     assert settings.gateway_url == f"http://{helm.RELEASE}-llmserver-gateway.{helm.NAMESPACE}.svc/v1"
@@ -93,7 +97,7 @@ def test_operator_metrics_can_move_or_be_turned_off(monkeypatch: pytest.MonkeyPa
                         "cache_access_mode": "ReadWriteMany", "cache_size": "500Gi"}),
     ("namespaced", {"namespaces": ["team-a", "team-b"]}),
     ("peering", {"peering_name": "llmserver"}),
-    ("production", {"runtime_image": "registry.example.com/llm/llmserver-runtime", "runtime_tag": "1.2.3"}),
+    ("production", {"download_image": "registry.example.com/llm/llmserver-operator@sha256:" + "a" * 64}),
 ])
 def test_operator_value_sets(rendered: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch,
                              value_set: str, expected: dict[str, Any]) -> None:
@@ -102,11 +106,19 @@ def test_operator_value_sets(rendered: dict[str, list[dict[str, Any]]], monkeypa
     assert {key: getattr(settings, key) for key in expected} == expected
 
 
-def test_runtime_digest_pins_the_image(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_runtime_flavours_reach_the_operator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A digest pins a flavour, a registry prefixes it, and user flavours (with or without an image) arrive."""
     digest = "sha256:" + "b" * 64
-    objects = helm.template({"runtime": {"image": {"digest": digest}}, "image": {"registry": ""}})
+    objects = helm.template({"image": {"registry": "reg.example/llm", "tag": "2.0"}, "runtime": {"images": {
+        "cuda": {"repository": "llmserver-runtime-cuda", "digest": digest, "engines": ["vllm"],
+                 "accelerators": ["nvidia.com/gpu"]},
+        "rocm": {"repository": "", "engines": ["vllm", "llama-cpp"], "accelerators": ["amd.com/gpu"]},
+    }}})
     settings = _env_settings(_operator(objects), operator_settings.Settings, "LLMSERVER_OPERATOR_", monkeypatch)
-    assert settings.image == f"llmserver-runtime:0.1.0@{digest}"
+    catalog = settings.runtime_images
+    assert catalog["cuda"].image == f"reg.example/llm/llmserver-runtime-cuda@{digest}"
+    assert catalog["cpu"].image == "reg.example/llm/llmserver-runtime:2.0"  # the chart's defaults merge in
+    assert catalog["rocm"].image == "" and catalog["rocm"].accelerators == ("amd.com/gpu",)
 
 
 def _gateway_args(deployment: dict[str, Any]) -> list[str]:

@@ -62,7 +62,10 @@ def test_every_schema_entry_is_described_and_closed() -> None:
     ({"profiles": {"tiny": {"cpu": "lots", "memory": "1Gi", "gpuResourceName": "nvidia.com/gpu"}}}, "/profiles/tiny/cpu"),
     ({"operator": {"watchNamespaces": ["Not_A_Namespace"]}}, "/operator/watchNamespaces/0"),
     ({"monitoring": {"serviceMonitor": {"interval": "often"}}}, "/monitoring/serviceMonitor/interval"),
-    ({"runtime": {"image": {"digest": "latest"}}}, "/runtime/image/digest"),
+    ({"runtime": {"images": {"cpu": {"digest": "latest"}}}}, "/runtime/images/cpu/digest"),
+    ({"runtime": {"images": {"cpu": {"engines": ["tensorrt"]}}}}, "/runtime/images/cpu/engines/0"),
+    ({"runtime": {"images": {"rocm": {"repository": "r", "engines": ["vllm"], "accelerators": ["amd gpu"]}}}},
+     "/runtime/images/rocm/accelerators/0"),
     ({"operator": {"metricsPort": 80}}, "/operator/metricsPort"),
     ({"monitoring": {"prometheusRule": {"reconcileErrorRatio": 2}}}, "/monitoring/prometheusRule/reconcileErrorRatio"),
 ])

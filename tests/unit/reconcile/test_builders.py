@@ -30,7 +30,15 @@ def server(**spec: Any) -> llmserver_api.LLMServer:
 
 @pytest.fixture
 def settings() -> settings_mod.Settings:
-    return settings_mod.Settings(runtime_image="registry.example/runtime", runtime_tag="1.2.3")
+    return settings_mod.Settings(runtime_images={
+        "cpu": {"image": "registry.example/runtime:1.2.3", "engines": ["llama-cpp", "transformers"]},
+        "cuda": {"image": "registry.example/runtime-cuda:1.2.3", "engines": ["vllm", "transformers", "llama-cpp"],
+                 "accelerators": ["nvidia.com/gpu"]},
+        "rocm": {"image": "registry.example/runtime-rocm:1.2.3", "engines": ["vllm", "llama-cpp"],
+                 "accelerators": ["amd.com/gpu"]},
+        "intel": {"image": "registry.example/runtime-xpu:1.2.3", "engines": ["llama-cpp"],
+                  "accelerators": ["gpu.intel.com/i915"]},
+    })
 
 
 def container(obj: dict[str, Any]) -> dict[str, Any]:
