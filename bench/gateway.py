@@ -3,7 +3,7 @@
     ~/.cache/llmserver/venv/bin/python bench/gateway.py [--rounds 3] [--litellm-venv .bench-env]
 
 Loopback only; every process is started here and killed at the end; every load loop is bounded in
-count and time. LiteLLM runs from its own virtualenv (created with `pip install 'litellm[proxy]'`
+count and time. LiteLLM runs from its own virtualenv (created with `pip install 'litellm[proxy]==LITELLM_VERSION'`
 on first use, never in the project's venv). Scenarios:
   paced     the upstream streams 20 tokens 10 ms apart (like a model), 64 concurrent streams:
             throughput and time to first byte against direct (what users feel)
@@ -37,6 +37,11 @@ from aiohttp import web
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 KEY = "sk-bench-master"
+# LiteLLM is installed by name from PyPI, so it is pinned: litellm 1.82.7 and 1.82.8 on PyPI were
+# compromised releases (2026-03, a supply-chain attack that stole credentials at install/import).
+# 1.82.6 is the last release before them; move the pin only to a release published after the
+# maintainers' all-clear, never to "latest".
+LITELLM_VERSION = "1.82.6"
 CONCURRENCY = 64
 TOKENS = 20
 PACE_S = 0.010
@@ -148,15 +153,26 @@ def _group_pids(pgid: int) -> list[int]:
     return pids
 
 
+def installed_litellm(venv: pathlib.Path) -> str | None:
+    """The litellm version in the bench's venv (None: not installed or unreadable)."""
+    probe = [str(venv / "bin" / "python"), "-c", "import importlib.metadata as m; print(m.version('litellm'))"]
+    try:
+        return subprocess.run(probe, capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        return None
+
+
 def ensure_litellm(venv: pathlib.Path) -> pathlib.Path | None:
-    """The litellm executable of the bench's own venv, created on first use; None if that fails."""
+    """The litellm executable of the bench's own venv at LITELLM_VERSION, installed on first use
+    (and reinstalled when the venv holds another version, e.g. one installed before the pin)."""
     exe = venv / "bin" / "litellm"
-    if exe.exists():
+    if exe.exists() and installed_litellm(venv) == LITELLM_VERSION:
         return exe
-    print(f"installing litellm[proxy] into {venv} (once; never into the project's venv)", flush=True)
+    print(f"installing litellm[proxy]=={LITELLM_VERSION} into {venv} (never into the project's venv)", flush=True)
     try:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "litellm[proxy]"], check=True, timeout=900)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"litellm[proxy]=={LITELLM_VERSION}"],
+                       check=True, timeout=900)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
         print(f"could not install litellm: {exc}", flush=True)
         return None
