@@ -1,8 +1,9 @@
 """The gateway's aiohttp application: OpenAI routes, auth, routing, health and metrics.
 
-The hot path stays light: the body is parsed once with the stdlib JSON parser to read `model`
-(and, for PrefixHash, the start of the prompt); it is forwarded as received, not re-validated,
-because the runtime behind validates it fully anyway. Only proxy mode re-encodes the body.
+The hot path stays light: after auth and the gateway's concurrency bound, the body is read within
+its size limit and parsed once with the stdlib JSON parser (`bodies`) to read `model` (and, for
+PrefixHash, the start of the prompt); it is forwarded as received, not re-validated, because the
+runtime behind validates it fully anyway. Only proxy mode re-encodes the body.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import aiohttp
 import prometheus_client
 from aiohttp import web
 
-from llmserver_gateway import auth, balancing, errors, metrics, proxy, settings, table
+from llmserver_gateway import auth, balancing, bodies, errors, metrics, proxy, settings, table
 from llmserver_api.protocol import errors as protocol_errors
 from llmserver_api.protocol import models as protocol_models
 
@@ -40,6 +41,7 @@ class Gateway:
     metrics: metrics.GatewayMetrics = dataclasses.field(default_factory=metrics.GatewayMetrics)
     proxy: proxy.Proxy | None = None
     started_at: int = dataclasses.field(default_factory=lambda: int(time.time()))
+    in_flight: int = 0  # model requests being served now (bounded by config.max_concurrent_requests)
 
     def __post_init__(self) -> None:
         self.balancer = balancing.Balancer(self.config.load_factor)
@@ -72,7 +74,8 @@ def create_app(
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     """Opens the shared upstream client and starts the table sources; undoes both on shutdown."""
     gw = app[GATEWAY]
-    connector = aiohttp.TCPConnector(limit=gw.config.max_connections, limit_per_host=0, ttl_dns_cache=30)
+    connector = aiohttp.TCPConnector(
+        limit=gw.config.max_connections, limit_per_host=gw.config.max_connections_per_endpoint, ttl_dns_cache=30)
     session = aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
     gw.proxy = proxy.Proxy(session, gw.balancer, gw.metrics, gw.config)
     tasks = [asyncio.create_task(_supervise(run)) for run in gw.background]
@@ -101,33 +104,24 @@ async def _supervise(run: Callable[[], Awaitable[None]]) -> None:
 
 
 async def _proxied(request: web.Request) -> web.StreamResponse:
+    """Auth, then the gateway's concurrency bound, then the bounded body, and only then parsing."""
     gw = request.app[GATEWAY]
     started = time.perf_counter()
     label = metrics.UNKNOWN_MODEL
     status = 500
+    admitted = False
     try:
         key = gw.keys.authenticate(request.headers.get("Authorization"))
-        body = await request.read()
-        payload = _parse(body)
-        model = payload.get("model")
-        if not isinstance(model, str) or not model:
-            raise protocol_errors.invalid_request("`model` is required and must be a string.", param="model")
-        if key is not None:
-            gw.keys.admit(key, model)
-        route = gw.routes.get(model)
-        if route is None:
-            raise protocol_errors.model_not_found(model)
-        label = model
-        assert gw.proxy is not None
-        if route.upstream is not None:
-            response = await gw.proxy.forward_upstream(request, route, request.path[3:], payload, started)
-        elif not route.ready_endpoints:
-            response = errors.no_endpoint(model)
-        else:
-            prefix = None
-            if route.policy is table.Policy.PREFIX_HASH:
-                prefix = balancing.prompt_prefix(payload, gw.config.prefix_chars)
-            response = await gw.proxy.forward(request, route, request.path[3:], body, prefix, started)
+        if gw.in_flight >= gw.config.max_concurrent_requests:
+            raise protocol_errors.rate_limited(
+                "The gateway is serving as many requests as it takes at once; retry shortly.",
+                retry_after_s=gw.config.busy_retry_after)
+        gw.in_flight += 1
+        admitted = True
+        body = await bodies.read(request, gw.config.max_body_bytes)
+        target = _target(gw, body, key)
+        label = target.route.model
+        response = await _forward(gw, request, target, body, started)
         status = 499 if response.get(proxy.CLIENT_GONE) else response.status
         return response
     except protocol_errors.APIError as exc:
@@ -137,18 +131,50 @@ async def _proxied(request: web.Request) -> web.StreamResponse:
         status = 499  # client closed the request (nginx's convention)
         raise
     finally:
+        if admitted:
+            gw.in_flight -= 1
         gw.metrics.child(gw.metrics.requests, label, str(status)).inc()
         gw.metrics.child(gw.metrics.latency, label).observe(time.perf_counter() - started)
 
 
-def _parse(body: bytes) -> dict:
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise protocol_errors.invalid_request("The request body is not valid JSON.") from None
-    if not isinstance(payload, dict):
-        raise protocol_errors.invalid_request("The request body must be a JSON object.")
-    return payload
+@dataclasses.dataclass(slots=True)
+class _Target:
+    """What routing needs from a parsed body; the parsed object itself is not kept (memory)."""
+
+    route: table.Route
+    prefix: str | None = None
+    upstream_body: bytes | None = None  # proxy mode: the body re-encoded with the provider's model name
+
+
+def _target(gw: Gateway, body: bytes, key: auth.ApiKey | None) -> _Target:
+    payload = bodies.parse(body, gw.config.max_json_depth)
+    model = payload.get("model")
+    if not isinstance(model, str) or not model:
+        raise protocol_errors.invalid_request("`model` is required and must be a string.", param="model")
+    if key is not None:
+        gw.keys.admit(key, model)
+    route = gw.routes.get(model)
+    if route is None:
+        raise protocol_errors.model_not_found(model)
+    if route.upstream is not None:
+        payload["model"] = route.upstream.model
+        encoded = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        return _Target(route, upstream_body=encoded)
+    if route.policy is table.Policy.PREFIX_HASH:
+        return _Target(route, prefix=balancing.prompt_prefix(payload, gw.config.prefix_chars))
+    return _Target(route)
+
+
+async def _forward(
+    gw: Gateway, request: web.Request, target: _Target, body: bytes, started: float
+) -> web.StreamResponse:
+    assert gw.proxy is not None
+    route = target.route
+    if target.upstream_body is not None:
+        return await gw.proxy.forward_upstream(request, route, request.path[3:], target.upstream_body, started)
+    if not route.ready_endpoints:
+        return errors.no_endpoint(route.model)
+    return await gw.proxy.forward(request, route, request.path[3:], body, target.prefix, started)
 
 
 async def _models(request: web.Request) -> web.Response:

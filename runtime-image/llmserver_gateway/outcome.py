@@ -48,6 +48,9 @@ class Outcome:
 
 PASSED = Outcome(Kind.PASSED)
 CLIENT_GONE = Outcome(Kind.CLIENT_GONE)
+# The upstream answered more than `max_response_bytes`: the client gets an error (a 502, or an SSE
+# error event when the stream had started) and the connection is dropped, never pooled.
+TOO_LARGE = Outcome(Kind.STREAM_BROKEN, "too_large", "answered more than the gateway relays")
 
 
 def of_status(status: int, gateway_key_sent: bool) -> Outcome:

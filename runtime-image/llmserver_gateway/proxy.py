@@ -11,7 +11,6 @@ ended is decided by `outcome` (pure) and reaches metrics and log through one hoo
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 
@@ -50,8 +49,14 @@ class Proxy:
         self.balancer = balancer
         self.metrics = gauges
         self.max_retries = config.max_retries
+        self.max_response_bytes = config.max_response_bytes
+        # `connect` bounds the wait for a pooled connection plus opening it; `sock_read` the silence
+        # between two reads (first byte or next chunk); the size of what is relayed is bounded below.
         self.timeout = aiohttp.ClientTimeout(
-            total=None, connect=None, sock_connect=config.connect_timeout, sock_read=config.read_timeout
+            total=None,
+            connect=config.pool_timeout + config.connect_timeout,
+            sock_connect=config.connect_timeout,
+            sock_read=config.read_timeout,
         )
 
     async def forward(
@@ -79,13 +84,11 @@ class Proxy:
         return self._give_up(route, failure, len(tried))
 
     async def forward_upstream(
-        self, request: web.Request, route: table.Route, path: str, payload: dict, started: float
+        self, request: web.Request, route: table.Route, path: str, body: bytes, started: float
     ) -> web.StreamResponse:
-        """Proxy mode: the provider's model name goes in, the provider's key is added; one attempt."""
+        """Proxy mode: `body` already names the provider's model; the provider's key is added; one attempt."""
         upstream = route.upstream
         assert upstream is not None
-        payload["model"] = upstream.model
-        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
         headers = {"Content-Type": "application/json"}
         if upstream.api_key:
             headers["Authorization"] = f"Bearer {upstream.api_key}"
@@ -114,7 +117,8 @@ class Proxy:
         ended: outcome.Outcome | None = None  # stays None when the handler is cancelled (client gone)
         try:
             try:
-                upstream = await self.session.post(url, data=body, headers=headers, timeout=self.timeout)
+                upstream = await self.session.post(
+                    url, data=body, headers=headers, timeout=self.timeout, allow_redirects=False)
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 ended = outcome.of_error(exc, outcome.Stage.CONNECT)
                 return _unsent(model, ended, exc)
@@ -136,10 +140,15 @@ class Proxy:
                 response, ended = await self._relay_stream(request, upstream, model, started)
                 return response
             try:
-                data = await upstream.read()
+                data = await _read_bounded(upstream, self.max_response_bytes)
             except (TimeoutError, aiohttp.ClientError) as exc:
                 ended = outcome.of_error(exc, outcome.Stage.BODY)
                 return _unsent(model, ended, exc)
+            if data is None:
+                ended = outcome.TOO_LARGE
+                return errors.response(
+                    502, f"The upstream of model '{model}' answered more than the gateway relays "
+                    f"({self.max_response_bytes} bytes).", "server_error", code="upstream_response_too_large")
             self.metrics.child(self.metrics.ttfb, model).observe(time.perf_counter() - started)
             ended = outcome.PASSED
             return web.Response(status=upstream.status, body=data, headers=_passed(upstream))
@@ -178,6 +187,7 @@ class Proxy:
         try:
             await response.prepare(request)
             first = True
+            relayed = 0
             content = upstream.content
             while True:
                 try:
@@ -191,6 +201,14 @@ class Proxy:
                     return response, broken
                 if not chunk:
                     break
+                relayed += len(chunk)
+                if relayed > self.max_response_bytes:
+                    broken = outcome.TOO_LARGE
+                    await response.write(errors.sse_error(
+                        502, f"The upstream of model '{model}' sent more than the gateway relays "
+                        f"({self.max_response_bytes} bytes).", "upstream_response_too_large"))
+                    await response.write_eof()
+                    return response, broken
                 if first:
                     self.metrics.child(self.metrics.ttfb, model).observe(time.perf_counter() - started)
                     first = False
@@ -211,6 +229,20 @@ class Proxy:
         return errors.response(
             502, f"Model '{route.model}': {what} could not be reached ({failure.reason}).",
             "server_error", code="upstream_unavailable")
+
+
+async def _read_bounded(upstream: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """A non-streamed answer, or None as soon as it is known to be over `limit` bytes."""
+    if upstream.content_length is not None and upstream.content_length > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await upstream.content.readany():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _passed(upstream: aiohttp.ClientResponse) -> dict[str, str]:

@@ -32,8 +32,34 @@ class GatewaySettings(pydantic_settings.BaseSettings):
     max_connections: int = pydantic.Field(
         4096, ge=1, description="Upper bound of open upstream connections (all endpoints together)."
     )
+    max_connections_per_endpoint: int = pydantic.Field(
+        512,
+        ge=1,
+        description="Open connections to one endpoint or provider at most, so a slow one cannot take the "
+        "whole pool from the others.",
+    )
+    pool_timeout: float = pydantic.Field(
+        5.0, gt=0, description="Seconds a request waits for a free upstream connection before trying another endpoint."
+    )
+    max_response_bytes: int = pydantic.Field(
+        256 * 1024 * 1024,
+        ge=1024,
+        description="Largest upstream answer relayed (a stream counts all its chunks); beyond it the answer ends "
+        "with an error.",
+    )
+    max_concurrent_requests: int = pydantic.Field(
+        4096, ge=1, description="Model requests the gateway serves at once; more are answered 429 with Retry-After."
+    )
+    busy_retry_after: int = pydantic.Field(
+        1, ge=1, le=3600, description="Retry-After seconds of the 429 sent when max_concurrent_requests is reached."
+    )
     max_body_bytes: int = pydantic.Field(
-        64 * 1024 * 1024, ge=1024, description="Largest request body accepted (images arrive base64-encoded)."
+        8 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted (images arrive base64-encoded); larger is a 413 before it is read.",
+    )
+    max_json_depth: int = pydantic.Field(
+        64, ge=4, le=512, description="Deepest nesting of JSON arrays/objects in a request body; deeper is a 400."
     )
     config_poll_seconds: float = pydantic.Field(
         1.0, gt=0, description="How often the static config file is checked for changes."

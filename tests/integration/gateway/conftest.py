@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
+import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import yaml
+from aiohttp import web
 
 from testkit import fake_upstreams
 
@@ -79,3 +83,76 @@ def start_gateway(
         return run_gateway("--config", str(path), *args, env=env), path
 
     return start
+
+
+class Listener:
+    """An aiohttp server in a thread of the test process that records every request it gets.
+
+    `behaviour` answers POSTs: "ok" (a small chat completion), "trickle" (an SSE stream sending one
+    chunk every `gap` seconds for a minute), "big" (an SSE stream of 1 KiB chunks without end)."""
+
+    def __init__(self, host: str, behaviour: str, gap: float = 0.5) -> None:
+        self.host = host
+        self.behaviour = behaviour
+        self.gap = gap
+        self.requests: list[dict[str, Any]] = []  # method, path, headers, body of each request
+        self.loop = asyncio.new_event_loop()
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+        ready = threading.Event()
+        self.thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
+        self.thread.start()
+        assert ready.wait(10), "listener did not start"
+        self.url = f"http://{host}:{self.port}"
+
+    def _serve(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self.runner = web.AppRunner(app, handler_cancellation=True)
+        self.loop.run_until_complete(self.runner.setup())
+        site = web.TCPSite(self.runner, self.host, 0)
+        self.loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        ready.set()
+        self.loop.run_forever()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self.requests.append({"method": request.method, "path": request.path, "headers": dict(request.headers),
+                              "body": body})
+        if self.behaviour == "ok":
+            return web.json_response({"id": "x", "object": "chat.completion", "created": 1, "model": "m",
+                                      "choices": [{"index": 0, "finish_reason": "stop",
+                                                   "message": {"role": "assistant", "content": "fine"}}]})
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        chunk = b'data: {"choices":[{"index":0,"delta":{"content":"x"}}]}\n\n'
+        if self.behaviour == "big":
+            chunk = b"data: " + b"x" * 1024 + b"\n\n"
+        deadline = self.loop.time() + 60
+        while self.loop.time() < deadline:
+            await response.write(chunk)
+            await asyncio.sleep(self.gap if self.behaviour == "trickle" else 0)
+        return response
+
+    def close(self) -> None:
+        """Stops the server and its thread."""
+        if self.runner is not None:
+            asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def listen() -> Iterator[Callable[..., Listener]]:
+    """Starts `Listener`s (on 127.0.0.x addresses: all of 127/8 is loopback); closed with the module."""
+    started: list[Listener] = []
+
+    def start(behaviour: str = "ok", host: str = "127.0.0.1", gap: float = 0.5) -> Listener:
+        started.append(Listener(host, behaviour, gap))
+        return started[-1]
+
+    yield start
+    for listener in started:
+        listener.close()
