@@ -63,6 +63,7 @@ def cluster(start_fakes, start_fake, start_gateway):
 
 def test_routes_by_model_for_chat_completions_embeddings_and_rerank(cluster) -> None:
     _, fakes, client = cluster
+    before = {name: _stats(fakes[name])["by_path"] for name in ("A", "B")}
     alpha = client.chat.completions.create(model="alpha", messages=[{"role": "user", "content": "hi"}])
     assert alpha.choices[0].message.content == "A-0 A-1 A-2"
     beta = client.completions.create(model="beta", prompt="hi")
@@ -72,8 +73,13 @@ def test_routes_by_model_for_chat_completions_embeddings_and_rerank(cluster) -> 
     rerank = client.post("/rerank", cast_to=httpx.Response,
                          body={"model": "alpha", "query": "q", "documents": ["x", "y"]})
     assert [r["index"] for r in rerank.json()["results"]] == [0, 1]
-    assert _stats(fakes["A"])["by_path"] == {"/v1/chat/completions": 1, "/v1/rerank": 1}
-    assert _stats(fakes["B"])["by_path"] == {"/v1/completions": 1, "/v1/embeddings": 1}
+    assert _new_paths(before["A"], _stats(fakes["A"])["by_path"]) == {"/v1/chat/completions": 1, "/v1/rerank": 1}
+    assert _new_paths(before["B"], _stats(fakes["B"])["by_path"]) == {"/v1/completions": 1, "/v1/embeddings": 1}
+
+
+def _new_paths(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """Requests per path since `before` (paths without new requests left out)."""
+    return {path: count - before.get(path, 0) for path, count in after.items() if count > before.get(path, 0)}
 
 
 def test_models_are_listed_from_the_table(cluster) -> None:
@@ -175,6 +181,12 @@ def test_no_retry_after_the_first_byte(cluster) -> None:
 
 def test_client_disconnect_closes_the_upstream_request(cluster) -> None:
     _, fakes, client = cluster
+
+    def totals() -> tuple[int, int]:
+        stats = [_stats(fakes["D1"]), _stats(fakes["D2"])]
+        return sum(s["disconnected"] for s in stats), sum(s["completed_streams"] for s in stats)
+
+    disconnected_before, completed_before = totals()
     stream = client.chat.completions.create(
         model="disc", messages=[{"role": "user", "content": "hi"}], stream=True,
         extra_body={"fake": {"chunks": 200, "delay_ms": 50}})
@@ -182,12 +194,12 @@ def test_client_disconnect_closes_the_upstream_request(cluster) -> None:
     stream.close()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        stats = [_stats(fakes["D1"]), _stats(fakes["D2"])]
-        if sum(s["disconnected"] for s in stats) == 1:
+        disconnected, completed = totals()
+        if disconnected - disconnected_before == 1:
             break
         time.sleep(0.05)
-    assert sum(s["disconnected"] for s in stats) == 1
-    assert sum(s["completed_streams"] for s in stats) == 0
+    assert disconnected - disconnected_before == 1
+    assert completed - completed_before == 0
 
 
 def test_many_quick_disconnects_are_499s_without_errors(cluster) -> None:
@@ -207,7 +219,10 @@ def test_many_quick_disconnects_are_499s_without_errors(cluster) -> None:
 
 def test_metrics_count_requests_latency_and_ttfb(cluster) -> None:
     gateway, _, client = cluster
-    client.chat.completions.create(model="alpha", messages=[{"role": "user", "content": "hi"}])
+    for _ in range(2):
+        client.chat.completions.create(model="alpha", messages=[{"role": "user", "content": "hi"}])
+    for _ in client.chat.completions.create(model="stream", messages=[{"role": "user", "content": "hi"}], stream=True):
+        pass
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="random-name-123", messages=[{"role": "user", "content": "hi"}])
     metrics = _metrics(gateway)
