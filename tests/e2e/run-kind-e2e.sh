@@ -80,12 +80,16 @@ log "waiting for Ready (up to ${timeout}s)"
 kubectl wait llms/tiny --for=jsonpath='{.status.phase}'=Ready --timeout="${timeout}s"
 kubectl get llms -A
 
-log "calling the gateway with the openai SDK"
+log "calling the gateway with the openai SDK (the chart's generated API key)"
+API_KEY=$(kubectl -n "$system_ns" get secret "$release-gateway-api-keys" -o jsonpath='{.data.apiKeys}' \
+  | base64 -d | sed -n 's/^- key: //p' | head -n 1)
+export API_KEY
 "$python" - <<'PY'
+import os
 import time
 import openai
 
-client = openai.OpenAI(base_url="http://127.0.0.1:18080/v1", api_key="unused", timeout=60)
+client = openai.OpenAI(base_url="http://127.0.0.1:18080/v1", api_key=os.environ["API_KEY"], timeout=60)
 deadline = time.monotonic() + 120
 while True:  # the gateway may see the endpoint a moment after the LLMServer turns Ready
     try:

@@ -7,6 +7,6 @@
 {{- end }}
 {{- if .Values.gateway.auth.enabled }}
 - name: LLMSERVER_GATEWAY_API_KEYS_SECRET
-  value: {{ printf "%s/%s" .Release.Namespace .Values.gateway.auth.existingSecret | quote }}
+  value: {{ printf "%s/%s" .Release.Namespace (include "llmserver.gatewayKeysSecret" .) | quote }}
 {{- end }}
 {{- end -}}

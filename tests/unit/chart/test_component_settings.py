@@ -139,8 +139,8 @@ def test_gateway_command_and_env(rendered: dict[str, list[dict[str, Any]]], monk
     assert ports == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
     if value_set == "auth":
         assert settings.api_keys_secret == f"{helm.NAMESPACE}/gateway-api-keys"
-    else:
-        assert settings.api_keys_secret is None
+    else:  # auth is on by default, with the chart's generated Secret
+        assert settings.api_keys_secret == f"{helm.NAMESPACE}/{helm.RELEASE}-llmserver-gateway-api-keys"
     assert settings.namespace == ("team-a" if value_set == "single-namespace" else None)
     if value_set == "production":
         assert settings.max_retries == 3  # extraEnv reaches the gateway

@@ -24,12 +24,19 @@ def test_helm3_lint_strict(name: str) -> None:
     assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout, result.stdout
 
 
+def _unkeyed(obj: dict) -> dict:
+    """The object with a generated gateway key masked (each render draws a new one)."""
+    if obj["kind"] == "Secret" and obj["metadata"]["name"].endswith("-gateway-api-keys"):
+        return {**obj, "data": {key: "<generated>" for key in obj["data"]}}
+    return obj
+
+
 @pytest.mark.parametrize("name", sorted(helm.VALUE_SETS))
 def test_helm3_renders_what_helm4_renders(name: str, rendered: dict[str, list[dict]]) -> None:
     helm3_objects = helm.template(helm.VALUE_SETS[name], include_crds=True, major=3)
 
     def keyed(objects: list[dict]) -> dict[tuple[str, str], dict]:
-        return {(o["kind"], o["metadata"]["name"]): o for o in objects}
+        return {(o["kind"], o["metadata"]["name"]): _unkeyed(o) for o in objects}
 
     assert keyed(helm3_objects) == keyed(rendered[name])
 

@@ -19,7 +19,18 @@ def test_default_notes() -> None:
     assert server.spec.source and server.spec.source.hugging_face
     assert f"kubectl -n {helm.NAMESPACE} port-forward svc/{helm.RELEASE}-llmserver-gateway 8000:80" in notes
     assert f"http://{helm.RELEASE}-llmserver-gateway.{helm.NAMESPACE}.svc/v1" in notes
-    assert "Authorization" not in notes
+    keys = f"{helm.RELEASE}-llmserver-gateway-api-keys"
+    assert 'Authorization: Bearer $API_KEY' in notes  # auth is on by default
+    assert f"kubectl -n {helm.NAMESPACE} get secret {keys} -o jsonpath='{{.data.apiKeys}}'" in notes
+    assert "generated the first key" in notes
+    assert f"NetworkPolicy {helm.RELEASE}-llmserver-runtime in: default" in notes
+
+
+def test_notes_warn_when_auth_and_network_policy_are_off() -> None:
+    notes = helm.notes({"gateway": {"auth": {"enabled": False}}, "networkPolicy": {"enabled": False}})
+    assert "Authorization" not in notes and "API_KEY" not in notes
+    assert "WARNING: gateway.auth.enabled=false" in notes
+    assert "networkPolicy.enabled=false: any pod in the cluster can call runtime pods" in notes
 
 
 def test_nodeport_auth_and_namespaced_notes() -> None:
@@ -28,6 +39,8 @@ def test_nodeport_auth_and_namespaced_notes() -> None:
                         "operator": {"watchNamespaces": ["team-a"]}})
     assert "http://<node-address>:30080/v1" in notes
     assert 'Authorization: Bearer $API_KEY' in notes
-    assert f"Secret {helm.NAMESPACE}/keys" in notes
+    assert f"Secret\n  {helm.NAMESPACE}/keys," in notes
+    assert f"get secret keys -o jsonpath" in notes and "generated" not in notes
+    assert "NetworkPolicy llms-llmserver-runtime in: team-a" in notes
     assert _first_llmserver(notes)["metadata"]["namespace"] == "team-a"
     assert "reconciles LLMServers in: team-a" in notes

@@ -80,6 +80,8 @@ def test_unknown_profile_is_refused_by_name() -> None:
     assert 'runtime.profile "gpu-huge" is not a key of profiles' in error
 
 
-def test_auth_without_a_secret_is_refused() -> None:
-    error = helm.template_error({"gateway": {"auth": {"enabled": True}}})
-    assert "gateway.auth.existingSecret" in error
+def test_network_policy_values_are_checked() -> None:
+    error = helm.template_error({"networkPolicy": {"namespaces": ["Not_A_Namespace"]}})
+    assert "/networkPolicy/namespaces/0" in error
+    error = helm.template_error({"networkPolicy": {"prometheus": {"podSelector": {"matchLabel": {"a": "b"}}}}})
+    assert "/networkPolicy/prometheus/podSelector" in error

@@ -1,0 +1,117 @@
+"""Safe defaults of the chart: gateway API keys on (a generated key Secret, reused on upgrade), and
+a NetworkPolicy that lets only the gateway, the operator and Prometheus reach runtime pods."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import yaml
+
+from llmserver_api import llmserver
+from llmserver_gateway import config as gateway_config
+from llmserver_operator.builders import common
+from testkit import helm
+
+KEYS = f"{helm.RELEASE}-llmserver-gateway-api-keys"
+TEMPLATE = helm.CHART / "templates" / "gateway-api-keys.yaml"
+
+
+def _one(objects: list[dict[str, Any]], kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
+    found = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name
+             and (namespace is None or o["metadata"].get("namespace") == namespace)]
+    assert len(found) == 1, f"{kind} {name} rendered {len(found)} times"
+    return found[0]
+
+
+def _env(objects: list[dict[str, Any]]) -> dict[str, str]:
+    gateway = _one(objects, "Deployment", f"{helm.RELEASE}-llmserver-gateway")
+    return {e["name"]: e.get("value") for e in gateway["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+
+
+def _pod_labels(objects: list[dict[str, Any]], component: str) -> dict[str, str]:
+    deployment = _one(objects, "Deployment", f"{helm.RELEASE}-llmserver-{component}")
+    return deployment["spec"]["template"]["metadata"]["labels"]
+
+
+def test_default_generates_a_gateway_key_the_gateway_reads(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    objects = rendered["default"]
+    secret = _one(objects, "Secret", KEYS, helm.NAMESPACE)
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    keys = yaml.safe_load(base64.b64decode(secret["data"]["apiKeys"]))
+    parsed = [gateway_config.ApiKeyConfig.model_validate(entry) for entry in keys]  # the gateway's own model
+    assert len(parsed) == 1 and parsed[0].key and parsed[0].key.startswith("sk-") and len(parsed[0].key) == 51
+    assert _env(objects)["LLMSERVER_GATEWAY_API_KEYS_SECRET"] == f"{helm.NAMESPACE}/{KEYS}"
+    again = _one(helm.template(), "Secret", KEYS)
+    assert again["data"] != secret["data"]  # a fresh install draws a fresh key (never a fixed one)
+
+
+def test_generated_key_is_reused_from_the_live_secret() -> None:
+    """Helm `lookup` finds the installed Secret on upgrade; its key is kept, never redrawn."""
+    text = TEMPLATE.read_text()
+    assert 'lookup "v1" "Secret" .Release.Namespace $name' in text
+    assert '$keys = get $live.data "apiKeys"' in text
+    assert text.index("get $live.data") < text.index("randAlphaNum")  # reuse comes first
+
+
+def test_existing_secret_is_used_and_none_generated(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    objects = rendered["auth"]  # gateway.auth.existingSecret: gateway-api-keys
+    assert not [o for o in objects if o["kind"] == "Secret"]
+    assert _env(objects)["LLMSERVER_GATEWAY_API_KEYS_SECRET"] == f"{helm.NAMESPACE}/gateway-api-keys"
+
+
+def test_auth_can_be_turned_off() -> None:
+    objects = helm.template({"gateway": {"auth": {"enabled": False}}})
+    assert not [o for o in objects if o["kind"] == "Secret"]
+    assert "LLMSERVER_GATEWAY_API_KEYS_SECRET" not in _env(objects)
+
+
+def test_namespaced_gateway_reads_only_the_generated_key_secret() -> None:
+    objects = helm.template({"operator": {"watchNamespaces": ["team-a"]}, "apple": {"enabled": False}})
+    role = _one(objects, "Role", f"{helm.RELEASE}-llmserver-gateway-api-keys", helm.NAMESPACE)
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": [KEYS], "verbs": ["get"]}]
+
+
+def _runtime_labels() -> dict[str, str]:
+    server = llmserver.LLMServer.model_validate({"metadata": {"name": "m", "namespace": "default"},
+                                                 "spec": {"model": "m", "source": {"pvc": {"claimName": "c"}}}})
+    return common.labels(server, "runtime")  # what the operator puts on runtime pods
+
+
+def _matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in (selector.get("matchLabels") or {}).items())
+
+
+def test_network_policy_admits_only_gateway_operator_and_prometheus(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    objects = rendered["default"]
+    policy = _one(objects, "NetworkPolicy", f"{helm.RELEASE}-llmserver-runtime", "default")
+    spec = policy["spec"]
+    assert _matches(spec["podSelector"], _runtime_labels()) and spec["policyTypes"] == ["Ingress"]
+    [rule] = spec["ingress"]
+    assert "ports" not in rule
+    peers = rule["from"]
+    release = {"matchLabels": {"kubernetes.io/metadata.name": helm.NAMESPACE}}
+    gateway, operator, prometheus = peers
+    assert gateway["namespaceSelector"] == release and _matches(gateway["podSelector"], _pod_labels(objects, "gateway"))
+    assert operator["namespaceSelector"] == release and _matches(operator["podSelector"], _pod_labels(objects, "operator"))
+    assert not _matches(gateway["podSelector"], _pod_labels(objects, "operator"))  # each peer is one component
+    assert prometheus == {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+
+
+def test_network_policy_namespaces_and_selectors_follow_values() -> None:
+    watched = helm.template({"operator": {"watchNamespaces": ["team-a", "team-b"]}})
+    assert sorted(o["metadata"]["namespace"] for o in watched if o["kind"] == "NetworkPolicy") == ["team-a", "team-b"]
+    custom = helm.template({"networkPolicy": {
+        "namespaces": ["ml"],
+        "prometheus": {"namespaceSelector": {"matchLabels": {"name": "monitoring"}},
+                       "podSelector": {"matchLabels": {"app": "prom", "app.kubernetes.io/name": None}}},
+        "extraFrom": [{"podSelector": {"matchLabels": {"app": "ingress"}}}]}})
+    policy = _one(custom, "NetworkPolicy", f"{helm.RELEASE}-llmserver-runtime", "ml")
+    peers = policy["spec"]["ingress"][0]["from"]
+    assert peers[2] == {"namespaceSelector": {"matchLabels": {"name": "monitoring"}},
+                        "podSelector": {"matchLabels": {"app": "prom"}}}
+    assert peers[3] == {"podSelector": {"matchLabels": {"app": "ingress"}}}
+    assert not [o for o in helm.template({"networkPolicy": {"enabled": False}}) if o["kind"] == "NetworkPolicy"]
+    no_gateway = helm.template({"gateway": {"enabled": False}})
+    peers = _one(no_gateway, "NetworkPolicy", f"{helm.RELEASE}-llmserver-runtime")["spec"]["ingress"][0]["from"]
+    assert len(peers) == 2 and "operator" in str(peers[0])  # no gateway: nothing admitted in its name
