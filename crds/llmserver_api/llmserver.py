@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import enum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 
-from llmserver_api import common, rules
+from llmserver_api import common, paths, rules
 
 KIND = "LLMServer"
 PLURAL = "llmservers"
@@ -63,18 +63,26 @@ class HuggingFaceSource(common.ApiModel):
 
     repo: str = pydantic.Field(
         ...,
-        pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*/[-A-Za-z0-9_.]+$",
+        pattern=paths.REPO_ID,
         max_length=200,
-        description="Repository id, owner/name (e.g. Qwen/Qwen2.5-0.5B-Instruct-GGUF).",
+        description="Repository id, owner/name (e.g. Qwen/Qwen2.5-0.5B-Instruct-GGUF); the name may not start "
+        "with '.' or '-'.",
     )
     file: str | None = pydantic.Field(
         None,
         min_length=1,
         max_length=500,
-        description="Download only this file of the repository (e.g. one GGUF quantisation).",
+        pattern=paths.RELATIVE_PATH,
+        description="Download only this file of the repository (e.g. one GGUF quantisation): a relative path "
+        "whose segments do not start with '.' (no '..', no absolute path).",
     )
     revision: str = pydantic.Field(
-        "main", min_length=1, max_length=200, description="Branch, tag or commit to download."
+        "main",
+        min_length=1,
+        max_length=200,
+        pattern=paths.RELATIVE_PATH,
+        description="Branch, tag or commit to download (e.g. main, v1.0, refs/pr/1); segments may not start "
+        "with '.'.",
     )
     token_secret_ref: common.SecretKeyRef | None = pydantic.Field(
         None, description="Secret key holding a Hugging Face token, for gated or private repositories."
@@ -90,8 +98,9 @@ class PvcSource(common.ApiModel):
     path: str = pydantic.Field(
         "",
         max_length=1000,
-        pattern=r"^(|[A-Za-z0-9_][-A-Za-z0-9_.]*(/[A-Za-z0-9_][-A-Za-z0-9_.]*)*)$",
-        description="Relative path of the model file or directory inside the claim; segments may not start with '.'.",
+        pattern=paths.OPTIONAL_RELATIVE_PATH,
+        description="Relative path of the model file or directory inside the claim; segments may not start with '.' "
+        "(no '..', no absolute path).",
     )
 
 
@@ -276,8 +285,12 @@ class LLMServerSpec(common.ApiModel):
     transformers: TransformersConfig | None = pydantic.Field(None, description="transformers settings.")
     mlx: MlxConfig | None = pydantic.Field(None, description="mlx settings.")
     mlx_vlm: MlxVlmConfig | None = pydantic.Field(None, description="mlx-vlm settings.")
-    extra_args: list[str] = pydantic.Field(
-        default_factory=list, description="Extra command-line arguments passed to the engine unchanged."
+    extra_args: list[Annotated[str, pydantic.Field(max_length=2048)]] = pydantic.Field(
+        default_factory=list,
+        max_length=64,
+        description="Extra arguments passed to the engine unchanged (vLLM flags; key=value for the other engines). "
+        "They may not enable remote code (use trustRemoteCode) nor set what a typed field sets (--model, "
+        "--served-model-name, --host, --port, or a flag of the backend's config block such as --n-ctx).",
     )
     trust_remote_code: bool = pydantic.Field(
         False, description="Let the model repository run its own Python code (transformers, vLLM)."
@@ -298,7 +311,7 @@ class LLMServerSpec(common.ApiModel):
 
     @pydantic.model_validator(mode="after")
     def _cross_field(self) -> LLMServerSpec:
-        _enforce(rules.SPEC_RULES, self.to_wire())
+        _enforce(rules.spec_rules(), self.to_wire())
         return self
 
 

@@ -1,7 +1,10 @@
-"""Where a model lives inside the model cache volume.
+"""Where a model lives inside the model cache volume, and which spec strings may become a path.
 
 The download Job writes there and the runtime reads from there, so both sides compute the path
-with this one pure function instead of agreeing by convention.
+with this one pure function instead of agreeing by convention. Every spec field that ends up in a
+path (a Hugging Face repo, revision and file; a PVC path) is refused by its pattern when it could
+leave its folder or hide in it: no `..`, no absolute path, no segment starting with `.`. The
+patterns are plain regular expressions, so the pydantic models and the generated CRD share them.
 """
 
 from __future__ import annotations
@@ -11,18 +14,43 @@ import re
 
 CACHE_MOUNT = "/models"
 
+# One path segment: starts with a letter, digit or `_` (never `.`: no `.`, `..` or hidden names),
+# then letters, digits, `-`, `_` and `.`; no `/`, `\`, `~` or whitespace.
+SEGMENT = r"[A-Za-z0-9_][-A-Za-z0-9_.]*"
+RELATIVE_PATH = rf"^{SEGMENT}(/{SEGMENT})*$"
+# The same, or empty (a PVC path left empty means the claim's root).
+OPTIONAL_RELATIVE_PATH = rf"^(|{SEGMENT}(/{SEGMENT})*)$"
+# A Hugging Face repo id, owner/name: each one segment.
+REPO_ID = rf"^[A-Za-z0-9][-A-Za-z0-9_.]*/{SEGMENT}$"
+SAFE_PATH_RULE = "segments separated by '/', each starting with a letter, digit or '_' (no '..', no absolute path, no hidden names)"
+
 
 def _safe(segment: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", segment)
 
 
+def is_relative_path(value: str) -> bool:
+    """True when `value` stays inside the folder it is joined to (the RELATIVE_PATH pattern)."""
+    return re.fullmatch(RELATIVE_PATH[1:-1], value) is not None
+
+
+def _checked(what: str, value: str, pattern: str) -> str:
+    if re.fullmatch(pattern[1:-1], value) is None:
+        raise ValueError(f"{what} {value!r} is not a safe relative path: {SAFE_PATH_RULE}")
+    return value
+
+
 def huggingface_dir(repo: str, revision: str = "main") -> str:
-    """Cache-relative directory of a Hugging Face repo at a revision: `hf/<owner>/<name>/<revision>`."""
-    owner, name = repo.split("/", 1)
-    return posixpath.join("hf", _safe(owner), _safe(name), _safe(revision))
+    """Cache-relative directory of a Hugging Face repo at a revision: `hf/<owner>/<name>/<revision>`.
+
+    Raises ValueError for a repo or revision that could leave the cache (the CLIs pass them
+    unvalidated by the CRD).
+    """
+    owner, name = _checked("repo", repo, REPO_ID).split("/", 1)
+    return posixpath.join("hf", _safe(owner), _safe(name), _safe(_checked("revision", revision, RELATIVE_PATH)))
 
 
 def huggingface_model_path(repo: str, revision: str = "main", file: str | None = None) -> str:
     """Cache-relative path the runtime loads: the repo directory, or the single file inside it."""
     directory = huggingface_dir(repo, revision)
-    return posixpath.join(directory, file) if file else directory
+    return posixpath.join(directory, _checked("file", file, RELATIVE_PATH)) if file else directory

@@ -8,6 +8,7 @@ defaults applied. Tests evaluate the CEL text offline and check it agrees with t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -140,6 +141,120 @@ SOURCE_RULES: tuple[Rule, ...] = (
         holds=lambda source: ("huggingFace" in source) != ("pvc" in source),
     ),
 )
+
+# Whitespace the engines' own argument parsing strips around a key, spelled out so that RE2 (the
+# API server's CEL) and Python's re read the class the same way.
+_WS = r"[ \t\n\f\r]"
+
+
+def _cel_string(text: str) -> str:
+    """`text` as a single-quoted CEL string literal."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _key(name: str) -> str:
+    """Matches an engine argument that sets `name` in any form the engines read: `--n-ctx`,
+    `--n_ctx=4`, `n_ctx=4` (vLLM's parser takes `_` for `-`; key=value engines strip the dashes)."""
+    return f"^{_WS}*-*{'[-_]'.join(name.split('_'))}{_WS}*(=|$)"
+
+
+def _abbreviations(option: str) -> str:
+    """`--trust-remote-code` and every abbreviation argparse (vLLM) accepts for it, from `--tr`."""
+    letters = option[2:].replace("-", "_")
+    tail = ""
+    for letter in reversed(letters[2:]):
+        tail = f"({'[-_]' if letter == '_' else letter}{tail})?"
+    return f"^{_WS}*--{letters[:2]}{tail}{_WS}*(=|$)"
+
+
+# What turns a model repository's own code on: the flag in any spelling or abbreviation, the key
+# anywhere in an argument (also inside a JSON value) except as `--no-trust-remote-code`, or a vLLM
+# `--config` file that could set it.
+REMOTE_CODE_ARG = "|".join(
+    (
+        _abbreviations("--trust-remote-code"),
+        "(^|[^-o])-*trust[-_]?remote[-_]?code",
+        f"^{_WS}*--config{_WS}*(=|$)",
+    )
+)
+
+
+def _sets(spec: Wire, pattern: str) -> bool:
+    return any(re.search(pattern, arg) for arg in spec.get("extraArgs") or ())
+
+
+def _extra_args_rule(name: str, pattern: str, message: str, backends: tuple[str, ...] | None = None) -> Rule:
+    """spec.extraArgs must not match `pattern` (for `backends` only, when given)."""
+    applies = "" if backends is None else f"!(self.backend in [{', '.join(_cel_string(b) for b in backends)}]) || "
+    return Rule(
+        name=name,
+        cel=f"!has(self.extraArgs) || {applies}!self.extraArgs.exists(a, a.matches({_cel_string(pattern)}))",
+        message=message,
+        field_path=".extraArgs",
+        holds=lambda spec: (backends is not None and spec.get("backend") not in backends) or not _sets(spec, pattern),
+    )
+
+
+# Arguments of `llmserver-runtime serve` that the operator (or the agent) sets from the spec.
+_SERVE_OWNED = (
+    ("model", "spec.source sets the model's path"),
+    ("model_path", "spec.source sets the model's path"),
+    ("served_model_name", "spec.model sets the served name"),
+    ("host", "the operator and the Mac agent choose the address"),
+    ("port", "the operator and the Mac agent choose the port"),
+)
+
+
+def _remote_code_rule() -> Rule:
+    pattern = REMOTE_CODE_ARG
+    return Rule(
+        name="extra-args-no-remote-code",
+        cel=(
+            "(has(self.trustRemoteCode) && self.trustRemoteCode) || !has(self.extraArgs) || "
+            f"!self.extraArgs.exists(a, a.matches({_cel_string(pattern)}))"
+        ),
+        message=(
+            "spec.extraArgs must not enable remote code (--trust-remote-code, trust_remote_code=..., a vLLM "
+            "--config file): set spec.trustRemoteCode: true to let the model repository run its own code"
+        ),
+        field_path=".extraArgs",
+        holds=lambda spec: spec.get("trustRemoteCode") is True or not _sets(spec, pattern),
+    )
+
+
+@functools.cache
+def extra_args_rules() -> tuple[Rule, ...]:
+    """The spec.extraArgs rules: no remote code without spec.trustRemoteCode, and no argument that a
+    typed field owns. The owned engine flags are derived from `engine_flags.EngineFlags`; it is
+    imported here, not at the top, because it reads the LLMServer model, which imports this module."""
+    from llmserver_api import engine_flags, llmserver  # noqa: PLC0415 - import cycle, see docstring
+
+    found = [_remote_code_rule()]
+    for name, use in _SERVE_OWNED:
+        option = "--" + name.replace("_", "-")
+        found.append(_extra_args_rule(f"extra-args-not-{option[2:]}", _key(name),
+                                      f"spec.extraArgs must not set {option} ({name}): {use}"))  # fmt: skip
+    spec_fields = llmserver.LLMServerSpec.model_fields
+    for flag in engine_flags.flags():
+        if flag.crd_field is None:
+            continue
+        fields = []
+        for engine in flag.engines:
+            block = spec_fields[engine_flags.config_attr(engine)].alias
+            fields.append(f"spec.{block}.{engine_flags.config_class(engine).model_fields[flag.crd_field].alias}")
+        backends = (*(engine.value for engine in flag.engines), llmserver.Backend.AUTO.value)
+        message = (
+            f"spec.extraArgs must not set {flag.option} ({flag.name}) for backend {' or '.join(backends)}: "
+            f"use {' or '.join(fields)}"
+        )
+        found.append(_extra_args_rule(f"extra-args-not-{flag.option[2:]}", _key(flag.name), message, backends))
+    return tuple(found)
+
+
+def spec_rules() -> tuple[Rule, ...]:
+    """Every rule attached to spec: SPEC_RULES and the extraArgs rules."""
+    return SPEC_RULES + extra_args_rules()
+
 
 TRANSFORMERS_RULES: tuple[Rule, ...] = (
     Rule(

@@ -104,7 +104,7 @@ def llmserver_schema() -> Schema:
     """openAPIV3Schema of LLMServer, with every CEL rule attached where it belongs."""
     spec = structural_schema(llmserver.LLMServerSpec)
     spec["properties"]["capabilities"]["x-kubernetes-list-type"] = "set"
-    _attach(spec, (), rules.SPEC_RULES)
+    _attach(spec, (), rules.spec_rules())
     _attach(spec, ("source",), rules.SOURCE_RULES)
     _attach(spec, ("transformers",), rules.TRANSFORMERS_RULES)
     schema = _top_level(

@@ -24,6 +24,24 @@ BLOCKS: dict[str, dict[str, Any]] = {
     "mlx": {"maxKvSize": 1024},
     "mlxVlm": {"maxTokens": 64},
 }
+# Engine arguments: harmless ones, ones that turn remote code on, ones a typed field owns, near misses.
+HARMLESS_ARGS = ["--enable-prefix-caching", "--max-num-seqs=64", "prefill_step_size=8", "--seed", "7", "--t"]
+REMOTE_CODE_ARGS = [
+    "--trust-remote-code", "--trust_remote_code", "trust_remote_code=true", "--trust-remote-code=1", "--tr",
+    "--trust-rem", " trust-remote-code = True", '--hf-overrides={"trust_remote_code": true}', "--config",
+    "--config=/models/engine.yaml", "-trust-remote-code", 'x={"a":1,"trust_remote_code":true}',
+]  # fmt: skip
+NEAR_MISSES = [
+    "--no-trust-remote-code", "--model-impl=vllm", "--n-ctx-train=1", "--hosted", "--portal=1", "max_tokens_x=2",
+    "--trusted", "--configure", "--max-model-length=5", "nctx=4", "--no_trust_remote_code",
+]  # fmt: skip
+OWNED_ARGS = [
+    "--model", "--model=/x", "model_path=/x", "--served-model-name=x", "--host=0.0.0.0", "--port", "port=1",
+    "--n-gpu-layers=0", "n_gpu_layers=-1", "--n_ctx=4", "n_ctx=4", "n-batch=8", "n_threads = 2",
+    "--tensor-parallel-size=2", "--tensor_parallel_size", "--gpu-memory-utilization=0.5", "--max-model-len=9",
+    "--dtype=half", "dtype=float16", "load_in_4bit=true", "--load-in-8bit", "max_kv_size=9", "max_tokens=3",
+]  # fmt: skip
+EXTRA_ARGS = HARMLESS_ARGS + REMOTE_CODE_ARGS + NEAR_MISSES + OWNED_ARGS
 
 
 def _spec_variants(count: int, seed: int = 7) -> list[dict[str, Any]]:
@@ -54,6 +72,10 @@ def _spec_variants(count: int, seed: int = 7) -> list[dict[str, Any]]:
             spec["transformers"].update(
                 {key: chooser.choice([True, False]) for key in ("loadIn4bit", "loadIn8bit") if chooser.random() < 0.7}
             )
+        if chooser.random() < 0.3:
+            spec["extraArgs"] = chooser.sample(EXTRA_ARGS, chooser.randint(0, 2))
+        if chooser.random() < 0.3:
+            spec["trustRemoteCode"] = chooser.choice([True, False])
         variants.append(spec)
     return variants
 
@@ -69,24 +91,49 @@ def _node(root: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
     return root
 
 
-RULE_SETS = [((), rules.SPEC_RULES), (("source",), rules.SOURCE_RULES), (("transformers",), rules.TRANSFORMERS_RULES)]
+RULE_SETS = [
+    ((), rules.SPEC_RULES),
+    ((), rules.extra_args_rules()),
+    (("source",), rules.SOURCE_RULES),
+    (("transformers",), rules.TRANSFORMERS_RULES),
+]
+
+
+def _extra_args_variants() -> list[dict[str, Any]]:
+    """Every sample argument alone on every backend; the remote-code ones also with trustRemoteCode."""
+    return [
+        {"model": "m", "backend": backend, "extraArgs": [arg], "trustRemoteCode": trust}
+        for arg in EXTRA_ARGS
+        for backend in BACKENDS
+        for trust in ((False, True) if arg in REMOTE_CODE_ARGS and backend == "auto" else (False,))
+    ]
+
+
+def _samples(spec_schema: dict[str, Any]) -> list[tuple[dict[str, Any], tuple[str, ...], tuple[rules.Rule, ...]]]:
+    """(defaulted spec, path, rules to evaluate there): random shapes for every rule set, and every
+    sample engine argument for the extraArgs rules."""
+    samples = []
+    for spec in _spec_variants(200):
+        defaulted = schema.apply_defaults(spec_schema, spec)
+        samples.extend((defaulted, path, rule_set) for path, rule_set in RULE_SETS)
+    for spec in _extra_args_variants():
+        samples.append((schema.apply_defaults(spec_schema, spec), (), rules.extra_args_rules()))
+    return samples
 
 
 def test_cel_and_python_agree_on_every_rule(spec_schema: dict[str, Any]) -> None:
     outcomes: dict[str, set[bool]] = {}
-    for spec in _spec_variants(200):
-        defaulted = schema.apply_defaults(spec_schema, spec)
-        for path, rule_set in RULE_SETS:
-            if any(name not in defaulted for name in path):
-                continue
-            value = defaulted
-            for name in path:
-                value = value[name]
-            for rule in rule_set:
-                cel = crd_validation.evaluate(rule.cel, value)
-                python = rule.holds(value)
-                assert cel == python, f"{rule.name}: CEL says {cel}, Python says {python} for {spec}"
-                outcomes.setdefault(rule.name, set()).add(cel)
+    for defaulted, path, rule_set in _samples(spec_schema):
+        if any(name not in defaulted for name in path):
+            continue
+        value = defaulted
+        for name in path:
+            value = value[name]
+        for rule in rule_set:
+            cel = crd_validation.evaluate(rule.cel, value)
+            python = rule.holds(value)
+            assert cel == python, f"{rule.name}: CEL says {cel}, Python says {python} for {defaulted}"
+            outcomes.setdefault(rule.name, set()).add(cel)
     every_rule = [rule.name for _, rule_set in RULE_SETS for rule in rule_set]
     assert sorted(outcomes) == sorted(every_rule)
     assert all(seen == {True, False} for seen in outcomes.values()), f"a rule never both held and broke: {outcomes}"
@@ -148,7 +195,9 @@ def test_rules_name_only_fields_the_schema_has(path: tuple[str, ...], rule: rule
 
 def test_rules_are_attached_to_the_generated_schema() -> None:
     generated = crd_validation.open_api_schema(crd_validation.load_crds()["LLMServer"])
+    expected: dict[tuple[str, ...], list[dict[str, str]]] = {}
     for path, rule_set in RULE_SETS:
-        attached = _node(generated["properties"]["spec"], path)["x-kubernetes-validations"]
-        assert attached == [rule.to_validation() for rule in rule_set]
+        expected.setdefault(path, []).extend(rule.to_validation() for rule in rule_set)
+    for path, validations in expected.items():
+        assert _node(generated["properties"]["spec"], path)["x-kubernetes-validations"] == validations
     assert generated["x-kubernetes-validations"] == [rule.to_validation() for rule in rules.ROOT_RULES]
