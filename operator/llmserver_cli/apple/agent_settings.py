@@ -33,7 +33,9 @@ class AgentSettings(pydantic_settings.BaseSettings):
     )
     models_root: pathlib.Path = pydantic.Field(
         pathlib.Path("~/models").expanduser(),
-        description="Where a `source.pvc` claimName folder is looked up on the Mac (no PVCs there).",
+        description="The folder `source.pvc` claims resolve under on this Mac (no PVCs there): claim `models`, path "
+        "`qwen` is <models_root>/models/qwen. LLMServers come from every namespace, so an absolute, `~` or `..` "
+        "claimName or path is refused (the server fails, saying so in its status); env LLMSERVER_AGENT_MODELS_ROOT.",
     )
     log_dir: pathlib.Path = pydantic.Field(
         pathlib.Path("~/.cache/llmserver/agent-logs").expanduser(), description="Runtime logs."

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import pathlib
 import time
 from collections.abc import Callable
 
@@ -69,7 +68,7 @@ class Engine:
 
     # -- which servers ------------------------------------------------------------------------
 
-    def add(self, key: str, server: llmserver_api.LLMServer, origin: pathlib.Path) -> hosted.Hosted:
+    def add(self, key: str, server: llmserver_api.LLMServer, origin: sources.Origin) -> hosted.Hosted:
         """Tracks a server (Pending, not started: see `launch`)."""
         unit = hosted.Hosted(key=key, server=server, origin=origin, changed=self._on_change)
         self.units[key] = unit

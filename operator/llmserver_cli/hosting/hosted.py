@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import pathlib
 import time
 from collections.abc import Callable
 
 import llmserver_api
-from llmserver_cli.hosting import process as process_mod
+from llmserver_cli.hosting import process as process_mod, sources
 
 class LoadFailed(Exception):
     """A step failed; the message is shown as the server's error (no secrets in it)."""
@@ -22,7 +21,7 @@ class Hosted:
 
     key: str  # the server's name locally, namespace/name on a Mac
     server: llmserver_api.LLMServer
-    origin: pathlib.Path  # relative source.pvc claimNames resolve against this file's folder
+    origin: sources.Origin  # source.pvc claims resolve against this manifest file's folder or models root
     changed: Callable[[], None]
     phase: str = "Pending"  # Downloading, Starting, Ready, Unloading, Unloaded, Failed
     message: str = ""
