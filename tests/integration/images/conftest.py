@@ -20,7 +20,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
@@ -204,8 +204,10 @@ BUILD_TIMEOUT = 3300  # a cold cpu image compiles llama.cpp when the host pip ca
 
 
 def wanted_targets() -> list[str]:
-    """Targets to build and check: LLMSERVER_IMAGE_TEST_TARGETS (default: operator cpu)."""
-    return os.environ.get("LLMSERVER_IMAGE_TEST_TARGETS", "operator cpu").split()
+    """Targets to build and check: LLMSERVER_IMAGE_TEST_TARGETS (default: operator cpu, and cuda when
+    LLMSERVER_BUILD_CUDA=1: the cuda image takes long and ~50 GB of disk, so CI does not build it)."""
+    default = "operator cpu cuda" if os.environ.get("LLMSERVER_BUILD_CUDA") == "1" else "operator cpu"
+    return os.environ.get("LLMSERVER_IMAGE_TEST_TARGETS", default).split()
 
 
 @dataclasses.dataclass
@@ -272,22 +274,94 @@ def images(request: pytest.FixtureRequest, built: Built,
     """Every built image, opened (mounted or exported) for the whole session."""
     scratch = tmp_path_factory.mktemp("rootfs")
     with contextlib.ExitStack() as stack:
-        opened_images = {t: stack.enter_context(opened(built.engine, t, n, scratch)) for t, n in built.names.items()}
+        opened_images = {t: stack.enter_context(opened(built.engine, t, n, scratch)) for t, n in built.names.items()
+                         if t != "cuda"}  # the cuda_image fixture opens that one, built here or not
         _report(request.config, "image sizes: " + ", ".join(
             f"{t} {image.inspect.get('Size', 0) / 1e6:.0f} MB" for t, image in opened_images.items()))
         yield opened_images
 
 
-@pytest.fixture(params=["operator", "cpu"])
-def image(request: pytest.FixtureRequest, images: dict[str, Image]) -> Image:
-    """Each final image in turn."""
+def _existing_image(engine: str, names: Sequence[str]) -> str | None:
+    """The first of `names` that the engine holds."""
+    for name in names:
+        if subprocess.run([engine, "image", "inspect", name], capture_output=True, timeout=60, check=False).returncode == 0:
+            return name
+    return None
+
+
+@pytest.fixture(scope="session")
+def cuda_image(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Image]:
+    """The cuda image: built by this session when LLMSERVER_BUILD_CUDA=1 (or cuda is among
+    LLMSERVER_IMAGE_TEST_TARGETS), else an existing one (LLMSERVER_CUDA_IMAGE, or
+    llmserver-runtime-cuda:itest / :dev). Skips when there is none, fails when
+    LLMSERVER_REQUIRE_CUDA_IMAGE=1."""
+    def unavailable(reason: str) -> None:
+        if os.environ.get("LLMSERVER_REQUIRE_CUDA_IMAGE") == "1":
+            pytest.fail(f"LLMSERVER_REQUIRE_CUDA_IMAGE=1, but {reason}")
+        pytest.skip(reason)
+
+    if "cuda" in wanted_targets():
+        built: Built = request.getfixturevalue("built")
+        engine, name = built.engine, built.names["cuda"]
+    else:
+        engine, reason = engine_or_reason()
+        if engine is None:
+            unavailable(f"no cuda image can be opened: {reason}")
+        candidates = [os.environ["LLMSERVER_CUDA_IMAGE"]] if os.environ.get("LLMSERVER_CUDA_IMAGE") else [
+            f"{TARGET_NAMES['cuda']}:{TAG}", f"{TARGET_NAMES['cuda']}:dev"]
+        name = _existing_image(engine, candidates)
+        if name is None:
+            unavailable(f"no cuda image ({' or '.join(candidates)}): build it with LLMSERVER_BUILD_CUDA=1 "
+                        "(long, ~50 GB of disk; see docs/images.md) or name one with LLMSERVER_CUDA_IMAGE")
+    with opened(engine, "cuda", name, tmp_path_factory.mktemp("rootfs-cuda")) as image:
+        _report(request.config, f"cuda image {name}: {image.inspect.get('Size', 0) / 1e9:.1f} GB")
+        yield image
+
+
+@pytest.fixture(params=["operator", "cpu", "cuda"])
+def image(request: pytest.FixtureRequest) -> Image:
+    """Each final image in turn (cuda: see cuda_image)."""
+    if request.param == "cuda":
+        return request.getfixturevalue("cuda_image")
+    images: dict[str, Image] = request.getfixturevalue("images")
     if request.param not in images:
         pytest.skip(f"{request.param} image not built: LLMSERVER_IMAGE_TEST_TARGETS={' '.join(wanted_targets())}")
     return images[request.param]
 
 
 @pytest.fixture
-def chroot_ok(images: dict[str, Image]) -> None:
+def chroot_ok() -> None:
     """Commands from an image run with chroot and bind mounts, which need root."""
     if os.geteuid() != 0:
         pytest.skip("running an image's commands with chroot needs root (the files were checked without it)")
+
+
+@pytest.fixture
+def stand_in_driver() -> Callable[[Image, pathlib.Path], str]:
+    """make_stand_in_driver, for the tests that load llama.cpp's CUDA backend."""
+    return make_stand_in_driver
+
+
+def make_stand_in_driver(image: Image, host_tmp: pathlib.Path) -> str:
+    """A stand-in libcuda.so.1 in the image's bound /tmp (host_tmp), built with the host's C compiler;
+    returns its folder inside the image. On a GPU node the NVIDIA container runtime puts the host
+    driver's libcuda.so.1 there; without one, llama.cpp's CUDA backend cannot even load. Every driver
+    entry point that the image's llama.cpp libraries use answers CUDA_ERROR_NO_DEVICE (100)."""
+    compiler, nm = shutil.which("cc") or shutil.which("gcc"), shutil.which("nm")
+    if not (compiler and nm):
+        pytest.skip("a stand-in CUDA driver needs a C compiler and nm on this machine")
+    symbols: set[str] = set()
+    for path in image.files:
+        if path.startswith(f"{image.site_packages()}/llama_cpp/lib/") and ".so" in path:
+            listing = subprocess.run([nm, "-D", "--undefined-only", str(image.path(path))], capture_output=True,
+                                     text=True, timeout=60, check=True).stdout
+            symbols |= {line.split()[-1].split("@")[0] for line in listing.splitlines()
+                        if line.split() and line.split()[-1].startswith("cu") and line.split()[-1][2:3].isupper()}
+    folder = host_tmp / "stand-in-driver"
+    folder.mkdir(mode=0o755)
+    source = folder / "libcuda.c"
+    source.write_text("".join(f"int {name}(void) {{ return 100; }}\n" for name in sorted(symbols)))
+    subprocess.run([compiler, "-shared", "-fPIC", "-Wl,-soname,libcuda.so.1", "-o", str(folder / "libcuda.so.1"),
+                    str(source)], check=True, capture_output=True, timeout=120)
+    (folder / "libcuda.so.1").chmod(0o755)
+    return "/tmp/stand-in-driver"

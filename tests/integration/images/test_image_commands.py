@@ -25,6 +25,12 @@ IMPORTS = {
     "cpu": "import llmserver_runtime.cli, llmserver_backends.llama_cpp, llmserver_backends.transformers, "
            "llama_cpp, transformers, torch; assert torch.version.cuda is None and not torch.cuda.is_available(); "
            "assert llama_cpp.llama_supports_gpu_offload() is False",
+    # No GPU here: torch is a CUDA build that finds no device; llama.cpp's CUDA backend loads (against a
+    # stand-in driver, see conftest.make_stand_in_driver) and finds no device either.
+    "cuda": "import llmserver_runtime.cli, llmserver_backends.vllm, llmserver_backends.transformers, "
+            "llmserver_backends.llama_cpp, vllm, transformers, bitsandbytes, llama_cpp, torch; "
+            "assert torch.version.cuda and not torch.cuda.is_available(), torch.version.cuda; "
+            "assert llama_cpp.llama_supports_gpu_offload() is False",
 }
 WHOAMI = ("import os, pwd, sys; print(os.getuid(), os.getgid(), pwd.getpwuid(os.getuid()).pw_name, sys.prefix, "
           "os.getcwd())")
@@ -65,8 +71,15 @@ def test_python_runs_as_the_image_user_from_the_venv(image) -> None:
     assert result.stdout.split() == ["10001", "10001", "llmserver", "/opt/venv", "/tmp"]
 
 
-def test_our_packages_and_engines_import(image) -> None:
-    result = image.run(["python", "-c", IMPORTS[image.target]], timeout=300)
+def test_our_packages_and_engines_import(image, stand_in_driver) -> None:
+    if image.target != "cuda":
+        result = image.run(["python", "-c", IMPORTS[image.target]], timeout=300)
+        assert result.returncode == 0, result.stderr[-4000:]
+        return
+    with image.writable_tmp() as tmp:
+        driver = stand_in_driver(image, tmp)
+        library_path = f"{driver}:{image.env()['LD_LIBRARY_PATH']}"
+        result = image.run(["python", "-c", IMPORTS["cuda"]], timeout=600, LD_LIBRARY_PATH=library_path)
     assert result.returncode == 0, result.stderr[-4000:]
 
 

