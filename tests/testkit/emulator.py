@@ -18,7 +18,10 @@ Usage (a pytest fixture would wrap exactly this)::
         kube.patch("v1", "Pod", "name", {"status": {...}}, "ns", subresource="status")
         kube.delete("v1", "Pod", "name", "ns")
         kube.wait_for(lambda: kube.get(...), timeout=30)         # event-driven, no sleeping loop
-        kube.writes()              # API write requests seen over HTTP (method, path, content type)
+        kube.writes()              # API write requests seen over HTTP (method, path, content type, verb, kind)
+        kube.calls()               # Counter of HTTP API calls by (verb, kind), e.g. ("patch", "LLMServer/status")
+        kube.faults.add(verb="patch", kind="Deployment", status=500, times=2)   # see emulator_faults
+        kube.gc.idle()             # waits for the asynchronous garbage collector (emulator_gc)
         kube.kubectl("get", "llms", "-n", "ns")                  # runs /usr/bin/kubectl against it
         kube.store                 # the emulator_store.Store: direct, thread-safe access
 
@@ -28,17 +31,24 @@ list, watch, PUT, PATCH (merge, JSON patch with `test` → 422 on mismatch; stra
 apply patches are treated as merge patches), DELETE (finalizers → deletionTimestamp; collection
 deletes); label and field selectors; status subresources (writes to the main resource keep status,
 writes to /status change only status); the scale subresource of Deployments/ReplicaSets/StatefulSets;
-CRD structural defaults applied on every write; ownerReference garbage collection (Background and Orphan;
-Foreground acts as Background); watches replay from resourceVersion, answer 410 Gone past the log,
+CRD structural defaults applied on every write, and fields the CRD's structural schema does not declare
+pruned (with a Warning header; `fieldValidation=Strict` refuses them, emulator_prune); names validated
+per kind (DNS-1123 label/subdomain, DNS-1035 for Services, 63/253 limits) and label keys/values and
+annotations as the API server does (422 Invalid, emulator_names); ownerReference garbage collection
+on a background thread (Background, Foreground with blockOwnerDeletion, Orphan: emulator_gc);
+opt-in OwnerReferencesPermissionEnforcement (emulator_admission); injected faults (500, 429 with
+Retry-After, delays, dropped watches: emulator_faults); watches replay from resourceVersion, answer 410 Gone past the log,
 and honour timeoutSeconds; lists carry kind/apiVersion/resourceVersion; kubectl gets Table output
 with a CRD's printer columns (`kubectl apply/get/patch/wait/scale/delete` work with --validate=false).
-Namespaces are created on first use. No admission, no schema validation,
-no controllers (see testkit.kubelet for Jobs, Deployments, Pods and EndpointSlices).
+Namespaces are created on first use and deleted synchronously with their contents. No schema
+validation of custom resources (tests/testkit/crd_validation does that offline), no controllers
+(see testkit.kubelet for Jobs, Deployments, Pods and EndpointSlices).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import pathlib
 import subprocess
@@ -51,7 +61,7 @@ from typing import Any, Self, TypeVar
 import aiohttp.web
 import yaml
 
-from testkit import emulator_http, emulator_store
+from testkit import emulator_admission, emulator_faults, emulator_gc, emulator_http, emulator_store
 
 T = TypeVar("T")
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -66,10 +76,14 @@ def project_crds() -> list[dict[str, Any]]:
 class KubeEmulator:
     """The emulator server, run on its own thread and event loop; usable as a context manager."""
 
-    def __init__(self, crds: Iterable[dict[str, Any]] = (), log_size: int = 200_000) -> None:
+    def __init__(self, crds: Iterable[dict[str, Any]] = (), log_size: int = 200_000, gc_delay: float = 0.05,
+                 owner_references: emulator_admission.OwnerReferencesEnforcement | None = None) -> None:
         self.store = emulator_store.Store(log_size=log_size)
         for crd in crds:
             self.store.add_crd(crd)
+        self.store.owner_references = owner_references
+        self.faults = emulator_faults.Faults()
+        self.gc = emulator_gc.GarbageCollector(self.store, delay=gc_delay)
         self._changed = threading.Event()
         self.store.subscribe(lambda event: self._changed.set())
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -89,7 +103,7 @@ class KubeEmulator:
             loop = asyncio.new_event_loop()
             self._loop = loop
             try:
-                self._api = emulator_http.Api(self.store, loop)
+                self._api = emulator_http.Api(self.store, loop, self.faults)
                 self._runner = aiohttp.web.AppRunner(self._api.app(), access_log=None, handle_signals=False, handler_cancellation=True,
                                                      shutdown_timeout=2.0)
                 loop.run_until_complete(self._runner.setup())
@@ -112,10 +126,12 @@ class KubeEmulator:
         if failure:
             raise failure[0]
         self._write_kubeconfig()
+        self.gc.start()
         return self
 
     def stop(self) -> None:
         """Stops serving (open watch streams are closed)."""
+        self.gc.stop()
         if self._loop is not None and self._thread is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(30)
@@ -177,7 +193,7 @@ class KubeEmulator:
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = "default",
                propagation: str = "Background") -> dict[str, Any]:
-        """Deletes one object (dependents are garbage-collected)."""
+        """Deletes one object; its dependents are garbage-collected afterwards (`gc.idle()` waits for that)."""
         return self.store.delete(self._resource(api_version, kind), namespace, name, propagation)
 
     def wait_for(self, predicate: Callable[[], T], timeout: float = 30.0, message: str = "") -> T:
@@ -202,6 +218,11 @@ class KubeEmulator:
     def writes(self, since: int = 0) -> list[emulator_http.Logged]:
         """HTTP write requests (POST/PUT/PATCH/DELETE) from request number `since` on."""
         return [r for r in self.requests[since:] if r.method in WRITE_METHODS]
+
+    def calls(self, since: int = 0, agent: str | None = None) -> collections.Counter[tuple[str, str]]:
+        """HTTP API calls by (verb, kind) from request number `since` on (only `agent`'s when given)."""
+        return collections.Counter((r.verb, r.kind) for r in self.requests[since:]
+                                   if r.verb and (agent is None or r.agent == agent))
 
     def kubectl(self, *args: str, timeout: float = 60.0, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Runs kubectl against the emulator and returns the finished process."""

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
-import datetime
 import json
 from typing import Any
 
 import aiohttp.web
 import yaml
 
-from testkit import emulator_select, emulator_store
+from testkit import emulator_admission, emulator_faults, emulator_select, emulator_store, emulator_tables
 
 Store = emulator_store.Store
 ApiError = emulator_store.ApiError
@@ -31,43 +31,41 @@ class Target:
 
 @dataclasses.dataclass(frozen=True)
 class Logged:
-    """One request, for tests that count API writes."""
+    """One request, for tests that count API calls: `verb` and `kind` are empty for discovery."""
 
     method: str
     path: str
     content_type: str
+    verb: str = ""
+    kind: str = ""  # "Deployment", "LLMServer/status"
+    agent: str = ""  # the User-Agent's product ("kopf", "OpenAPI-Generator", "kubectl")
+
+
+def verb_of(method: str, target: Target, watching: bool) -> str:
+    """The RBAC verb of a request (get, list, watch, create, update, patch, delete, deletecollection)."""
+    if method in ("GET", "HEAD"):
+        return "watch" if watching else ("get" if target.name else "list")
+    if method == "DELETE":
+        return "delete" if target.name else "deletecollection"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
 
 
 def _json(body: Any, status: int = 200) -> aiohttp.web.Response:
     return aiohttp.web.Response(body=json.dumps(body).encode(), status=status, content_type="application/json")
 
 
-def _age(timestamp: str) -> str:
-    """kubectl's AGE text (k8s.io/apimachinery duration.HumanDuration), computed server-side as for CRDs."""
-    started = datetime.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
-    seconds = max(0, int((datetime.datetime.now(datetime.UTC) - started).total_seconds()))
-    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
-    if seconds < 120:
-        return f"{seconds}s"
-    if minutes < 10:
-        return f"{minutes}m{seconds % 60}s" if seconds % 60 else f"{minutes}m"
-    if hours < 3:
-        return f"{minutes}m"
-    if hours < 8:
-        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
-    if hours < 48:
-        return f"{hours}h"
-    return f"{days}d{hours % 24}h" if days < 8 and hours % 24 else f"{days}d"
-
-
 class Api:
     """Routes requests to the store and fans store events out to watch streams."""
 
-    def __init__(self, store: Store, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, store: Store, loop: asyncio.AbstractEventLoop, faults: emulator_faults.Faults | None = None) -> None:
         self.store = store
         self.loop = loop
         self.requests: list[Logged] = []
-        self._watchers: dict[tuple[str, str, str], set[asyncio.Queue[emulator_store.Event | None]]] = {}
+        self.calls: collections.Counter[tuple[str, str]] = collections.Counter()  # (verb, kind) -> count
+        self.faults = faults or emulator_faults.Faults()
+        self.faults.on_drop(self._drop_watches)
+        # open watches: resource key -> queue -> the namespace it watches (None: all)
+        self._watchers: dict[tuple[str, str, str], dict[asyncio.Queue[emulator_store.Event | None], str | None]] = {}
         store.subscribe(self._on_event)
 
     def _on_event(self, event: emulator_store.Event) -> None:
@@ -84,6 +82,14 @@ class Api:
         for queues in self._watchers.values():
             for queue in queues:
                 queue.put_nowait(None)
+
+    def _drop_watches(self, wanted: Any) -> int:
+        """Closes the open watches `wanted(kind, plural, namespace)` selects (from any thread)."""
+        chosen = [queue for key, queues in list(self._watchers.items()) for queue, namespace in list(queues.items())
+                  if wanted(self.store.resources[key].kind, key[2], namespace)]
+        for queue in chosen:
+            self.loop.call_soon_threadsafe(queue.put_nowait, None)
+        return len(chosen)
 
     def app(self) -> aiohttp.web.Application:
         """The aiohttp application serving every path."""
@@ -110,23 +116,60 @@ class Api:
         return Target(resource, namespace, name, subresource)
 
     async def handle(self, request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
-        """Entry point of every request."""
-        self.requests.append(Logged(request.method, request.path, request.headers.get("Content-Type", "")))
+        """Entry point of every request: discovery, else faults, then CRUD or a watch."""
         parts = [part for part in request.path.split("/") if part]
+        agent = request.headers.get("User-Agent", "").split("/", 1)[0]
+        content_type = request.headers.get("Content-Type", "")
         try:
             discovery = self._discovery(parts)
             if discovery is not None:
+                self.requests.append(Logged(request.method, request.path, content_type, agent=agent))
                 return _json(discovery)
             target = self._target(parts)
             if target is None:
+                self.requests.append(Logged(request.method, request.path, content_type, agent=agent))
                 raise ApiError(404, "NotFound", f"the server could not find the requested resource {request.path}")
-            if request.method == "GET" and request.query.get("watch", "").lower() in ("true", "1"):
-                return await self._watch(request, target)
+            watching = request.query.get("watch", "").lower() in ("true", "1")
+            verb = verb_of(request.method, target, watching)
+            kind = target.resource.kind + (f"/{target.subresource}" if target.subresource else "")
+            self.requests.append(Logged(request.method, request.path, content_type, verb, kind, agent))
+            self.calls[(verb, kind)] += 1
+            fault = self.faults.take(verb, target.resource.kind, target.resource.plural, target.namespace, target.name,
+                                     target.subresource)
+            if fault is not None and fault.delay:
+                await asyncio.sleep(fault.delay)
+            if fault is not None and fault.status is not None:
+                return self._injected(fault)
+            if watching:
+                return await self._watch(request, target, fault.drop_after if fault is not None else None)
             return await self._crud(request, target)
         except ApiError as exc:
             return _json(exc.status(), exc.code)
         except emulator_select.SelectorError as exc:
             return _json(ApiError(400, "BadRequest", str(exc)).status(), 400)
+
+    @staticmethod
+    def _injected(fault: emulator_faults.Fault) -> aiohttp.web.Response:
+        code = fault.status or 500
+        message = fault.message or f"injected fault: {code}"
+        response = _json(ApiError(code, fault.reason(), message, {"retryAfterSeconds": int(fault.retry_after)}
+                                  if fault.retry_after else None).status(), code)
+        if fault.retry_after is not None:
+            response.headers["Retry-After"] = str(int(fault.retry_after) if fault.retry_after >= 1 else 1)
+        return response
+
+    def _context(self, request: aiohttp.web.Request) -> emulator_admission.WriteContext:
+        policy = self.store.owner_references
+        user = policy.user(request.headers.get("Authorization")) if policy is not None else None
+        return emulator_admission.WriteContext(user=user, field_validation=request.query.get("fieldValidation") or "Warn")
+
+    @staticmethod
+    def _written(body: Any, context: emulator_admission.WriteContext, status: int = 200) -> aiohttp.web.Response:
+        """The answer to a write, with the API server's Warning headers (pruned unknown fields)."""
+        response = _json(body, status)
+        for warning in context.warnings:
+            response.headers.add("Warning", '299 - "' + warning.replace('"', '\\"') + '"')
+        return response
 
     # --- discovery -------------------------------------------------------------------------
     def _resource_list(self, group: str, version: str) -> dict[str, Any]:
@@ -201,14 +244,15 @@ class Api:
                 items, rv = store.list(t.resource, t.namespace, query.get("labelSelector"), query.get("fieldSelector"),
                                        copied=False)
                 if "as=Table" in request.headers.get("Accept", ""):
-                    return _json(self._table(t.resource, items, rv))
+                    return _json(emulator_tables.table(t.resource, items, rv))
                 return _json({"apiVersion": t.resource.api_version, "kind": f"{t.resource.kind}List",
                               "metadata": {"resourceVersion": str(rv)}, "items": items})
             if method == "POST":
                 body = await self._body(request)
                 if query.get("dryRun"):
                     return _json(body, 201)
-                return _json(store.create(t.resource, t.namespace, body or {}), 201)
+                context = self._context(request)
+                return self._written(store.create(t.resource, t.namespace, body or {}, context=context), context, 201)
             if method == "DELETE":
                 items, _ = store.list(t.resource, t.namespace, query.get("labelSelector"), query.get("fieldSelector"))
                 for item in items:
@@ -221,19 +265,25 @@ class Api:
             if method == "GET":
                 obj = store.get(t.resource, t.namespace, t.name, copied=False)
                 if "as=Table" in request.headers.get("Accept", ""):
-                    return _json(self._table(t.resource, [obj], store.resource_version))
+                    return _json(emulator_tables.table(t.resource, [obj], store.resource_version))
                 return _json(obj)
             if method == "PUT":
-                return _json(store.replace(t.resource, t.namespace, t.name, await self._body(request) or {}, t.subresource))
+                context = self._context(request)
+                body = await self._body(request) or {}
+                return self._written(store.replace(t.resource, t.namespace, t.name, body, t.subresource, context), context)
             if method == "PATCH":
                 content_type = request.headers.get("Content-Type", "application/merge-patch+json")
                 body = await self._body(request)
+                context = self._context(request)
                 if content_type.startswith("application/apply-patch"):
                     try:
                         store.get(t.resource, t.namespace, t.name)
                     except ApiError:
-                        return _json(store.create(t.resource, t.namespace, {**body, "metadata": {**body.get("metadata", {}), "name": t.name}}), 201)
-                return _json(store.patch(t.resource, t.namespace, t.name, body, content_type, t.subresource))
+                        created = store.create(t.resource, t.namespace,
+                                               {**body, "metadata": {**body.get("metadata", {}), "name": t.name}}, context=context)
+                        return self._written(created, context, 201)
+                return self._written(store.patch(t.resource, t.namespace, t.name, body, content_type, t.subresource, context),
+                                     context)
             if method == "DELETE":
                 options = await self._body(request) or {}
                 propagation = options.get("propagationPolicy") or query.get("propagationPolicy") or "Background"
@@ -256,28 +306,8 @@ class Api:
                 "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
                            "selector": ",".join(f"{k}={v}" for k, v in sorted(selector.items()))}}
 
-    def _table(self, resource: Resource, items: list[dict[str, Any]], rv: int) -> dict[str, Any]:
-        columns = [{"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}]
-        paths = []
-        for column in resource.printer_columns or ({"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},):
-            columns.append({"name": column["name"], "type": column.get("type", "string"), "format": column.get("format", ""),
-                            "description": column.get("description", ""), "priority": column.get("priority", 0)})
-            paths.append(column["jsonPath"])
-        rows = []
-        for obj in items:
-            cells: list[Any] = [obj["metadata"]["name"]]
-            for path in paths:
-                value = emulator_select.json_path(obj, path)
-                if value is not None and path == ".metadata.creationTimestamp":
-                    value = _age(value)
-                cells.append("<none>" if value is None else value)
-            rows.append({"cells": cells, "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                                                    "metadata": obj["metadata"]}})
-        return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": str(rv)},
-                "columnDefinitions": columns, "rows": rows}
-
     # --- watch -----------------------------------------------------------------------------
-    async def _watch(self, request: aiohttp.web.Request, t: Target) -> aiohttp.web.StreamResponse:
+    async def _watch(self, request: aiohttp.web.Request, t: Target, drop_after: float | None = None) -> aiohttp.web.StreamResponse:
         query = request.query
         match_labels = emulator_select.label_selector(query.get("labelSelector"))
         match_fields = emulator_select.field_selector(query.get("fieldSelector"))
@@ -303,10 +333,12 @@ class Api:
             else:
                 items, last = self.store.list(t.resource, t.namespace)
                 initial = [{"type": "ADDED", "object": obj} for obj in items if wanted(obj)]
-            self._watchers.setdefault(t.resource.key, set()).add(queue)
+            self._watchers.setdefault(t.resource.key, {})[queue] = t.namespace
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
         timeout = float(query.get("timeoutSeconds") or 1800)
+        if drop_after is not None:  # an injected fault: the server closes this stream early
+            self.loop.call_later(drop_after, queue.put_nowait, None)
         try:
             async with asyncio.timeout(timeout):
                 for event in initial:
@@ -324,5 +356,5 @@ class Api:
         except (TimeoutError, ConnectionResetError):
             pass
         finally:
-            self._watchers.get(t.resource.key, set()).discard(queue)
+            self._watchers.get(t.resource.key, {}).pop(queue, None)
         return response

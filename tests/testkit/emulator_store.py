@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from testkit import emulator_patch, emulator_resources, emulator_select
+from testkit import emulator_admission, emulator_names, emulator_patch, emulator_prune, emulator_resources, emulator_select
 
 Obj = dict[str, Any]
 Resource = emulator_resources.Resource
@@ -27,14 +27,17 @@ Resource = emulator_resources.Resource
 class ApiError(Exception):
     """An API failure with the Kubernetes Status shape."""
 
-    def __init__(self, code: int, reason: str, message: str) -> None:
+    def __init__(self, code: int, reason: str, message: str, details: Obj | None = None) -> None:
         super().__init__(message)
-        self.code, self.reason, self.message = code, reason, message
+        self.code, self.reason, self.message, self.details = code, reason, message, details
 
     def status(self) -> Obj:
         """The `Status` object the API server answers with."""
-        return {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",
-                "message": self.message, "reason": self.reason, "code": self.code}
+        status = {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",
+                  "message": self.message, "reason": self.reason, "code": self.code}
+        if self.details:
+            status["details"] = self.details
+        return status
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +74,8 @@ class Store:
         self._rv = 0
         self._uids: set[str] = set()
         self._subscribers: list[Callable[[Event], None]] = []
+        # opt-in OwnerReferencesPermissionEnforcement for HTTP writes (see emulator_admission)
+        self.owner_references: emulator_admission.OwnerReferencesEnforcement | None = None
         for resource in emulator_resources.BUILTIN:
             self.add_resource(resource)
         for namespace in ("default", "kube-system"):
@@ -113,6 +118,15 @@ class Store:
             self._subscribers.append(callback)
 
     # --- reads -----------------------------------------------------------------------------
+    def objects(self) -> list[tuple[Resource, Obj]]:
+        """Every stored object with its resource (the stored dicts: never to be mutated)."""
+        with self.lock:
+            return [(self.resources[key], obj) for key, objs in self._objects.items() for obj in objs.values()]
+
+    def has_uid(self, uid: str) -> bool:
+        """Whether an object with this uid exists."""
+        return uid in self._uids
+
     @property
     def resource_version(self) -> int:
         """The newest resourceVersion handed out."""
@@ -182,8 +196,9 @@ class Store:
         if (None, namespace) not in self._objects[namespaces.key]:
             self.create(namespaces, None, {"metadata": {"name": namespace}})
 
-    def create(self, resource: Resource, namespace: str | None, body: Obj, keep_status: bool = False) -> Obj:
-        """POST: stamps uid, resourceVersion, generation, creationTimestamp; honours generateName."""
+    def create(self, resource: Resource, namespace: str | None, body: Obj, keep_status: bool = False,
+               context: emulator_admission.WriteContext | None = None) -> Obj:
+        """POST: stamps uid, resourceVersion, generation, creationTimestamp; honours generateName; validates names."""
         obj = copy.deepcopy(body)
         meta = _meta(obj)
         with self.lock:
@@ -200,16 +215,18 @@ class Store:
                 if not meta.get("generateName"):
                     raise ApiError(422, "Invalid", "metadata.name or metadata.generateName is required")
                 while True:
-                    meta["name"] = meta["generateName"] + "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
+                    suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
+                    meta["name"] = emulator_names.generated_name(meta["generateName"], suffix)
                     if (namespace, meta["name"]) not in self._objects[resource.key]:
                         break
+            self._refuse(resource, meta["name"], emulator_names.name_problems(resource.kind, meta["name"]))
             if (namespace, meta["name"]) in self._objects[resource.key]:
                 raise ApiError(409, "AlreadyExists", f'{resource.plural} "{meta["name"]}" already exists')
             for server_owned in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields"):
                 meta.pop(server_owned, None)
             meta.update(uid=str(uuid.uuid4()), creationTimestamp=now(), generation=1)
             obj["apiVersion"], obj["kind"] = resource.api_version, resource.kind
-            obj = self._defaulted(resource, obj)
+            obj = self._admitted(resource, obj, None, context)
             if resource.has_status and not keep_status:
                 obj.pop("status", None)
             if resource.kind == "Namespace":
@@ -222,16 +239,49 @@ class Store:
             return copy.deepcopy(self._commit(resource, "ADDED", obj))
 
     @staticmethod
-    def _defaulted(resource: Resource, obj: Obj) -> Obj:
-        if resource.schema is None:
-            return obj
-        metadata = obj.get("metadata")
-        obj = emulator_resources.apply_defaults(resource.schema, obj)
-        obj["metadata"] = metadata
+    def _refuse(resource: Resource, name: str, problems: list[str], code: int = 422) -> None:
+        """Raises the API server's Invalid (or Forbidden) answer when there are problems."""
+        if not problems:
+            return
+        if code == 403:
+            raise ApiError(403, "Forbidden", "; ".join(problems))
+        causes = [{"reason": "FieldValueInvalid", "message": p.split(": ", 1)[-1], "field": p.split(": ", 1)[0]}
+                  for p in problems]
+        qualified = f"{resource.kind}.{resource.group}" if resource.group else resource.kind
+        raise ApiError(422, "Invalid", f'{qualified} "{name}" is invalid: {", ".join(problems)}',
+                       {"name": name, "group": resource.group, "kind": resource.kind, "causes": causes})
+
+    def _admitted(self, resource: Resource, obj: Obj, old: Obj | None,
+                  context: emulator_admission.WriteContext | None) -> Obj:
+        """Unknown fields pruned (custom resources), defaults applied, labels validated, ownerRefs checked."""
+        name = obj["metadata"].get("name", "")
+        if resource.schema is not None:
+            obj, removed = emulator_prune.prune(resource.schema, obj)
+            if removed and context is not None and context.field_validation == "Strict":
+                raise ApiError(400, "BadRequest", "strict decoding error: "
+                               + ", ".join(f'unknown field "{path}"' for path in removed))
+            if removed and context is not None and context.field_validation == "Warn":
+                context.warnings.extend(f'unknown field "{path}"' for path in removed)
+            metadata = obj.get("metadata")
+            obj = emulator_resources.apply_defaults(resource.schema, obj)
+            obj["metadata"] = metadata
+        self._refuse(resource, name, emulator_names.object_problems(resource.kind, obj))
+        if self.owner_references is not None and context is not None and context.user is not None:
+            def owner_plural(api_version: str, kind: str) -> tuple[str, str] | None:
+                try:
+                    found = self.by_kind(api_version, kind)
+                except ApiError:
+                    return None
+                return found.group, found.plural
+
+            rbac = lambda: [o for r, o in self.objects() if r.group == "rbac.authorization.k8s.io"]
+            self._refuse(resource, name, emulator_admission.problems(
+                self.owner_references, context.user, resource.kind, resource.plural, resource.group,
+                obj["metadata"].get("namespace"), name, old, obj, rbac, owner_plural), code=403)
         return obj
 
     def _update(self, resource: Resource, namespace: str | None, name: str, candidate: Obj,
-                subresource: str | None, old: Obj) -> Obj:
+                subresource: str | None, old: Obj, context: emulator_admission.WriteContext | None = None) -> Obj:
         if subresource == "status":
             new = copy.deepcopy(old)
             if candidate.get("status") is None:
@@ -259,17 +309,17 @@ class Store:
             if spec_of(new) != spec_of(old):
                 meta["generation"] = int(old_meta.get("generation") or 0) + 1
         new["apiVersion"], new["kind"] = resource.api_version, resource.kind
-        new = self._defaulted(resource, new)
+        new = self._admitted(resource, new, old, context)
         new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
         if new == old:
             return copy.deepcopy(old)
         if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
             self._commit(resource, "MODIFIED", new)
-            return self._remove(resource, new, "Background")
+            return self._remove(resource, new)
         return copy.deepcopy(self._commit(resource, "MODIFIED", new))
 
     def replace(self, resource: Resource, namespace: str | None, name: str, body: Obj,
-                subresource: str | None = None) -> Obj:
+                subresource: str | None = None, context: emulator_admission.WriteContext | None = None) -> Obj:
         """PUT, with the optimistic-concurrency check when the body carries a resourceVersion."""
         with self.lock:
             old = self._live(resource, namespace, name)
@@ -277,10 +327,10 @@ class Store:
             if rv and rv != old["metadata"]["resourceVersion"]:
                 raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {resource.plural} "{name}": '
                                                 "the object has been modified; please apply your changes to the latest version and try again")
-            return self._update(resource, namespace, name, copy.deepcopy(body), subresource, old)
+            return self._update(resource, namespace, name, copy.deepcopy(body), subresource, old, context)
 
     def patch(self, resource: Resource, namespace: str | None, name: str, patch: Any, content_type: str,
-              subresource: str | None = None) -> Obj:
+              subresource: str | None = None, context: emulator_admission.WriteContext | None = None) -> Obj:
         """PATCH: json-patch (failed `test` → 422), else merge semantics (see emulator_patch)."""
         with self.lock:
             old = self._live(resource, namespace, name)
@@ -294,45 +344,35 @@ class Store:
                     candidate = emulator_patch.merge_patch(copy.deepcopy(old), patch)
             except emulator_patch.PatchError as exc:
                 raise ApiError(422, "Invalid", f"the patch cannot be applied: {exc}") from None
-            return self._update(resource, namespace, name, candidate, subresource, old)
+            return self._update(resource, namespace, name, candidate, subresource, old, context)
 
     def delete(self, resource: Resource, namespace: str | None, name: str, propagation: str = "Background",
                precondition_rv: str | None = None) -> Obj:
-        """DELETE: marks objects with finalizers, else removes them and collects their dependents."""
+        """DELETE: objects with finalizers (or deleted in Foreground/Orphan) are marked, else removed.
+
+        Dependents are left to the garbage collector (emulator_gc), which runs asynchronously.
+        """
         with self.lock:
             old = self._live(resource, namespace, name)
             if precondition_rv and precondition_rv != old["metadata"]["resourceVersion"]:
                 raise ApiError(409, "Conflict", f'precondition failed for "{name}"')
-            if old["metadata"].get("finalizers"):
-                if old["metadata"].get("deletionTimestamp"):
-                    return copy.deepcopy(old)
+            if old["metadata"].get("deletionTimestamp"):
+                return copy.deepcopy(old)
+            finalizers = list(old["metadata"].get("finalizers") or [])
+            extra = {"Foreground": "foregroundDeletion", "Orphan": "orphan"}.get(propagation)
+            if extra and resource.kind != "Namespace" and extra not in finalizers:
+                finalizers.append(extra)
+            if finalizers:
                 marked = copy.deepcopy(old)
-                marked["metadata"].update(deletionTimestamp=now(), deletionGracePeriodSeconds=0)
+                marked["metadata"].update(deletionTimestamp=now(), deletionGracePeriodSeconds=0, finalizers=finalizers)
                 return copy.deepcopy(self._commit(resource, "MODIFIED", marked))
-            return self._remove(resource, copy.deepcopy(old), propagation)
+            return self._remove(resource, copy.deepcopy(old))
 
-    def _remove(self, resource: Resource, obj: Obj, propagation: str) -> Obj:
+    def _remove(self, resource: Resource, obj: Obj) -> Obj:
         gone = copy.deepcopy(self._commit(resource, "DELETED", obj))
         if resource.kind == "Namespace":
             for other in list(self.resources.values()):
                 if other.namespaced:
                     for (ns, other_name) in [key for key in self._objects[other.key] if key[0] == obj["metadata"]["name"]]:
-                        self._remove(other, copy.deepcopy(self._objects[other.key][(ns, other_name)]), "Background")
-        self._collect(obj["metadata"]["uid"], orphan=propagation == "Orphan")
+                        self._remove(other, copy.deepcopy(self._objects[other.key][(ns, other_name)]))
         return gone
-
-    def _collect(self, owner_uid: str, orphan: bool) -> None:
-        """Garbage collection: dependents whose owners are all gone are deleted (or orphaned)."""
-        for resource in list(self.resources.values()):
-            for obj in list(self._objects[resource.key].values()):
-                refs = obj["metadata"].get("ownerReferences") or []
-                if not any(ref.get("uid") == owner_uid for ref in refs):
-                    continue
-                if orphan:
-                    kept = copy.deepcopy(obj)
-                    kept["metadata"]["ownerReferences"] = [ref for ref in refs if ref.get("uid") != owner_uid]
-                    self._commit(resource, "MODIFIED", kept)
-                elif not any(ref.get("uid") in self._uids for ref in refs):
-                    meta = obj["metadata"]
-                    if (meta.get("namespace") if resource.namespaced else None, meta["name"]) in self._objects[resource.key]:
-                        self.delete(resource, meta.get("namespace"), meta["name"])

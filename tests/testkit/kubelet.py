@@ -262,9 +262,11 @@ class Kubelet:
         self._stop_process(name)
 
     def _stop_process(self, name: str) -> None:
-        process = self.processes.pop(name, None)
+        """Stops a pod's process; it leaves `processes` only once it has exited."""
+        process = self.processes.get(name)
         if process is not None:
             process.stop()
+            self.processes.pop(name, None)
 
     # --- Services --------------------------------------------------------------------------
     def _sync_services(self, namespace: str) -> None:

@@ -153,6 +153,7 @@ def test_owner_references_are_garbage_collected(kube: emulator.KubeEmulator) -> 
     kube.create(configmap("free", namespace="em7"))
     code, _ = call(kube, "DELETE", "/api/v1/namespaces/em7/configmaps/owner", {"propagationPolicy": "Background"})
     assert code == 200
+    kube.gc.idle()  # garbage collection is asynchronous, as on a real cluster
     assert [c["metadata"]["name"] for c in kube.list("v1", "ConfigMap", "em7")] == ["free"]
 
 
@@ -161,6 +162,8 @@ def test_orphan_propagation_keeps_dependents(kube: emulator.KubeEmulator) -> Non
     kube.create(configmap("dep", namespace="em8", ownerReferences=[
         {"apiVersion": "v1", "kind": "ConfigMap", "name": "o2", "uid": owner["metadata"]["uid"]}]))
     kube.delete("v1", "ConfigMap", "o2", "em8", propagation="Orphan")
+    kube.gc.idle()
+    assert kube.get("v1", "ConfigMap", "o2", "em8") is None
     assert kube.get("v1", "ConfigMap", "dep", "em8")["metadata"]["ownerReferences"] == []
 
 

@@ -153,6 +153,7 @@ def test_delete_collects_children_and_keeps_a_shared_cache(cluster: Cluster, ns:
     for name in ("keep", "drop"):
         cluster.kube.delete(LLMS, "LLMServer", name, ns)
     cluster.kube.wait_for(lambda: not cluster.kube.list("apps/v1", "Deployment", ns), 30)
+    cluster.kube.gc.idle()  # garbage collection is asynchronous: the Deployments' pods go in a later pass
     for api_version, kind in (("batch/v1", "Job"), ("v1", "Service"), ("v1", "ServiceAccount"),
                               ("rbac.authorization.k8s.io/v1", "Role"), ("rbac.authorization.k8s.io/v1", "RoleBinding")):
         assert names(cluster, api_version, kind, ns) == [], kind
