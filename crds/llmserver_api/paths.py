@@ -22,7 +22,10 @@ RELATIVE_PATH = rf"^{SEGMENT}(/{SEGMENT})*$"
 OPTIONAL_RELATIVE_PATH = rf"^(|{SEGMENT}(/{SEGMENT})*)$"
 # A Hugging Face repo id, owner/name: each one segment.
 REPO_ID = rf"^[A-Za-z0-9][-A-Za-z0-9_.]*/{SEGMENT}$"
-SAFE_PATH_RULE = "segments separated by '/', each starting with a letter, digit or '_' (no '..', no absolute path, no hidden names)"
+SAFE_PATH_RULE = (
+    "segments separated by '/', each starting with a letter, digit or '_' (no '..', no absolute path, "
+    "no hidden names)"
+)
 
 
 def _safe(segment: str) -> str:

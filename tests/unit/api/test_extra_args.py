@@ -10,6 +10,7 @@ from typing import Any
 import pydantic
 import pytest
 
+import llmserver_api
 from llmserver_api import engine_flags, llmserver
 from testkit import crd_validation
 
@@ -28,7 +29,7 @@ def _manifest(backend: str, extra_args: list[str], trust: bool = False) -> dict[
     }
     if trust:
         spec["trustRemoteCode"] = True
-    return {"apiVersion": "serving.llmserver.dev/v1alpha1", "kind": "LLMServer", "metadata": {"name": "m"}, "spec": spec}
+    return {"apiVersion": llmserver_api.API_VERSION, "kind": "LLMServer", "metadata": {"name": "m"}, "spec": spec}
 
 
 def _refusals(crds: dict[str, dict[str, Any]], manifest: dict[str, Any]) -> tuple[str | None, list[str]]:

@@ -24,7 +24,8 @@ def _server(claim_name: str, path: str = "") -> llmserver_api.LLMServer:
 
 def test_a_claim_is_a_folder_under_the_models_root(tmp_path: pathlib.Path) -> None:
     root = sources.ModelsRoot(tmp_path / "models")
-    assert sources.pvc_path(_server("store", "qwen/model.gguf"), root) == tmp_path / "models" / "store" / "qwen" / "model.gguf"
+    expected = tmp_path / "models" / "store" / "qwen" / "model.gguf"
+    assert sources.pvc_path(_server("store", "qwen/model.gguf"), root) == expected
     assert sources.pvc_path(_server("store"), root) == tmp_path / "models" / "store"
     assert sources.model_path(_server("store", "q"), root, tmp_path / "cache") == tmp_path / "models" / "store" / "q"
 
