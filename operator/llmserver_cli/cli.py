@@ -11,6 +11,7 @@ import click
 SUBCOMMANDS: dict[str, str] = {
     "add-server": "llmserver_cli.commands.add_server",
     "agent": "llmserver_cli.commands.agent",
+    "agent-credentials": "llmserver_cli.commands.agent_credentials",
     "download-model": "llmserver_cli.commands.download_model",
     "inspect": "llmserver_cli.commands.inspect",
     "list-loaded": "llmserver_cli.commands.list_loaded",

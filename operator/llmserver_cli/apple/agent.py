@@ -4,7 +4,11 @@ runtimes of the LLMServers the operator placed on this Mac on the shared hosting
 
 It never decides placement: it serves what `status.placement.node` says and stops what moved away.
 Runtimes require a per-node API key (kept in a Secret the gateway reads), because a Mac's ports are
-reachable from more than the cluster. Unified memory is the scarce resource: before a model loads,
+reachable from more than the cluster, and start with a clean environment (hosting.clean_env): never
+the agent's kubeconfig, Hugging Face token or cloud credentials. The agent acts as its node's own
+ServiceAccount (apple.identity in the operator; `llmserver agent-credentials`), whose token it
+refreshes before it expires (token_refresh), and relays download progress to the LLMServer itself
+so that no child needs API credentials. Unified memory is the scarce resource: before a model loads,
 least-recently-used models are stopped until it fits, and idle ones can be unloaded on a timer.
 """
 
@@ -22,8 +26,8 @@ import time
 from typing import Any
 
 import llmserver_api
-from llmserver_cli.apple import agent_settings, system
-from llmserver_cli.hosting import engine, hosted, settings as hosting_settings, steps
+from llmserver_cli.apple import agent_settings, system, token_refresh
+from llmserver_cli.hosting import clean_env, engine, hosted, settings as hosting_settings
 from llmserver_operator import kube as kube_mod
 from llmserver_operator.apple import leases, placement, publishing
 
@@ -52,24 +56,40 @@ def model_report(unit: hosted.Hosted) -> dict[str, Any]:
     return {k: v for k, v in entry.items() if v is not None}
 
 
-def engine_settings(settings: agent_settings.AgentSettings, api_key: str) -> hosting_settings.EngineSettings:
+def engine_settings(settings: agent_settings.AgentSettings, api_key: str,
+                    environ: dict[str, str] | None = None) -> hosting_settings.EngineSettings:
     """The hosting engine's knobs on a Mac: ports in order from the node's range, eviction by
-    memory, no wake on request (an unloaded model reloads on its next spec change)."""
+    memory, no wake on request (an unloaded model reloads on its next spec change), clean child
+    environments, and no `--report-to` (the agent relays download progress itself)."""
+    base = dict(os.environ if environ is None else environ)
     return hosting_settings.EngineSettings(
         python=settings.python, cache_dir=settings.cache_dir, log_dir=settings.log_dir,
-        env={**steps.child_env(dict(os.environ)), "LLMSERVER_API_KEY": api_key},
+        env=clean_env.runtime_env(base, api_key), download_env=clean_env.download_env(base),
         ready_timeout=settings.ready_timeout, bind_host=settings.bind_host,
         port_range_start=settings.port_range_start, idle_unload=settings.idle_unload_seconds,
-        report_downloads=True, where=settings.node_name,
+        report_downloads=False, where=settings.node_name,
     )  # fmt: skip
+
+
+def download_report(unit: hosted.Hosted) -> dict[str, Any] | None:
+    """The LLMServer status.download patch for a unit that is downloading (None otherwise)."""
+    if unit.phase != "Downloading" or unit.download_bytes is None:
+        return None
+    download: dict[str, Any] = {"bytesDone": unit.download_bytes, "message": unit.message[:500]}
+    if unit.download_total is not None:
+        download["bytesTotal"] = unit.download_total
+    return {"download": download}
 
 
 class AppleAgent:
     """Runs until `stop` is set; every API call goes through the operator's `kube.Kube` in a thread."""
 
-    def __init__(self, settings: agent_settings.AgentSettings, kube: kube_mod.Kube) -> None:
+    def __init__(self, settings: agent_settings.AgentSettings, kube: kube_mod.Kube,
+                 refresher: token_refresh.TokenRefresher | None = None) -> None:
         self.settings = settings
         self.kube = kube
+        self.refresher = refresher
+        self._relayed: dict[str, Any] = {}
         self.api_key = secrets.token_urlsafe(32)
         budget = hosting_settings.MemoryBudget(estimate=model_memory_bytes,
                                                available=lambda: system.available_memory_bytes())
@@ -160,6 +180,7 @@ class AppleAgent:
             self._dirty.clear()
             try:
                 await self.report()
+                await self.relay_downloads()
             except kube_mod.ApiError as exc:
                 log.warning("status report failed, retrying on the next change: %s", exc)
 
@@ -174,6 +195,21 @@ class AppleAgent:
             await self._api("patch_status", "AppleNode", None, self.settings.node_name, status)
             self._reported = status
 
+    async def relay_downloads(self) -> None:
+        """Patches status.download of the servers downloading here (best effort: the operator grants
+        the patch, by name, only once the server is placed on this node)."""
+        for key, unit in sorted(self.engine.units.items()):
+            patch = download_report(unit)
+            if patch is None or self._relayed.get(key) == patch:
+                continue
+            namespace, _, name = key.partition("/")
+            try:
+                await self._api("patch_status", "LLMServer", namespace, name, patch)
+            except kube_mod.ApiError as exc:
+                log.debug("download progress of %s not reported: %s", key, exc)
+                continue
+            self._relayed[key] = patch
+
     # --- main loop -------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Registers, then heartbeats and syncs until `stop`; stops every runtime on the way out."""
@@ -184,6 +220,8 @@ class AppleAgent:
                 beat_every = self.settings.lease_seconds / 3
                 next_beat = 0.0
                 while not stop.is_set():
+                    if self.refresher is not None:
+                        await asyncio.to_thread(self.refresher.check)
                     if time.monotonic() >= next_beat:
                         await self.heartbeat()
                         next_beat = time.monotonic() + beat_every

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import pathlib
 import signal
+import time
 
 import click
 
 from llmserver_operator import kube as kube_mod
 from llmserver_cli.apple import agent as agent_mod
-from llmserver_cli.apple import agent_settings
+from llmserver_cli.apple import agent_settings, token_refresh
 
 
 @click.command("agent")
@@ -29,8 +32,21 @@ def command(**options: object) -> None:
     """Register this Mac as an AppleNode and serve the mlx / mlx-vlm LLMServers placed on it."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = agent_settings.AgentSettings(**{k: v for k, v in options.items() if v is not None})
-    kube = kube_mod.Kube(kube_mod.configuration(settings.kubeconfig, pool_size=4))
-    asyncio.run(_run(agent_mod.AppleAgent(settings, kube)))
+    config = kube_mod.configuration(settings.kubeconfig, pool_size=4)
+    kube = kube_mod.Kube(config)
+    asyncio.run(_run(agent_mod.AppleAgent(settings, kube, _refresher(config, settings.kubeconfig))))
+
+
+def _refresher(config: object, kubeconfig: str | None) -> token_refresh.TokenRefresher:
+    """Refreshes the agent's ServiceAccount token in `config`, and in the kubeconfig file when
+    there is exactly one (so a restart finds a valid token)."""
+    import kubernetes
+
+    path = kubeconfig or os.environ.get("KUBECONFIG") or ""
+    single = pathlib.Path(path).expanduser() if path and os.pathsep not in path else None
+    request = token_refresh.token_request(kubernetes.client.ApiClient(config))
+    return token_refresh.TokenRefresher(config, kube_mod.bearer_token(config), request, time.time,
+                                        kubeconfig=single if single is not None and single.is_file() else None)
 
 
 async def _run(agent: agent_mod.AppleAgent) -> None:

@@ -15,7 +15,7 @@ class EngineSettings:
     python: str  # interpreter that runs llmserver_runtime
     cache_dir: pathlib.Path  # model cache (Hugging Face sources download here)
     log_dir: pathlib.Path  # one log per runtime and per download
-    env: dict[str, str]  # environment of the runtimes (see steps.child_env)
+    env: dict[str, str]  # environment of the runtimes (see steps.child_env, clean_env.runtime_env)
     ready_timeout: float = 600.0  # seconds one runtime may take to answer /ready
     bind_host: str = "127.0.0.1"  # interface runtimes listen on
     port_range_start: int | None = None  # first port handed out in order; None: the kernel picks
@@ -25,6 +25,7 @@ class EngineSettings:
     drain_seconds: float = 0.0  # between re-routing a model away and stopping its runtime
     report_downloads: bool = False  # downloader patches the LLMServer's status (`--report-to key`)
     where: str = "this machine"  # named in errors ("model path ... does not exist on <where>")
+    download_env: dict[str, str] | None = None  # environment of downloads; None: `env` (clean_env.download_env)
 
 
 @dataclasses.dataclass(frozen=True)

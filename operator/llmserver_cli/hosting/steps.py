@@ -89,7 +89,8 @@ async def download(unit: hosted.Hosted, config: settings.EngineSettings) -> None
     if config.report_downloads:
         command += ["--report-to", unit.key]
     proc = process.ManagedProcess(
-        command, config.log_dir / f"{unit.log_name}.download.log", env=child_env(config.env), on_line=on_line
+        command, config.log_dir / f"{unit.log_name}.download.log",
+        env=child_env(config.env if config.download_env is None else config.download_env), on_line=on_line
     )
     await proc.start()
     try:

@@ -18,7 +18,7 @@ from llmserver_api import llmserver
 
 from llmserver_operator import kube as kube_mod
 from llmserver_operator import settings as settings_mod
-from llmserver_operator.apple import leases, placement, publishing
+from llmserver_operator.apple import identity, leases, placement, publishing
 from llmserver_operator.builders import common
 
 Manifest = dict[str, Any]
@@ -121,6 +121,7 @@ class AppleScheduler:
         if decision.node is None:
             self._set_placement(namespace, name, previous, None)
             self._drop_slice(server)
+            self._drop(server, "RoleBinding", identity.status_grant_name(server))
             return Outcome(None, False, f"{decision.reason}; the model needs {required} bytes ({basis})")
         node = next(n for n in nodes if n.metadata.name == decision.node)
         model = next((m for m in (node.status.models if node.status else [])
@@ -130,6 +131,8 @@ class AppleScheduler:
         ready = node_ready and model is not None and model.state == "Ready" and port is not None
         chosen = llmserver.Placement(node=decision.node, address=node.spec.address, port=port, reason=decision.reason)
         self._set_placement(namespace, name, previous, chosen)
+        apply(identity.build_status_role(server))  # the node's agent reports download progress
+        apply(identity.build_status_binding(server, decision.node, self.settings.apple_namespace))
         failed = (model.message or "no details") if model is not None and model.state == "Failed" else None
         if port is None:
             self._drop_slice(server)
@@ -139,10 +142,14 @@ class AppleScheduler:
         return Outcome(chosen, ready, failed)
 
     def _drop_slice(self, server: llmserver_api.LLMServer) -> None:
-        """Removes the Mac's endpoint (read first: a resync with nothing to remove writes nothing)."""
-        namespace, name = common.namespace_of(server), publishing.slice_name(server)
-        if self.kube.get("EndpointSlice", namespace, name) is not None:
-            self.kube.delete("EndpointSlice", namespace, name)
+        """Removes the Mac's endpoint."""
+        self._drop(server, "EndpointSlice", publishing.slice_name(server))
+
+    def _drop(self, server: llmserver_api.LLMServer, kind: str, name: str) -> None:
+        """Removes one child (read first: a resync with nothing to remove writes nothing)."""
+        namespace = common.namespace_of(server)
+        if self.kube.get(kind, namespace, name) is not None:
+            self.kube.delete(kind, namespace, name)
 
     def _set_placement(self, namespace: str, name: str, previous: Manifest,
                        chosen: llmserver.Placement | None) -> None:

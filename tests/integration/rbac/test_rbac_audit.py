@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from testkit import emulator, emulator_http, fake_cluster, fake_upstreams, helm, rbac
+from testkit import emulator, fake_cluster, fake_upstreams, helm, rbac
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -43,22 +43,6 @@ APPLE = {
     ("create", "discovery.k8s.io", "endpointslices"), ("update", "discovery.k8s.io", "endpointslices"),
     ("delete", "discovery.k8s.io", "endpointslices"), ("list", "serving.llmserver.dev", "llmservers"),
 }
-
-
-@pytest.fixture
-def recorded(monkeypatch: pytest.MonkeyPatch) -> list[rbac.Request]:
-    """Every resource request the emulators started in this test receive, as RBAC attributes."""
-    requests: list[rbac.Request] = []
-    original = emulator_http.Api.handle
-
-    async def handle(self: emulator_http.Api, request: Any) -> Any:
-        info = rbac.request_info(request.method, request.path, dict(request.query))
-        if info is not None:
-            requests.append(info)
-        return await original(self, request)
-
-    monkeypatch.setattr(emulator_http.Api, "handle", handle)
-    return requests
 
 
 def _b64(text: str) -> str:
