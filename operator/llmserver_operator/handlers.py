@@ -15,18 +15,30 @@ import llmserver_api
 from llmserver_operator import kube as kube_mod
 from llmserver_operator import metrics as metrics_mod
 from llmserver_operator import reconciler as reconciler_mod
-from llmserver_operator import server_locks
+from llmserver_operator import retries, server_locks, triggers
 from llmserver_operator import settings as settings_mod
 from llmserver_operator.apple import handlers as apple_handlers
 from llmserver_operator.builders import common
 
+LOG = logging.getLogger(__name__)
 OURS = {"app.kubernetes.io/managed-by": common.MANAGED_BY}
-# Children whose changes re-trigger their LLMServer, with the labels that select them server-side.
-# Download pods are left out: their Job's own status change follows every change that matters.
+# Children whose changes (and deletions) re-trigger their LLMServer, with the labels that select
+# them server-side: a deleted or edited child is repaired within seconds. Download pods are left
+# out: their Job's own status change follows every change that matters.
 CHILD_RESOURCES = (
     ("batch", "v1", "jobs", OURS),
     ("apps", "v1", "deployments", OURS),
     ("", "v1", "pods", {**OURS, "app.kubernetes.io/component": "runtime"}),
+    ("", "v1", "services", OURS),
+    ("", "v1", "serviceaccounts", OURS),
+    ("rbac.authorization.k8s.io", "v1", "roles", OURS),
+    ("rbac.authorization.k8s.io", "v1", "rolebindings", OURS),
+    ("", "v1", "persistentvolumeclaims", OURS),
+)
+# The Mac's EndpointSlice `N-apple` (only ours: the EndpointSlice controller's slices copy the
+# Service's labels, and every pod IP change would re-trigger the server).
+APPLE_CHILD_RESOURCES = (
+    ("discovery.k8s.io", "v1", "endpointslices", {**OURS, "endpointslice.kubernetes.io/managed-by": common.MANAGED_BY}),
 )
 
 
@@ -39,19 +51,25 @@ def make_memo(settings: settings_mod.Settings) -> kopf.Memo:
         settings=settings,
         kube_config=config,
         metrics=metrics,
-        reconciler=reconciler_mod.Reconciler(kube, settings, metrics=metrics),
+        reconciler=reconciler_mod.Reconciler(kube, settings, metrics=metrics, post_event=post_event),
         server_locks=server_locks.ServerLocks(),
+        retries=retries.Retries(base=min(1.0, settings.retry_delay_seconds), cap=10 * settings.retry_delay_seconds),
     )
 
 
-def _run(memo: kopf.Memo, namespace: str, name: str, coalesce: bool) -> reconciler_mod.Outcome | None:
-    return memo.server_locks.run((namespace, name), lambda: memo.reconciler.reconcile(namespace, name), coalesce=coalesce)
+def post_event(body: dict[str, Any], type: str, reason: str, message: str) -> None:
+    """A Kubernetes Event on the LLMServer through kopf's poster; silently nothing outside kopf."""
+    try:
+        kopf.event(body, type=type, reason=reason, message=message)
+    except LookupError:  # no kopf context (a test driving the reconciler directly)
+        LOG.info(f"event {type} {reason}: {message}")
 
 
 def register(registry: kopf.OperatorRegistry, apple: bool = True) -> None:
     """Attaches every handler of the operator to `registry` (the Mac handlers only when `apple`)."""
     if apple:
         apple_handlers.register(registry, lease_check_seconds=2.0)
+    children = CHILD_RESOURCES + (APPLE_CHILD_RESOURCES if apple else ())
 
     @kopf.on.startup(registry=registry, id="configure")
     def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
@@ -62,7 +80,13 @@ def register(registry: kopf.OperatorRegistry, apple: bool = True) -> None:
             prefix=llmserver_api.GROUP, key="last-handled-configuration")
         settings.scanning.disabled = True
         settings.execution.max_workers = ours.workers
-        for group, version, plural, labels in CHILD_RESOURCES:  # watch only our children
+        # a hung API server fails a request instead of blocking; a silent watch is re-established
+        settings.networking.connect_timeout = 10.0
+        settings.networking.request_timeout = 60.0
+        settings.watching.connect_timeout = 10.0
+        settings.watching.server_timeout = 600.0
+        settings.watching.client_timeout = 660.0
+        for group, version, plural, labels in children:  # watch only our children
             settings.watching.label_selectors[group or "v1", plural] = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
     @kopf.on.startup(registry=registry, id="metrics")
@@ -79,6 +103,7 @@ def register(registry: kopf.OperatorRegistry, apple: bool = True) -> None:
     @kopf.on.cleanup(registry=registry, id="metrics")
     def stop_metrics(memo: kopf.Memo, **_: Any) -> None:
         memo.metrics.close()
+        memo.retries.close()
 
     @kopf.on.login(registry=registry, id="login")
     def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo | None:
@@ -99,30 +124,22 @@ def register(registry: kopf.OperatorRegistry, apple: bool = True) -> None:
     @kopf.on.create(llmserver_api.GROUP, llmserver_api.VERSION, "llmservers", registry=registry, id="reconcile")
     @kopf.on.update(llmserver_api.GROUP, llmserver_api.VERSION, "llmservers", registry=registry, id="reconcile")
     def server_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
-        try:
-            outcome = _run(memo, namespace, name, coalesce=False)
-        except reconciler_mod.Conflict as exc:
-            raise kopf.TemporaryError(str(exc), delay=2) from None
-        except kube_mod.ApiError as exc:
-            raise kopf.TemporaryError(f"Kubernetes API: {exc}", delay=5) from None
-        if outcome is not None and outcome.retry_after is not None:
-            raise kopf.TemporaryError(f"waiting ({outcome.phase})", delay=outcome.retry_after)
+        triggers.reconcile(memo, namespace, name, coalesce=False)  # retried by us, never by kopf
 
     @kopf.on.event(llmserver_api.GROUP, llmserver_api.VERSION, "llmservers", registry=registry, id="forget")
     def server_event(type: str | None, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
         if type == "DELETED":  # after any reconcile of it still running: it must not count afterwards
             memo.server_locks.run((namespace, name), lambda: memo.metrics.server_deleted(namespace, name))
+            memo.retries.succeeded((namespace, name))
 
-    for group, version, plural, labels in CHILD_RESOURCES:
+    for group, version, plural, labels in children:
 
         @kopf.on.event(group, version, plural, labels=labels, registry=registry, id=f"child-{plural}")
-        def child_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+        def child_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
             owner = body.metadata.labels.get(common.SERVER_LABEL)
             # None: the initial listing (every LLMServer is resumed anyway). ADDED: the echo of a create
             # (ours, or a pod's by its ReplicaSet) that tells nothing new until its status is written.
+            # DELETED (and MODIFIED) repair drift: a deleted Service is back within one pass.
             if type in (None, "ADDED") or not owner or body.metadata.namespace is None:
                 return
-            try:
-                _run(memo, body.metadata.namespace, owner, coalesce=True)
-            except (reconciler_mod.Conflict, kube_mod.ApiError) as exc:
-                logger.info(f"reconcile of {owner} after a {body.kind} change will be retried: {exc}")
+            triggers.reconcile(memo, body.metadata.namespace, owner, coalesce=True)

@@ -21,10 +21,14 @@ import kubernetes.client
 import kubernetes.config
 import kubernetes.dynamic
 import kubernetes.dynamic.exceptions
+import urllib3.exceptions
 
 Manifest = dict[str, Any]
 # (verb, resource, HTTP status or None without a response, seconds): how metrics see each request.
 RequestObserver = Callable[[str, str, int | None, float], None]
+# (connect, read) seconds: a hung API server or a dropped connection fails the call instead of
+# blocking a worker thread forever; the caller's retry with backoff takes over.
+REQUEST_TIMEOUT = (5.0, 30.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,11 +74,31 @@ KINDS: dict[str, Kind] = {
 
 
 class ApiError(Exception):
-    """A failed API call; `status` is the HTTP status (404, 409, 422, ...)."""
+    """A failed API call; `status` is the HTTP status (404, 409, 422, ...), 0 without a response.
 
-    def __init__(self, status: int, message: str) -> None:
+    `retry_after` is the server's Retry-After (429, 503) in seconds, when it sent one.
+    """
+
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
         super().__init__(f"{status}: {message}")
         self.status = status
+        self.message = message
+        self.retry_after = retry_after
+
+
+class TransportError(ApiError):
+    """No answer: connection refused or reset, or a timeout. Always worth retrying."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, message)
+
+
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
+    value = (headers or {}).get("Retry-After") or (headers or {}).get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 class _NoDiscovery:
@@ -107,24 +131,39 @@ def bearer_token(config: kubernetes.client.Configuration) -> str | None:
     return header.split(" ", 1)[-1] if header else None
 
 
+def _message(exc: kubernetes.client.exceptions.ApiException) -> str:
+    """The Status object's message when the body is one (a 422 names the invalid field), else the reason."""
+    try:
+        body = json.loads(exc.body) if exc.body else {}
+    except ValueError:
+        body = {}
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message or exc.reason or "no message")
+
+
 class Kube:
     """Synchronous, thread-safe access to the objects the operator reads and writes."""
 
-    def __init__(self, config: kubernetes.client.Configuration, observe: RequestObserver | None = None) -> None:
+    def __init__(self, config: kubernetes.client.Configuration, observe: RequestObserver | None = None,
+                 timeout: tuple[float, float] = REQUEST_TIMEOUT) -> None:
         self.config = config
         self._client = kubernetes.dynamic.DynamicClient(kubernetes.client.ApiClient(config), discoverer=_NoDiscovery)
         self._observe = observe
+        self.timeout = timeout
 
     def _call(self, verb: str, kind: Kind, method: str, path: str, body: Any = None, subresource: str | None = None,
               **params: Any) -> Any:
         started, code = time.perf_counter(), None
         try:
-            response = self._client.request(method, path, body=body, serialize=False, **params)
+            response = self._client.request(method, path, body=body, serialize=False, _request_timeout=self.timeout,
+                                            **params)
             code = int(response.status)
             return json.loads(response.data) if response.data else None
-        except kubernetes.dynamic.exceptions.DynamicApiError as exc:
+        except kubernetes.client.exceptions.ApiException as exc:  # DynamicApiError is one of these
             code = int(exc.status or 0)
-            raise ApiError(code, str(exc.summary() if hasattr(exc, "summary") else exc)) from None
+            raise ApiError(code, _message(exc), _retry_after(exc.headers)) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:  # no answer: refused, reset, timed out
+            raise TransportError(f"{exc.__class__.__name__}: {exc}") from None
         finally:
             if self._observe is not None:
                 resource = f"{kind.plural}/{subresource}" if subresource else kind.plural
@@ -155,13 +194,16 @@ class Kube:
         meta, kind = obj["metadata"], KINDS[obj["kind"]]
         return self._call("update", kind, "put", kind.path(meta.get("namespace"), meta["name"]), body=obj)
 
-    def delete(self, kind: str, namespace: str | None, name: str) -> bool:
-        """Deletes with background propagation; False when it was already gone."""
+    def delete(self, kind: str, namespace: str | None, name: str, uid: str | None = None) -> bool:
+        """Deletes with background propagation; False when it was already gone. With `uid`, only
+        that very object (a precondition): never a newer one that took its name meanwhile."""
+        body: Manifest = {"propagationPolicy": "Background"}
+        if uid is not None:
+            body["preconditions"] = {"uid": uid}
         try:
-            self._call("delete", KINDS[kind], "delete", KINDS[kind].path(namespace, name),
-                       body={"propagationPolicy": "Background"})
+            self._call("delete", KINDS[kind], "delete", KINDS[kind].path(namespace, name), body=body)
         except ApiError as exc:
-            if exc.status == 404:
+            if exc.status == 404 or (uid is not None and exc.status == 409):
                 return False
             raise
         return True

@@ -19,29 +19,35 @@ import kopf
 import llmserver_api
 import pydantic
 
+from llmserver_operator import children as children_mod
+from llmserver_operator import events, images, resolution, status, workloads
 from llmserver_operator import kube as kube_mod
 from llmserver_operator import metrics as metrics_mod
-from llmserver_operator import images, resolution, status, workloads
 from llmserver_operator import settings as settings_mod
+from llmserver_operator.apple import identity as apple_identity
+from llmserver_operator.apple import publishing as apple_publishing
 from llmserver_operator.apple import scheduler as apple_scheduler
 from llmserver_operator.builders import cache, common, deployment, plan, service
 
 Manifest = dict[str, Any]
-CHILD_KINDS = ("Deployment", "Service", "Job", "ServiceAccount", "Role", "RoleBinding")
-# On a Mac the Service `N` is rewritten selector-less by the apple package: it is not removed here.
-APPLE_REMOVED_KINDS = tuple(kind for kind in CHILD_KINDS if kind != "Service")
+# (LLMServer body, Event type, reason, message): how the reconciler tells a user what happened.
+PostEvent = Callable[[Manifest, str, str, str], None]
+# Every kind of child, in every mode; after a spec change whatever the new mode does not keep goes.
+CHILD_KINDS = ("Deployment", "Service", "Job", "ServiceAccount", "Role", "RoleBinding", "EndpointSlice")
+# Our own slice only: the EndpointSlice controller's slices carry the Service's labels too.
+OWN_SLICES = {"EndpointSlice": {"endpointslice.kubernetes.io/managed-by": apple_publishing.SLICE_MANAGER}}
+CONTROLLER_SLICES = "endpointslice-controller.k8s.io"
+Conflict = children_mod.Conflict
 
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-    """What a pass ended with; `retry_after` asks for another pass (something outside our watches)."""
+    """What a pass ended with; `retry_after` asks for another pass (something outside our watches),
+    `problem` says a child could not be written (reported in status; retried with backoff)."""
 
     phase: str | None
     retry_after: float | None = None
-
-
-class Conflict(Exception):
-    """A write lost a race (409) or a name is taken by an object that is not ours: try again later."""
+    problem: str | None = None
 
 
 def utc_now() -> str:
@@ -49,24 +55,30 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _ours(obj: Manifest) -> bool:
-    return ((obj.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/managed-by") == common.MANAGED_BY
-
-
 def _succeeded(job: Manifest) -> bool:
     return bool((job.get("status") or {}).get("succeeded"))
 
 
-def _config_hash(obj: Manifest | None) -> str | None:
-    return (((obj or {}).get("metadata") or {}).get("annotations") or {}).get(common.CONFIG_HASH)
+def _kept(where: plan.Placement, server: llmserver_api.LLMServer) -> set[tuple[str, str]]:
+    """The children a mode keeps besides its download children (the rest goes after a switch)."""
+    name = common.name_of(server)
+    if where == plan.Placement.KUBERNETES:
+        return {("Deployment", name), ("Service", name)}
+    if where == plan.Placement.APPLE:
+        grant = apple_identity.status_grant_name(server)
+        return {("Service", name), ("EndpointSlice", apple_publishing.slice_name(server)), ("Role", grant),
+                ("RoleBinding", grant)}
+    return set()
 
 
 class Reconciler:
     """Holds the API client and settings; `reconcile` is safe to call from many threads (per server: serialize)."""
 
     def __init__(self, kube: kube_mod.Kube, settings: settings_mod.Settings, clock: Callable[[], str] = utc_now,
-                 metrics: metrics_mod.OperatorMetrics | None = None) -> None:
+                 metrics: metrics_mod.OperatorMetrics | None = None, post_event: PostEvent | None = None) -> None:
         self.kube = kube
+        self.children = children_mod.Children(kube)
+        self.post_event = post_event
         self.settings = settings
         self.clock = clock
         self.metrics = metrics or metrics_mod.OperatorMetrics()
@@ -96,6 +108,7 @@ class Reconciler:
         """Converges the children of this LLMServer body and writes its status if it changed."""
         meta = raw["metadata"]
         previous = raw.get("status") or {}
+        before = copy.deepcopy(previous)  # the Mac scheduler updates `previous` as it writes placement
         generation = meta.get("generation")
         # children of an older spec can only exist once there was an older spec (generation 1 has none)
         spec_changed = previous.get("observedGeneration") != generation and generation != 1
@@ -110,24 +123,30 @@ class Reconciler:
         server = resolved.server
         where = plan.placement(server.spec)
         image = deployment.runtime_image(server, self.settings) if where == plan.Placement.KUBERNETES else None
-        if image is not None and image.image is None:  # no pod can run it: create none, say why
-            if spec_changed:
-                self._remove_children(server, keep=set(), kinds=CHILD_KINDS)
-            observed = status.Observed(no_image=image.reason)
-        elif where == plan.Placement.KUBERNETES:
-            observed = self._converge_kubernetes(server, raw, spec_changed)
-        elif where == plan.Placement.PROXY:
-            if spec_changed:
-                self._remove_children(server, keep=set(), kinds=CHILD_KINDS)
-            observed = self._observe_proxy(server)
-        else:
-            if spec_changed:
-                self._remove_children(server, keep=set(), kinds=APPLE_REMOVED_KINDS)
-            observed = self._observe_apple(server, raw, previous)
-        return self._finish(raw, server, observed, resolved, image)
+        try:
+            if image is not None and image.image is None:  # no pod can run it: create none, say why
+                if spec_changed:
+                    self._remove_children(server, keep=set())
+                observed = status.Observed(no_image=image.reason)
+            elif where == plan.Placement.KUBERNETES:
+                observed = self._converge_kubernetes(server, raw, spec_changed)
+            elif where == plan.Placement.PROXY:
+                if spec_changed:
+                    self._remove_children(server, keep=set())
+                observed = self._observe_proxy(server)
+            else:
+                if spec_changed:
+                    self._remove_children(server, keep=_kept(where, server))
+                observed = self._observe_apple(server, raw, previous)
+                if spec_changed:  # from the cluster: the old pods' slices stay once the Service has no selector
+                    self._remove_controller_slices(server)
+        except children_mod.ChildProblem as exc:
+            observed = status.Observed(child_problem=(exc.reason, exc.message))
+        return self._finish(raw, server, observed, resolved, image, before)
 
     def _finish(self, raw: Manifest, server: llmserver_api.LLMServer | None, observed: status.Observed,
-                resolved: resolution.Result | None = None, image: images.Choice | None = None) -> Outcome:
+                resolved: resolution.Result | None = None, image: images.Choice | None = None,
+                before: Manifest | None = None) -> Outcome:
         meta = raw["metadata"]
         computed = status.compute(
             spec=server.spec if server else None,
@@ -147,10 +166,18 @@ class Reconciler:
                     raise
                 self.metrics.server_deleted(meta.get("namespace") or "default", meta["name"])
                 return Outcome(None)  # deleted meanwhile: nothing left to wait for
+            self._post(raw, events.transitions(raw.get("status") if before is None else before, computed,
+                                               observed.placement))
         failed_job = observed.job is not None and workloads.job_condition(observed.job, "Failed") is not None
         self.metrics.server_status(meta.get("namespace") or "default", meta["name"], computed["phase"], failed_job)
         waiting = any(c["reason"] in ("SecretNotFound", "ClaimNotFound") for c in computed["conditions"])
-        return Outcome(computed["phase"], self.settings.retry_delay_seconds if waiting else None)
+        problem = f"{observed.child_problem[0]}: {observed.child_problem[1]}" if observed.child_problem else None
+        return Outcome(computed["phase"], self.settings.retry_delay_seconds if waiting else None, problem)
+
+    def _post(self, raw: Manifest, happened: list[events.Happened]) -> None:
+        for event in happened:
+            if self.post_event is not None:
+                self.post_event(raw, event.type, event.reason, event.message)
 
     # --- observation -----------------------------------------------------------------------
     def _secrets(self, namespace: str, *refs: llmserver_api.SecretKeyRef | None) -> dict[str, frozenset[str]]:
@@ -173,7 +200,7 @@ class Reconciler:
         """Places the server on a Mac (or keeps it there) and publishes the Mac's endpoint."""
         if not self.settings.apple_enabled:
             return status.Observed(placement_problem="Mac placement is disabled in this installation (apple.enabled)")
-        outcome = self.apple.reconcile(server, previous, apply=lambda desired: self.apply(desired, raw))
+        outcome = self.apple.reconcile(server, previous, apply=lambda desired: self.children.apply(desired, raw))
         return status.Observed(placement=outcome.placement, placement_ready=outcome.ready,
                                placement_problem=outcome.problem)
 
@@ -182,7 +209,7 @@ class Reconciler:
         settings, namespace, name = self.settings, common.namespace_of(server), common.name_of(server)
         source = server.spec.source
         assert source is not None
-        keep: set[tuple[str, str]] = {("Deployment", name), ("Service", name)}
+        keep = _kept(plan.Placement.KUBERNETES, server)
         job = None
         job_pods: list[Manifest] = []
         claim_found = True
@@ -194,7 +221,7 @@ class Reconciler:
             claim_found = self.kube.get("PersistentVolumeClaim", namespace, source.pvc.claim_name) is not None if source.pvc else False
             downloaded = claim_found
         if spec_changed:  # children of an older spec can only exist after a spec change
-            self._remove_children(server, keep, CHILD_KINDS)
+            self._remove_children(server, keep)
         current = self.kube.get("Deployment", namespace, name)
         if downloaded:
             current = self.apply(deployment.build_deployment(server, settings), raw, current)
@@ -209,24 +236,29 @@ class Reconciler:
 
     def _download(self, server: llmserver_api.LLMServer, raw: Manifest,
                   keep: set[tuple[str, str]]) -> tuple[Manifest | None, list[Manifest], dict[str, frozenset[str]]]:
-        """The download Job (and what it needs). Once it has succeeded nothing else is looked at:
-        its identity and the cache claim were ensured in the pass that created it."""
+        """The download Job (and what it needs). Once it has succeeded only the cache claim is looked
+        at (a deleted claim took the model with it); its identity was ensured by the pass that created it."""
         children = plan.download_children(server, self.settings)  # the list `llmserver render` prints
         assert children is not None
         namespace = common.namespace_of(server)
         keep.update((obj["kind"], obj["metadata"]["name"]) for obj in children.in_apply_order())
-        job = self.kube.get("Job", namespace, children.job["metadata"]["name"])
+        job = self.children.claim(self.kube.get("Job", namespace, children.job["metadata"]["name"]), raw)
         if job is not None and _succeeded(job):
-            return job, [], {}
-        desired = self._prepared(children.job, raw)
+            claim = children.cache["metadata"]["name"]
+            if self.kube.get("PersistentVolumeClaim", namespace, claim) is not None:
+                return job, [], {}
+            # the cache claim (and the model on it) is gone: download again onto a new claim
+            self.kube.delete("Job", namespace, job["metadata"]["name"], uid=job["metadata"].get("uid"))
+            job = None
+        desired = self.children.prepared(children.job, raw)
         ref = server.spec.source.hugging_face.token_secret_ref if server.spec.source and server.spec.source.hugging_face else None
         secrets = self._secrets(namespace, ref)
         if status.secret_problem(ref, secrets, "") is not None:
             return job, [], secrets
         for identity in children.identity:
-            self.apply(identity, raw)
+            self.children.apply(identity, raw)
         self._ensure_cache(server, children.cache, raw)
-        job = self._ensure_job(desired, job)
+        job = self._ensure_job(desired, job, raw)
         job_pods = self.kube.list("Pod", namespace, {"job-name": job["metadata"]["name"]}) if (job.get("status") or {}).get("failed") else []
         return job, job_pods, secrets
 
@@ -237,16 +269,12 @@ class Reconciler:
             return
         if cache.owned_by_server(server):
             kopf.adopt(pvc, owner=raw)
-        try:
-            self.kube.create(common.stamp_config_hash(pvc))
-        except kube_mod.ApiError as exc:
-            if exc.status != 409:
-                raise
+        self.children.create(common.stamp_config_hash(pvc))  # a claim created meanwhile is as good
 
-    def _ensure_job(self, desired: Manifest, current: Manifest | None) -> Manifest:
+    def _ensure_job(self, desired: Manifest, current: Manifest | None, owner: Manifest) -> Manifest:
         """The Job's pod template is immutable: a failed Job whose desired content changed is recreated."""
         meta = desired["metadata"]
-        if current is not None and _config_hash(current) != _config_hash(desired):
+        if current is not None and children_mod.config_hash(current) != children_mod.config_hash(desired):
             failed_for_good = any(c.get("type") == "Failed" and c.get("status") == "True"
                                   for c in (current.get("status") or {}).get("conditions") or [])
             if failed_for_good:
@@ -254,64 +282,20 @@ class Reconciler:
                 current = None
         if current is not None:
             return current
-        return self._create(desired)
+        return self.children.create(desired, owner)
 
-    def _remove_children(self, server: llmserver_api.LLMServer, keep: set[tuple[str, str]], kinds: tuple[str, ...]) -> None:
-        """Deletes children of ours this spec no longer has (old download Jobs, a Deployment after a mode switch)."""
+    def _remove_children(self, server: llmserver_api.LLMServer, keep: set[tuple[str, str]]) -> None:
+        """Deletes children of ours this spec no longer has (old download Jobs, a mode's objects after a switch)."""
         labels = {common.SERVER_LABEL: common.name_of(server), "app.kubernetes.io/managed-by": common.MANAGED_BY}
-        for kind in kinds:
-            for obj in self.kube.list(kind, common.namespace_of(server), labels):
-                if (kind, obj["metadata"]["name"]) not in keep:
-                    self.kube.delete(kind, obj["metadata"]["namespace"], obj["metadata"]["name"])
+        # without Macs no slice of ours exists (and the chart grants no list on EndpointSlices)
+        kinds = CHILD_KINDS if self.settings.apple_enabled else tuple(k for k in CHILD_KINDS if k != "EndpointSlice")
+        self.children.remove_others(common.namespace_of(server), labels, kinds, keep, OWN_SLICES)
 
-    # --- writing ---------------------------------------------------------------------------
-    def _prepared(self, desired: Manifest, owner: Manifest) -> Manifest:
-        obj = copy.deepcopy(desired)
-        kopf.adopt(obj, owner=owner)
-        obj["metadata"]["labels"] = dict(sorted(obj["metadata"].get("labels", {}).items()))
-        return common.stamp_config_hash(obj)
-
-    def _create(self, obj: Manifest) -> Manifest:
-        try:
-            return self.kube.create(obj)
-        except kube_mod.ApiError as exc:
-            if exc.status != 409:
-                raise
-        current = self.kube.get(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
-        if current is None:
-            raise Conflict(f"{obj['kind']} {obj['metadata']['name']} was deleted while being created")
-        return current
+    def _remove_controller_slices(self, server: llmserver_api.LLMServer) -> None:
+        """The EndpointSlice controller's slices of Service `N`, left with dead pod IPs once it has no selector."""
+        labels = {"kubernetes.io/service-name": common.name_of(server), "endpointslice.kubernetes.io/managed-by": CONTROLLER_SLICES}
+        self.children.remove_others(common.namespace_of(server), labels, ("EndpointSlice",), keep=set())
 
     def apply(self, desired: Manifest, owner: Manifest, current: Manifest | None | bool = False) -> Manifest:
-        """Create-or-replace: no write when the live object carries the desired hash.
-
-        `current` may be passed when the caller already fetched it (None: known to be absent).
-        """
-        obj = self._prepared(desired, owner)
-        meta = obj["metadata"]
-        if current is False:
-            current = self.kube.get(obj["kind"], meta["namespace"], meta["name"])
-        if current is None:
-            current = self._create(obj)
-        assert isinstance(current, dict)
-        if _config_hash(current) == _config_hash(obj):
-            return current
-        if not _ours(current):
-            raise Conflict(f"{obj['kind']} {meta['name']} exists and is not managed by {common.MANAGED_BY}")
-        live = current["metadata"]
-        meta["resourceVersion"] = live["resourceVersion"]
-        meta["annotations"] = dict(sorted({**(live.get("annotations") or {}), **meta.get("annotations", {})}.items()))
-        owners = [ref for ref in live.get("ownerReferences") or [] if ref.get("uid") not in {r["uid"] for r in meta.get("ownerReferences", [])}]
-        meta["ownerReferences"] = meta.get("ownerReferences", []) + owners
-        if live.get("finalizers"):
-            meta["finalizers"] = live["finalizers"]
-        if obj["kind"] == "Service":
-            for ip in ("clusterIP", "clusterIPs"):
-                if ip in (current.get("spec") or {}):
-                    obj["spec"][ip] = current["spec"][ip]
-        try:
-            return self.kube.replace(obj)
-        except kube_mod.ApiError as exc:
-            if exc.status == 409:
-                raise Conflict(f"{obj['kind']} {meta['name']} changed while being updated") from None
-            raise
+        """Create-or-replace one child of `owner` (see children.Children.apply)."""
+        return self.children.apply(desired, owner, current)

@@ -38,6 +38,7 @@ class Observed:
     placement_ready: bool = False
     placement_problem: str | None = None  # why no Mac fits, or why the Mac's runtime failed
     no_image: str | None = None  # why no runtime image flavour fits (images.choose); no pod was created
+    child_problem: tuple[str, str] | None = None  # (ChildConflict | InvalidChild, message): a child could not be written
 
 
 @dataclasses.dataclass
@@ -189,6 +190,12 @@ def _no_image(message: str) -> _Verdict:
     return _Verdict(llmserver_api.Phase.FAILED, f"no runtime image: {message}", conditions)
 
 
+def _child_problem(reason: str, message: str) -> _Verdict:
+    conditions = {"Downloaded": ("Unknown", reason, message), "Ready": ("False", reason, message),
+                  "Progressing": ("False", reason, message), "Degraded": ("True", reason, message)}
+    return _Verdict(llmserver_api.Phase.FAILED, message, conditions)
+
+
 def _invalid(message: str) -> _Verdict:
     conditions = {"Downloaded": ("Unknown", "InvalidSpec", message), "Ready": ("False", "InvalidSpec", message),
                   "Progressing": ("False", "InvalidSpec", message), "Degraded": ("True", "InvalidSpec", message)}
@@ -222,6 +229,8 @@ def compute(
     """The operator-owned status fields (wire JSON). `spec` is None exactly when observed.invalid is set."""
     if spec is None or observed.invalid:
         verdict = _invalid(observed.invalid or "spec is missing")
+    elif observed.child_problem:
+        verdict = _child_problem(*observed.child_problem)
     elif observed.no_image:
         verdict = _no_image(observed.no_image)
     elif plan.placement(spec) == plan.Placement.PROXY:
@@ -235,7 +244,7 @@ def compute(
     message = verdict.message
     if ready and spec is not None:
         message = f"{message}; model {spec.model!r} at {endpoint}"
-    return {
+    out: Manifest = {
         "phase": verdict.phase.value,
         "message": message,
         "conditions": conditions,
@@ -244,12 +253,15 @@ def compute(
         "replicas": spec.replicas if spec is not None else None,
         "readyReplicas": verdict.ready_replicas,
     }
+    if spec is not None and plan.placement(spec) != plan.Placement.APPLE and (previous or {}).get("placement") is not None:
+        out["placement"] = None  # left from Mac mode: the Mac's agent stops serving what is not placed on it
+    return out
 
 
 def changed(current: Mapping[str, Any] | None, computed: Mapping[str, Any]) -> bool:
     """Whether writing `computed` would change anything (None means absent, as in a merge patch)."""
     current = current or {}
-    return any(current.get(key) != computed.get(key) for key in OWNED_FIELDS)
+    return any(current.get(key) != computed.get(key) for key in (*OWNED_FIELDS, *(["placement"] if "placement" in computed else [])))
 
 
 def describe_validation_error(errors: Sequence[Mapping[str, Any]]) -> str:

@@ -7,14 +7,18 @@
      - llmservers: kopf lists/watches and patches finalizers and annotations; the reconciler reads
        each one fresh and patches its status subresource.
      - deployments, services, serviceaccounts, roles, rolebindings: create-or-replace (PUT) and
-       deletion of children a spec no longer has (listed by label).
+       deletion of children a spec no longer has (listed by label); watched (kopf, by label) so a
+       deleted or edited child is repaired at once.
      - jobs: the download Job is created, never updated (its template is immutable), deleted when
        it failed for good or its source changed; kopf watches it.
      - pods: watched (kopf) and listed for failure reasons; never written.
      - persistentvolumeclaims: the cache claim is created when missing, never changed or deleted
-       by the operator (owned claims go with their LLMServer through garbage collection).
+       by the operator (owned claims go with their LLMServer through garbage collection); watched
+       (kopf, by label) so a deleted cache claim is downloaded again.
      - secrets: read by name to check a referenced key exists (never listed).
-     - endpointslices: read the Mac endpoint of an Apple-placed server.
+     - endpointslices: read the Mac endpoint of an Apple-placed server; with Macs, its own slices
+       are watched (kopf, by label) and, after a switch to a Mac, the EndpointSlice controller's
+       slices of the server's Service (left with dead pod IPs) are listed and deleted.
      - roles/rolebindings carry only permissions the operator holds itself (llmservers/status), so
        no `escalate` or `bind` verb is needed. */}}
 {{- define "llmserver.operatorNamespacedRules" -}}
@@ -29,10 +33,10 @@
   verbs: ["get", "list", "watch", "create", "update", "delete"]
 - apiGroups: [""]
   resources: ["services", "serviceaccounts"]
-  verbs: ["get", "list", "create", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "update", "delete"]
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
-  verbs: ["get", "list", "create", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "update", "delete"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "delete"]
@@ -41,13 +45,13 @@
   verbs: ["list", "watch"]
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
-  verbs: ["get", "create"]
+  verbs: ["get", "list", "watch", "create"]
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
-  verbs: ["get"{{ if .Values.apple.enabled }}, "create", "update", "delete"{{ end }}]
+  verbs: ["get"{{ if .Values.apple.enabled }}, "list", "watch", "create", "update", "delete"{{ end }}]
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
   verbs: ["create"]

@@ -15,6 +15,7 @@ import kopf
 import llmserver_api
 
 from llmserver_operator import kube as kube_mod
+from llmserver_operator import triggers
 from llmserver_operator.builders import plan
 
 
@@ -51,8 +52,4 @@ def register(registry: kopf.OperatorRegistry, lease_check_seconds: float = 5.0) 
         if type is None:
             return  # initial listing: every LLMServer is resumed anyway
         for namespace, name in _apple_servers(memo.reconciler.kube):
-            try:
-                memo.server_locks.run((namespace, name), lambda ns=namespace, n=name: memo.reconciler.reconcile(ns, n),
-                                    coalesce=True)
-            except Exception as exc:  # one server's failure must not stop the others
-                logger.warning(f"re-placing {namespace}/{name} will be retried: {exc.__class__.__name__}: {exc}")
+            triggers.reconcile(memo, namespace, name, coalesce=True)  # never raises: failures are retried
