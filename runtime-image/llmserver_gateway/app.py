@@ -17,10 +17,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import aiohttp
+import aiohttp.abc
 import prometheus_client
 from aiohttp import web
 
-from llmserver_gateway import auth, balancing, bodies, errors, metrics, proxy, settings, table
+from llmserver_gateway import auth, balancing, bodies, errors, guard, metrics, proxy, settings, table
 from llmserver_api.protocol import errors as protocol_errors
 from llmserver_api.protocol import models as protocol_models
 
@@ -72,12 +73,16 @@ def create_app(
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
-    """Opens the shared upstream client and starts the table sources; undoes both on shutdown."""
+    """Opens the upstream clients and starts the table sources; undoes both on shutdown.
+
+    Two clients: one for replicas and the static config's upstreams, and one for tenant-written
+    Proxy upstreams whose resolver enforces the Proxy host policy (`guard`)."""
     gw = app[GATEWAY]
-    connector = aiohttp.TCPConnector(
-        limit=gw.config.max_connections, limit_per_host=gw.config.max_connections_per_endpoint, ttl_dns_cache=30)
-    session = aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
-    gw.proxy = proxy.Proxy(session, gw.balancer, gw.metrics, gw.config)
+    sessions = [
+        aiohttp.ClientSession(connector=_connector(gw.config, resolver), skip_auto_headers=("User-Agent",))
+        for resolver in (None, guard.GuardedResolver(gw.config.proxy_policy()))
+    ]
+    gw.proxy = proxy.Proxy(sessions[0], gw.balancer, gw.metrics, gw.config, sessions[1], gw.config.proxy_policy())
     tasks = [asyncio.create_task(_supervise(run)) for run in gw.background]
     try:
         yield
@@ -87,7 +92,14 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await session.close()
+        for session in sessions:
+            await session.close()
+
+
+def _connector(config: settings.GatewaySettings, resolver: aiohttp.abc.AbstractResolver | None) -> aiohttp.TCPConnector:
+    return aiohttp.TCPConnector(
+        limit=config.max_connections, limit_per_host=config.max_connections_per_endpoint, ttl_dns_cache=30,
+        resolver=resolver)
 
 
 async def _supervise(run: Callable[[], Awaitable[None]]) -> None:

@@ -57,6 +57,7 @@ class KubernetesSource:
         self.routes = routes
         self.keys = keys
         self.client_factory = client_factory
+        self.trust = kubeview.Trust(agents_namespace=config.agents_namespace, proxy_hosts=config.proxy_policy())
         self.servers: dict[kubeview.Ref, dict[str, Any]] = {}
         self.slices: dict[kubeview.Ref, dict[str, Any]] = {}
         self.secrets: dict[kubeview.Ref, dict[str, Any]] = {}
@@ -190,7 +191,7 @@ class KubernetesSource:
         """Recomputes routes and keys from the stores (after both initial lists only)."""
         if not all(self._synced.values()):
             return
-        view = kubeview.build(self.servers.values(), self.slices.values(), self.secrets)
+        view = kubeview.build(self.servers.values(), self.slices.values(), self.secrets, self.trust)
         self._needed = view.secrets_needed
         wanted = self._needed | ({self.keys_secret} if self.keys_secret else set())
         if not wanted <= self._secrets_read:

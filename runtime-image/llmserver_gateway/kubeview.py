@@ -2,8 +2,12 @@
 
 Inputs are the raw JSON objects the API returns (LLMServers, EndpointSlices, Secrets); discovery
 keeps them current and calls `build` after every change. Problems (an invalid LLMServer, a missing
-Secret, two servers claiming one model name) come back as messages for the log; they never raise
-and never carry a secret's value.
+Secret, two servers claiming one model name, a refused Proxy) come back as messages for the log;
+they never raise and never carry a secret's value.
+
+What tenants write is not trusted (house rule 13, `Trust`): an EndpointSlice's key annotation is
+honoured only on the operator's Mac slices naming that Mac's key Secret in the agents' namespace;
+a Proxy's URL must pass the host policy and its Secret must be opted in with a label.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import pydantic
 import yaml
 
 import llmserver_api
+from llmserver_api import proxy_policy
 from llmserver_gateway import auth, config, table
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -26,9 +31,27 @@ API_KEYS_SECRET_KEY = "apiKeys"
 # Secret whose `api-key` the Mac runtime requires as Bearer.
 ENDPOINT_KEY_ANNOTATION = "serving.llmserver.dev/endpoint-api-key-secret"
 ENDPOINT_KEY_SECRET_KEY = "api-key"
+# What the operator's Mac slices carry (llmserver_operator.apple.publishing, docs/contracts.md).
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+SLICE_MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
+OPERATOR = "llmserver-operator"
+APPLE_NODE_LABEL = "serving.llmserver.dev/apple-node"
 
 Obj = Mapping[str, Any]
 Ref = tuple[str, str]  # (namespace, name)
+
+
+@dataclasses.dataclass(frozen=True)
+class Trust:
+    """What the gateway accepts from tenant-written objects (from GatewaySettings)."""
+
+    agents_namespace: str = "llmserver-system"
+    proxy_hosts: proxy_policy.HostPolicy = dataclasses.field(default_factory=proxy_policy.HostPolicy)
+
+
+def mac_key_secret(node: str) -> str:
+    """The Secret holding a Mac's runtime key (llmserver_operator.apple.publishing.key_secret_name)."""
+    return f"applenode-{node}-key"
 
 
 @dataclasses.dataclass
@@ -60,8 +83,12 @@ def secret_value(secret: Obj | None, key: str) -> str | None:
     return plain if isinstance(plain, str) else None
 
 
-def build(servers: Iterable[Obj], slices: Iterable[Obj], secrets: Mapping[Ref, Obj]) -> View:
-    """Routes for every LLMServer; the oldest server wins when two claim the same model name."""
+def build(
+    servers: Iterable[Obj], slices: Iterable[Obj], secrets: Mapping[Ref, Obj], trust: Trust | None = None
+) -> View:
+    """Routes for every LLMServer; the oldest server wins when two claim the same model name
+    (by creationTimestamp, then namespace/name; the operator marks the others ModelNameConflict)."""
+    trust = trust or Trust()
     problems: list[str] = []
     needed: set[Ref] = set()
     by_service: dict[Ref, list[Obj]] = {}
@@ -89,9 +116,9 @@ def build(servers: Iterable[Obj], slices: Iterable[Obj], secrets: Mapping[Ref, O
             problems.append(f"LLMServer {where} also serves model {name!r}; {routes[name].source} keeps it")
             continue
         if server.spec.mode is llmserver_api.Mode.PROXY:
-            routes[name] = _proxy_route(server, key, secrets, needed, problems)
+            routes[name] = _proxy_route(server, key, secrets, needed, problems, trust)
         else:
-            endpoints = endpoints_of(by_service.get(key, []), secrets, needed, problems)
+            endpoints = endpoints_of(by_service.get(key, []), secrets, needed, problems, trust)
             routes[name] = table.Route(
                 model=name, policy=server.spec.routing.policy, endpoints=endpoints, source=where
             )
@@ -99,27 +126,49 @@ def build(servers: Iterable[Obj], slices: Iterable[Obj], secrets: Mapping[Ref, O
 
 
 def _proxy_route(
-    server: llmserver_api.LLMServer, key: Ref, secrets: Mapping[Ref, Obj], needed: set[Ref], problems: list[str]
+    server: llmserver_api.LLMServer,
+    key: Ref,
+    secrets: Mapping[Ref, Obj],
+    needed: set[Ref],
+    problems: list[str],
+    trust: Trust,
 ) -> table.Route:
+    """The provider route of a Proxy server: unavailable (no upstream) while its URL is refused by
+    the host policy or its key Secret is missing or not opted in; no Secret is read for a refused URL."""
     where = "/".join(key)
     spec = server.spec
     proxy = spec.proxy
+    unavailable = table.Route(model=spec.model, policy=spec.routing.policy, source=where)
     if proxy is None:  # the schema refuses this; kept so a hand-edited object cannot crash discovery
         problems.append(f"LLMServer {where} is in Proxy mode without spec.proxy")
-        return table.Route(model=spec.model, source=where)
+        return unavailable
+    refused = trust.proxy_hosts.check_url(proxy.url)
+    if refused is not None:
+        problems.append(f"LLMServer {where}: spec.proxy.url is refused by the Proxy host policy ({refused}); "
+                        "the model is unavailable")
+        return unavailable
     api_key = None
     if proxy.api_key_secret_ref is not None:
         secret_ref = (key[0], proxy.api_key_secret_ref.name)
         needed.add(secret_ref)
-        api_key = secret_value(secrets.get(secret_ref), proxy.api_key_secret_ref.key)
+        secret = secrets.get(secret_ref)
+        if secret is not None and not proxy_policy.secret_opted_in((secret.get("metadata") or {}).get("labels")):
+            problems.append(
+                f"LLMServer {where}: Secret {proxy.api_key_secret_ref.name!r} is not labelled "
+                f"{proxy_policy.PROXY_KEY_LABEL}=true, so no Proxy may send it; the model is unavailable"
+            )
+            return unavailable
+        api_key = secret_value(secret, proxy.api_key_secret_ref.key)
         if api_key is None:
             # Without its key the provider would answer 401 to every request: report it unready instead.
             problems.append(
                 f"LLMServer {where}: Secret {proxy.api_key_secret_ref.name!r} key "
                 f"{proxy.api_key_secret_ref.key!r} not found; the model is unavailable until it exists"
             )
-            return table.Route(model=spec.model, policy=spec.routing.policy, source=where)
-    upstream = table.Upstream(url=proxy.url.rstrip("/"), model=proxy.upstream_model or spec.model, api_key=api_key)
+            return unavailable
+    upstream = table.Upstream(
+        url=proxy.url.rstrip("/"), model=proxy.upstream_model or spec.model, api_key=api_key, guarded=True
+    )
     return table.Route(model=spec.model, policy=spec.routing.policy, upstream=upstream, source=where)
 
 
@@ -128,19 +177,21 @@ def endpoints_of(
     secrets: Mapping[Ref, Obj] | None = None,
     needed: set[Ref] | None = None,
     problems: list[str] | None = None,
+    trust: Trust | None = None,
 ) -> tuple[table.Endpoint, ...]:
     """Endpoints of a Service's EndpointSlices, deduplicated, sorted, with readiness and API key.
 
-    A slice annotated with `serving.llmserver.dev/endpoint-api-key-secret: NS/NAME` (a Mac's
-    runtime) gets the Secret's `api-key` value as its Bearer key; while that Secret is missing its
-    endpoints count as not ready (the runtime would refuse every request).
+    An operator-managed Mac slice annotated with `serving.llmserver.dev/endpoint-api-key-secret`
+    naming its Mac's key Secret in the agents' namespace gets that Secret's `api-key` value as its
+    Bearer key; while that Secret is missing its endpoints count as not ready (the runtime would
+    refuse every request). On any other slice the annotation is ignored: no key, no Secret read.
     """
     found: dict[str, tuple[bool, str | None]] = {}
     for item in slices:
         port = _port(item.get("ports") or [])
         if port is None:
             continue
-        api_key, key_ok = _slice_key(item, secrets or {}, needed, problems)
+        api_key, key_ok = _slice_key(item, secrets or {}, needed, problems, trust or Trust())
         ipv6 = item.get("addressType") == "IPv6"
         for endpoint in item.get("endpoints") or []:
             conditions = endpoint.get("conditions") or {}
@@ -155,14 +206,20 @@ def endpoints_of(
 
 
 def _slice_key(
-    item: Obj, secrets: Mapping[Ref, Obj], needed: set[Ref] | None, problems: list[str] | None
+    item: Obj, secrets: Mapping[Ref, Obj], needed: set[Ref] | None, problems: list[str] | None, trust: Trust
 ) -> tuple[str | None, bool]:
     """(api key, usable) of a slice; usable is False when its annotated Secret cannot be read."""
-    annotation = ((item.get("metadata") or {}).get("annotations") or {}).get(ENDPOINT_KEY_ANNOTATION)
+    meta = item.get("metadata") or {}
+    annotation = (meta.get("annotations") or {}).get(ENDPOINT_KEY_ANNOTATION)
     if not annotation:
         return None, True
-    namespace, _, name = annotation.rpartition("/")
-    secret_ref = (namespace or ref(item)[0], name)
+    secret_ref = trusted_key_secret(item, annotation, trust)
+    if secret_ref is None:
+        if problems is not None:
+            problems.append(f"EndpointSlice {'/'.join(ref(item))}: annotation {ENDPOINT_KEY_ANNOTATION} ignored "
+                            "(only the operator's Mac slices naming their Mac's key Secret in the agents' "
+                            f"namespace {trust.agents_namespace!r} get a key)")
+        return None, True
     if needed is not None:
         needed.add(secret_ref)
     value = secret_value(secrets.get(secret_ref), ENDPOINT_KEY_SECRET_KEY)
@@ -170,6 +227,17 @@ def _slice_key(
         problems.append(f"EndpointSlice {'/'.join(ref(item))}: Secret {'/'.join(secret_ref)} key "
                         f"{ENDPOINT_KEY_SECRET_KEY!r} not found; its endpoints are not used until it exists")
     return value, value is not None
+
+
+def trusted_key_secret(item: Obj, annotation: str, trust: Trust) -> Ref | None:
+    """The key Secret a slice may use, or None: the slice must carry the operator's labels (Mac
+    slices: docs/contracts.md) and name `applenode-<its node>-key` in the agents' namespace."""
+    labels = (item.get("metadata") or {}).get("labels") or {}
+    node = labels.get(APPLE_NODE_LABEL)
+    if labels.get(MANAGED_BY_LABEL) != OPERATOR or labels.get(SLICE_MANAGED_BY_LABEL) != OPERATOR or not node:
+        return None
+    expected = (trust.agents_namespace, mac_key_secret(node))
+    return expected if annotation == "/".join(expected) else None
 
 
 def _port(ports: list[Obj]) -> int | None:

@@ -26,6 +26,7 @@ class Kind(enum.Enum):
     AUTH_REFUSED = "auth_refused"  # the upstream refused the key the gateway added: 502
     STREAM_BROKEN = "stream_broken"  # failed mid-stream: the stream ends with an SSE error event
     CLIENT_GONE = "client_gone"  # the client left mid-answer: counted as 499, not an upstream error
+    NOT_ALLOWED = "not_allowed"  # the Proxy host policy refused the upstream: 502, nothing was sent
 
 
 class Stage(enum.Enum):
@@ -50,6 +51,11 @@ PASSED = Outcome(Kind.PASSED)
 CLIENT_GONE = Outcome(Kind.CLIENT_GONE)
 # The upstream answered more than `max_response_bytes`: the client gets an error (a 502, or an SSE
 # error event when the stream had started) and the connection is dropped, never pooled.
+def not_allowed(why: object) -> Outcome:
+    """A Proxy upstream the host policy refused (by its URL, or by what its name resolved to)."""
+    return Outcome(Kind.NOT_ALLOWED, "not_allowed", f"is refused by the Proxy host policy: {why}")
+
+
 TOO_LARGE = Outcome(Kind.STREAM_BROKEN, "too_large", "answered more than the gateway relays")
 
 

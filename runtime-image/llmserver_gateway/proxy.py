@@ -17,7 +17,8 @@ import time
 import aiohttp
 from aiohttp import web
 
-from llmserver_gateway import balancing, errors, metrics, outcome, settings, table
+from llmserver_api import proxy_policy
+from llmserver_gateway import balancing, errors, guard, metrics, outcome, settings, table
 
 log = logging.getLogger("llmserver.gateway.proxy")
 
@@ -36,7 +37,8 @@ class _Failure:
 
 
 class Proxy:
-    """Sends requests upstream over one shared aiohttp client session."""
+    """Sends requests upstream over one shared aiohttp client session; tenant-written Proxy
+    upstreams over `guarded_session`, whose resolver enforces the Proxy host policy."""
 
     def __init__(
         self,
@@ -44,8 +46,12 @@ class Proxy:
         balancer: balancing.Balancer,
         gauges: metrics.GatewayMetrics,
         config: settings.GatewaySettings,
+        guarded_session: aiohttp.ClientSession | None = None,
+        policy: proxy_policy.HostPolicy | None = None,
     ) -> None:
         self.session = session
+        self.guarded_session = guarded_session
+        self.policy = policy or proxy_policy.HostPolicy()
         self.balancer = balancer
         self.metrics = gauges
         self.max_retries = config.max_retries
@@ -93,7 +99,15 @@ class Proxy:
         if upstream.api_key:
             headers["Authorization"] = f"Bearer {upstream.api_key}"
         url = f"{upstream.url}{path}"
-        result = await self._attempt(request, route.model, upstream.url, url, headers, body, started)
+        session = self.session
+        if upstream.guarded:
+            why = self.policy.check_url(url)
+            if why is not None or self.guarded_session is None:
+                why = why or "no guarded client session"
+                self._record(route.model, upstream.url, outcome.not_allowed(why))
+                return _not_allowed(route.model)
+            session = self.guarded_session
+        result = await self._attempt(request, route.model, upstream.url, url, headers, body, started, session)
         if isinstance(result, _Failure):
             return self._give_up(route, result, 1)
         return result
@@ -107,6 +121,7 @@ class Proxy:
         headers: dict[str, str],
         body: bytes,
         started: float,
+        session: aiohttp.ClientSession | None = None,
     ) -> web.StreamResponse | _Failure:
         """One try against one endpoint. Returns a _Failure only while nothing was sent to the client."""
         gauge = self.metrics.child(self.metrics.in_flight, model, endpoint)
@@ -117,9 +132,12 @@ class Proxy:
         ended: outcome.Outcome | None = None  # stays None when the handler is cancelled (client gone)
         try:
             try:
-                upstream = await self.session.post(
+                upstream = await (session or self.session).post(
                     url, data=body, headers=headers, timeout=self.timeout, allow_redirects=False)
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                if (refused := guard.refusal(exc)) is not None:
+                    ended = outcome.not_allowed(refused)
+                    return _not_allowed(model)
                 ended = outcome.of_error(exc, outcome.Stage.CONNECT)
                 return _unsent(model, ended, exc)
             answered = outcome.of_status(upstream.status, "Authorization" in headers)
@@ -168,7 +186,7 @@ class Proxy:
         if ended.reason is None:
             return
         self.metrics.child(self.metrics.upstream_errors, model, endpoint, ended.reason).inc()
-        level = logging.ERROR if ended.kind is outcome.Kind.AUTH_REFUSED else logging.WARNING
+        level = logging.ERROR if ended.kind in (outcome.Kind.AUTH_REFUSED, outcome.Kind.NOT_ALLOWED) else logging.WARNING
         log.log(level, "endpoint %s of model %s %s", endpoint, model, ended.detail)
 
     async def _relay_stream(
@@ -247,6 +265,14 @@ async def _read_bounded(upstream: aiohttp.ClientResponse, limit: int) -> bytes |
 
 def _passed(upstream: aiohttp.ClientResponse) -> dict[str, str]:
     return {name: upstream.headers[name] for name in _PASS_HEADERS if name in upstream.headers}
+
+
+def _not_allowed(model: str) -> web.Response:
+    """502 for a Proxy upstream the host policy refuses; which address and why go to the log only
+    (a caller learns nothing about internal names or addresses)."""
+    return errors.response(
+        502, f"The upstream of model '{model}' is not allowed by the gateway's Proxy host policy.",
+        "server_error", code="upstream_not_allowed")
 
 
 def _unsent(model: str, ended: outcome.Outcome, exc: BaseException) -> web.Response | _Failure:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import pydantic
 import pydantic_settings
+
+from llmserver_api import proxy_policy
 
 
 class GatewaySettings(pydantic_settings.BaseSettings):
@@ -79,3 +83,37 @@ class GatewaySettings(pydantic_settings.BaseSettings):
     namespace: str | None = pydantic.Field(
         None, description="Kubernetes mode: watch only this namespace (default: all namespaces)."
     )
+    agents_namespace: str = pydantic.Field(
+        "llmserver-system",
+        min_length=1,
+        description="Kubernetes mode: namespace of the Mac agents' runtime key Secrets (the operator's "
+        "apple_namespace). Only operator-managed Mac EndpointSlices naming a Secret `applenode-<node>-key` "
+        "there get a key.",
+    )
+    proxy_allowed_hosts: Annotated[list[str], pydantic_settings.NoDecode] = pydantic.Field(
+        default_factory=list,
+        description="Proxy LLMServers (Kubernetes mode) may reach these hosts besides public ones (comma-separated "
+        "host names, `*.domain`, IPs, CIDRs); loopback, link-local, private and cluster addresses are refused "
+        "unless listed.",
+    )
+    proxy_cluster_cidrs: Annotated[list[str], pydantic_settings.NoDecode] = pydantic.Field(
+        default_factory=list,
+        description="The cluster's pod and service CIDRs (comma-separated): refused as Proxy upstreams unless "
+        "listed, for clusters whose ranges are not private.",
+    )
+
+    @pydantic.field_validator("proxy_allowed_hosts", "proxy_cluster_cidrs", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @pydantic.model_validator(mode="after")
+    def _policy_parses(self) -> GatewaySettings:
+        self.proxy_policy()
+        return self
+
+    def proxy_policy(self) -> proxy_policy.HostPolicy:
+        """The Proxy host allowlist (ValueError names a bad entry)."""
+        return proxy_policy.HostPolicy.parse(self.proxy_allowed_hosts, self.proxy_cluster_cidrs)

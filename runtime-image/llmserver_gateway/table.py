@@ -26,11 +26,15 @@ class Endpoint:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Upstream:
-    """An external OpenAI-compatible provider (proxy mode). `url` includes the `/v1` part."""
+    """An external OpenAI-compatible provider (proxy mode). `url` includes the `/v1` part.
+
+    `guarded`: a tenant wrote it (a Proxy LLMServer), so the Proxy host policy applies to every
+    request (`guard`); upstreams of the static config are the gateway operator's own and trusted."""
 
     url: str
     model: str
     api_key: str | None = dataclasses.field(default=None, repr=False)  # never logged, never in errors
+    guarded: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

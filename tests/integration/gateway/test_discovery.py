@@ -97,7 +97,9 @@ def world(kube, start_fakes, run_gateway):
     mac = start_fakes("mac", extra=("--api-key", MAC_KEY))["mac"]
     provider = start_fakes("prov", extra=("--require-key", PROVIDER_KEY, "--served-model", "up-model"))["prov"]
     kube.create(_secret("gw-keys", {"apiKeys": yaml.safe_dump([{"key": GATEWAY_KEY}])}))
-    kube.create(_secret("provider", {"token": PROVIDER_KEY}))
+    provider_secret = _secret("provider", {"token": PROVIDER_KEY})
+    provider_secret["metadata"]["labels"] = {"serving.llmserver.dev/proxy-key": "true"}  # a Proxy may send it
+    kube.create(provider_secret)
     kube.create(_server("tiny", "tiny-chat", source=SOURCE))
     kube.create(_proxy_server("ext", "ext-model", provider))
     for i, replica in enumerate(replicas.values(), 1):
@@ -107,6 +109,9 @@ def world(kube, start_fakes, run_gateway):
         "name": "applenode-m1-key", "namespace": "agents"}})
     kube.create(_server("macsrv", "mac-model", source=SOURCE))
     mac_slice = _slice("macsrv-apple", "macsrv", int(mac.url.rsplit(":", 1)[1]), ready=True)
+    mac_slice["metadata"]["labels"].update({  # what the operator's Mac slice carries
+        "app.kubernetes.io/managed-by": "llmserver-operator", "endpointslice.kubernetes.io/managed-by":
+        "llmserver-operator", "serving.llmserver.dev/apple-node": "m1"})
     mac_slice["metadata"]["annotations"] = {
         "serving.llmserver.dev/endpoint-api-key-secret": "agents/applenode-m1-key"}
     kube.create(mac_slice)
@@ -116,7 +121,9 @@ def world(kube, start_fakes, run_gateway):
         "--kubernetes", "--namespace", NS, "--api-keys-secret", "gw-keys", "--log-level", "debug",
         # A short resync: the tests run across several full relists, and the emulator's watch
         # handlers (which outlive a closed client until their timeout) end soon after the gateway.
+        # The provider listens on loopback, which the Proxy host policy refuses unless listed.
         env={"KUBECONFIG": kube.kubeconfig, "LLMSERVER_GATEWAY_SECRET_REFRESH_SECONDS": "0.3",
+             "LLMSERVER_GATEWAY_AGENTS_NAMESPACE": "agents", "LLMSERVER_GATEWAY_PROXY_ALLOWED_HOSTS": "127.0.0.1",
              "LLMSERVER_GATEWAY_RESYNC_SECONDS": "3"}, ready="/ready")
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=GATEWAY_KEY, max_retries=0, timeout=30)
     world = World(kube=kube, gateway=gateway, client=client, replicas={**replicas, "mac": mac}, provider=provider)

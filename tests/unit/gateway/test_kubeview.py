@@ -33,9 +33,15 @@ def _slice(service: str, endpoints: list[tuple[str, bool | None]], ns: str = "ml
     }
 
 
-def _secret(name: str, data: dict[str, str], ns: str = "ml") -> dict:
-    return {"metadata": {"name": name, "namespace": ns},
+def _secret(name: str, data: dict[str, str], ns: str = "ml", labels: dict[str, str] | None = None) -> dict:
+    return {"metadata": {"name": name, "namespace": ns, **({"labels": labels} if labels else {})},
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+
+
+OPTED_IN = {"serving.llmserver.dev/proxy-key": "true"}
+MAC_SLICE_LABELS = {"app.kubernetes.io/managed-by": "llmserver-operator",
+                    "endpointslice.kubernetes.io/managed-by": "llmserver-operator",
+                    "serving.llmserver.dev/apple-node": "m1"}
 
 
 def test_self_hosted_server_gets_its_slices_endpoints_with_readiness() -> None:
@@ -82,9 +88,10 @@ def test_proxy_server_reads_its_key_from_the_secret() -> None:
     assert missing.secrets_needed == {("ml", "provider")}
     assert not missing.routes[0].available
     assert "provider" in missing.problems[0] and "not found" in missing.problems[0]
-    view = kubeview.build([server], [], {("ml", "provider"): _secret("provider", {"token": "sk-live-123"})})
+    secret = _secret("provider", {"token": "sk-live-123"}, labels=OPTED_IN)
+    view = kubeview.build([server], [], {("ml", "provider"): secret})
     (route,) = view.routes
-    assert route.upstream == table.Upstream("https://api.example.com/v1", "gpt-4o-mini-2024", "sk-live-123")
+    assert route.upstream == table.Upstream("https://api.example.com/v1", "gpt-4o-mini-2024", "sk-live-123", True)
     assert view.problems == []
     assert all("sk-live-123" not in p for p in missing.problems + view.problems)
 
@@ -128,13 +135,15 @@ def test_api_keys_secret() -> None:
 
 def test_mac_slices_get_the_api_key_named_by_their_annotation() -> None:
     mac = _slice("tiny", [("192.168.1.20", True)], name="tiny-apple")
+    mac["metadata"]["labels"].update(MAC_SLICE_LABELS)
     mac["metadata"]["annotations"] = {"serving.llmserver.dev/endpoint-api-key-secret": "agents/applenode-m1-key"}
     server = _server("tiny", "tiny-chat", apple={})
-    missing = kubeview.build([server], [mac], {})
+    trust = kubeview.Trust(agents_namespace="agents")
+    missing = kubeview.build([server], [mac], {}, trust)
     assert missing.secrets_needed == {("agents", "applenode-m1-key")}
     assert missing.routes[0].endpoints == (table.Endpoint("http://192.168.1.20:8080", False),)
     assert "agents/applenode-m1-key" in missing.problems[0]
     secret = _secret("applenode-m1-key", {"api-key": "mac-secret-1"}, ns="agents")
-    view = kubeview.build([server], [mac], {("agents", "applenode-m1-key"): secret})
+    view = kubeview.build([server], [mac], {("agents", "applenode-m1-key"): secret}, trust)
     assert view.routes[0].endpoints == (table.Endpoint("http://192.168.1.20:8080", True, "mac-secret-1"),)
     assert view.problems == []
