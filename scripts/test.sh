@@ -6,6 +6,10 @@
 # start hundreds of servers, engines and emulators, and separate processes keep one folder's
 # leftovers (threads, descriptors, engine state) from reaching the next. With arguments, they go
 # to a single pytest run unchanged: `bash scripts/test.sh tests/unit -x`.
+#
+# The folders in RANDOM_ORDER run their tests shuffled (pytest-random-order, `--random-order`),
+# so a test that only passes after another one fails here; pytest prints the seed in its header
+# (`--random-order-seed=N`), and passing that seed back reproduces the order.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
@@ -28,15 +32,23 @@ else
   done
 fi
 
+RANDOM_ORDER=(tests/integration/gateway tests/integration/apple)
+
 reports="$(mktemp -d)"
 failed=0
 index=0
 for group in "${groups[@]}"; do
   index=$((index + 1))
-  echo "== pytest ${group}"
+  order=""
+  for shuffled in "${RANDOM_ORDER[@]}"; do
+    if [ "$#" -eq 0 ] && [ "$group" = "$shuffled" ]; then
+      order="--random-order"
+    fi
+  done
+  echo "== pytest ${group} ${order}"
   set +e
   # shellcheck disable=SC2086  # a group given as arguments is split into them on purpose
-  python -m pytest ${group} --junitxml="$reports/$index.xml"
+  python -m pytest ${group} ${order} --junitxml="$reports/$index.xml"
   rc=$?
   set -e
   if [ "$rc" -eq 5 ]; then

@@ -279,7 +279,11 @@ def start_gateway(tmp: pathlib.Path, *args: str, env: dict[str, str] | None = No
     port = ports.free_port()
     cmd = [sys.executable, "-m", "llmserver_gateway", *args, "--host", "127.0.0.1", "--port", str(port)]
     proc = Proc(cmd, port, tmp / f"gateway-{port}.log", env=python_env(**(env or {})))
-    proc.wait_ready(ready)
+    try:
+        proc.wait_ready(ready)
+    except BaseException:
+        proc.stop()  # the caller never gets it to stop: a gateway that never got ready must not outlive the test
+        raise
     return proc
 
 

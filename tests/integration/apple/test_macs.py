@@ -4,10 +4,14 @@ that agent runs the real MLX runtime (mlx[cpu]) on a tiny model, the gateway dis
 EndpointSlice (with the node's runtime key), and the openai SDK gets a completion. Then the
 serving agent dies: its Lease expires, the operator marks the node NotReady and moves the server
 to the other Mac, and the gateway follows.
+
+The Macs are shared by the module's tests; the test that kills an agent starts it again, so every
+test finds both Macs Ready and passes alone and in any order.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 import signal
@@ -55,32 +59,57 @@ def _completion(client: openai.OpenAI) -> str:
     return response.choices[0].text
 
 
+@dataclasses.dataclass
+class Macs:
+    """Two Mac agents registered with the fake cluster, and a gateway that discovers their
+    endpoints; the LLMServer tiny-mac (backend mlx) is placed on one of them."""
+
+    cluster: fake_cluster.FakeCluster
+    gateway: fake_upstreams.Proc
+    workdir: pathlib.Path
+    port_starts: dict[str, int]  # agent name -> first port of its runtimes
+    agents: dict[str, subprocess.Popen] = dataclasses.field(default_factory=dict)
+
+    def start_agent(self, name: str) -> None:
+        """Starts (or starts again) the agent `name`."""
+        self.agents[name] = _agent(self.cluster, name, self.port_starts[name], self.workdir)
+
+    def wait_all_ready(self) -> None:
+        """Blocks until every agent's AppleNode is Ready."""
+        self.cluster.kube.wait_for(lambda: all(_ready(_node(self.cluster, n)) == "True" for n in self.agents), 60,
+                                   "all AppleNodes Ready")
+
+    def gateway_client(self) -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"{self.gateway.url}/v1", api_key="unused", max_retries=0, timeout=60)
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory):
+def macs(tmp_path_factory: pytest.TempPathFactory):
     workdir = tmp_path_factory.mktemp("macs")
     model = pathlib.Path(tiny_model_path("hf-causal"))
     with fake_cluster.FakeCluster(apple_namespace=AGENT_NS) as cluster:
         base = ports.free_port() // 100 * 100
-        agents = {"mac-a": _agent(cluster, "mac-a", 20000 + base % 20000, workdir),
-                  "mac-b": _agent(cluster, "mac-b", 20050 + base % 20000, workdir)}
         gateway = fake_upstreams.start_gateway(
             workdir, "--kubernetes", "--namespace", NS,
             env={"KUBECONFIG": cluster.kube.kubeconfig, "LLMSERVER_GATEWAY_CONNECT_TIMEOUT": "2"})
+        macs = Macs(cluster=cluster, gateway=gateway, workdir=workdir,
+                    port_starts={"mac-a": 20000 + base % 20000, "mac-b": 20050 + base % 20000})
         try:
-            cluster.kube.wait_for(lambda: all(_ready(_node(cluster, n)) == "True" for n in agents), 60,
-                                  "both AppleNodes Ready")
+            for name in macs.port_starts:
+                macs.start_agent(name)
+            macs.wait_all_ready()
             cluster.apply_server("tiny-mac", NS, model="tiny-mlx", backend="mlx",
                                  source={"pvc": {"claimName": str(model.parent), "path": model.name}},
                                  resources={"memory": "1Gi"}, mlx={"maxKvSize": 256})
-            yield cluster, agents, gateway
+            yield macs
         finally:
             fake_upstreams.stop_all([gateway])
-            for proc in agents.values():
+            for proc in macs.agents.values():
                 _stop(proc)
 
 
-def test_server_is_placed_served_and_reached_through_the_gateway(world) -> None:
-    cluster, _, gateway = world
+def test_server_is_placed_served_and_reached_through_the_gateway(macs: Macs) -> None:
+    cluster = macs.cluster
     status = cluster.wait_phase("tiny-mac", "Ready", NS, timeout=240)
     placement = status["placement"]
     assert placement["node"] in ("mac-a", "mac-b") and placement["port"]
@@ -90,31 +119,34 @@ def test_server_is_placed_served_and_reached_through_the_gateway(world) -> None:
     assert slice_["endpoints"][0]["conditions"]["ready"] is True
     service = cluster.kube.get("v1", "Service", "tiny-mac", NS)
     assert "selector" not in service["spec"]
-    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0, timeout=60)
+    client = macs.gateway_client()
     _ = cluster.kube.wait_for(lambda: _try(lambda: _completion(client)), 60, "completion through the gateway")
 
 
-def test_runtime_on_a_mac_refuses_requests_without_the_node_key(world) -> None:
-    cluster, _, _ = world
-    port = cluster.wait_phase("tiny-mac", "Ready", NS, timeout=240)["placement"]["port"]
+def test_runtime_on_a_mac_refuses_requests_without_the_node_key(macs: Macs) -> None:
+    port = macs.cluster.wait_phase("tiny-mac", "Ready", NS, timeout=240)["placement"]["port"]
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         _completion(client)
 
 
-def test_dead_mac_moves_the_server_and_the_gateway_follows(world) -> None:
-    cluster, agents, gateway = world
+def test_dead_mac_moves_the_server_and_the_gateway_follows(macs: Macs) -> None:
+    cluster = macs.cluster
     first = cluster.wait_phase("tiny-mac", "Ready", NS, timeout=240)["placement"]["node"]
     other = "mac-b" if first == "mac-a" else "mac-a"
-    _stop(agents[first], signal.SIGKILL)  # no goodbye: only the Lease tells
-    cluster.kube.wait_for(lambda: _ready(_node(cluster, first)) == "False", 60, f"{first} NotReady")
-    moved = cluster.kube.wait_for(
-        lambda: (cluster.status("tiny-mac", NS).get("placement") or {}).get("node") == other
-        and cluster.status("tiny-mac", NS).get("phase") == "Ready", 240, "server re-placed and Ready")
-    assert moved
-    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0, timeout=60)
-    assert cluster.kube.wait_for(lambda: _try(lambda: _completion(client)), 60, "completion after failover") is not None
-    assert [m["server"] for m in _node(cluster, other)["status"]["models"]] == [f"{NS}/tiny-mac"]
+    _stop(macs.agents[first], signal.SIGKILL)  # no goodbye: only the Lease tells
+    try:
+        cluster.kube.wait_for(lambda: _ready(_node(cluster, first)) == "False", 60, f"{first} NotReady")
+        moved = cluster.kube.wait_for(
+            lambda: (cluster.status("tiny-mac", NS).get("placement") or {}).get("node") == other
+            and cluster.status("tiny-mac", NS).get("phase") == "Ready", 240, "server re-placed and Ready")
+        assert moved
+        client = macs.gateway_client()
+        assert cluster.kube.wait_for(lambda: _try(lambda: _completion(client)), 60, "completion after failover")
+        assert [m["server"] for m in _node(cluster, other)["status"]["models"]] == [f"{NS}/tiny-mac"]
+    finally:
+        macs.start_agent(first)
+        macs.wait_all_ready()
 
 
 def _try(call):
