@@ -4,6 +4,7 @@ a NetworkPolicy that lets only the gateway, the operator and Prometheus reach ru
 from __future__ import annotations
 
 import base64
+import subprocess
 from typing import Any
 
 import yaml
@@ -11,10 +12,9 @@ import yaml
 from llmserver_api import llmserver
 from llmserver_gateway import config as gateway_config
 from llmserver_operator.builders import common
-from testkit import helm
+from testkit import emulator, helm
 
 KEYS = f"{helm.RELEASE}-llmserver-gateway-api-keys"
-TEMPLATE = helm.CHART / "templates" / "gateway-api-keys.yaml"
 
 
 def _one(objects: list[dict[str, Any]], kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
@@ -46,12 +46,28 @@ def test_default_generates_a_gateway_key_the_gateway_reads(rendered: dict[str, l
     assert again["data"] != secret["data"]  # a fresh install draws a fresh key (never a fixed one)
 
 
+def _render_against(kube: emulator.KubeEmulator) -> dict[str, Any]:
+    """The key Secret as `helm template --dry-run=server` renders it against a live API (so Helm's
+    `lookup` sees what is installed). Helm 3: Helm 4 also maps every rendered kind against the
+    API's discovery, which the emulator does not serve for NetworkPolicy."""
+    result = subprocess.run(
+        [helm.helm_binary(3), "template", helm.RELEASE, str(helm.CHART), "--namespace", helm.NAMESPACE,
+         "--dry-run=server", "--kubeconfig", kube.kubeconfig, "--show-only", "templates/gateway-api-keys.yaml"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
 def test_generated_key_is_reused_from_the_live_secret() -> None:
-    """Helm `lookup` finds the installed Secret on upgrade; its key is kept, never redrawn."""
-    text = TEMPLATE.read_text()
-    assert 'lookup "v1" "Secret" .Release.Namespace $name' in text
-    assert '$keys = get $live.data "apiKeys"' in text
-    assert text.index("get $live.data") < text.index("randAlphaNum")  # reuse comes first
+    """On upgrade Helm `lookup` finds the installed Secret: its keys are kept, never redrawn."""
+    live = base64.b64encode(b"- key: sk-live\n- key: sk-added-by-hand\n").decode()
+    with emulator.KubeEmulator() as kube:
+        fresh = _render_against(kube)
+        assert yaml.safe_load(base64.b64decode(fresh["data"]["apiKeys"]))[0]["key"].startswith("sk-")
+        kube.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": KEYS, "namespace": helm.NAMESPACE},
+                     "data": {"apiKeys": live}})
+        assert _render_against(kube)["data"] == {"apiKeys": live}
+        assert _render_against(kube)["data"] == {"apiKeys": live}  # every upgrade, not only the first
 
 
 def test_existing_secret_is_used_and_none_generated(rendered: dict[str, list[dict[str, Any]]]) -> None:
