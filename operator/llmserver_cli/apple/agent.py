@@ -27,7 +27,7 @@ from typing import Any
 
 import llmserver_api
 from llmserver_cli.apple import agent_settings, system, token_refresh
-from llmserver_cli.hosting import clean_env, engine, hosted, settings as hosting_settings
+from llmserver_cli.hosting import clean_env, engine, hosted, settings as hosting_settings, sources
 from llmserver_operator import kube as kube_mod
 from llmserver_operator.apple import leases, placement, publishing
 
@@ -162,7 +162,7 @@ class AppleAgent:
         for key in [k for k in self.engine.units if k not in wanted or self.generations.get(k) != wanted[k][1]]:
             await self.engine.remove(key)
             self.generations.pop(key, None)
-        origin = self.settings.models_root / "manifest"  # relative pvc claimNames resolve under models_root
+        origin = sources.ModelsRoot(self.settings.models_root)  # pvc claims resolve under it, never outside
         for key, (server, generation) in wanted.items():
             if key not in self.engine.units:
                 self.generations[key] = generation
