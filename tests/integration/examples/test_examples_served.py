@@ -65,7 +65,8 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
 def hub() -> Iterator[hub_server.HubServer]:
     """Serves the tiny causal model's files under its stand-in name, for `backend: auto`."""
     directory = model_path("hf-causal")
-    files = {path.name: path.read_bytes() for path in directory.iterdir() if path.is_file() and not path.name.startswith(".")}
+    files = {path.name: path.read_bytes() for path in directory.iterdir()
+             if path.is_file() and not path.name.startswith(".")}
     repos = {"testkit/tiny-llama": hub_server.HubRepo(files=files, tags=["transformers", "safetensors", "llama"],
                                                       library_name="transformers", pipeline_tag="text-generation")}
     with hub_server.HubServer(repos) as running:
@@ -105,9 +106,11 @@ def _rerank(client: openai.OpenAI, model: str) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Served:
-    """How one example runs here: its stand-in source and the request its capability answers."""
+    """How one example runs here: its stand-in source, the engine the operator must decide (for
+    `backend: auto`, from the Hub stand-in) and the request its capability answers."""
 
     source: dict[str, Any]
+    engine: str
     request: Callable[[openai.OpenAI, str], None]
 
 
@@ -116,12 +119,13 @@ def _hf(repo: str, file: str | None = None) -> dict[str, Any]:
 
 
 CPU_EXAMPLES: dict[str, Served] = {
-    "auto-minimal.yaml": Served(_hf("testkit/tiny-llama"), _chat),  # resolved through the Hub stand-in
-    "embeddings-bge.yaml": Served(_hf("testkit/minilm"), _embed),
-    "llama-cpp-qwen-gguf.yaml": Served(_hf("testkit/tiny-gguf", GGUF_FILE), _chat),
-    "pvc-source-gguf.yaml": Served({"pvc": {"claimName": "model-store", "path": CLAIM_PATH}}, _chat),
-    "rerank-bge-reranker.yaml": Served(_hf("testkit/tiny-reranker"), _rerank),
-    "transformers-8bit-cpu.yaml": Served(_hf("testkit/tiny-llama"), _chat),
+    # backend auto: the operator decides transformers from the Hub stand-in's files
+    "auto-minimal.yaml": Served(_hf("testkit/tiny-llama"), "transformers", _chat),
+    "embeddings-bge.yaml": Served(_hf("testkit/minilm"), "transformers", _embed),
+    "llama-cpp-qwen-gguf.yaml": Served(_hf("testkit/tiny-gguf", GGUF_FILE), "llama-cpp", _chat),
+    "pvc-source-gguf.yaml": Served({"pvc": {"claimName": "model-store", "path": CLAIM_PATH}}, "llama-cpp", _chat),
+    "rerank-bge-reranker.yaml": Served(_hf("testkit/tiny-reranker"), "transformers", _rerank),
+    "transformers-8bit-cpu.yaml": Served(_hf("testkit/tiny-llama"), "transformers", _chat),
 }
 
 
@@ -186,7 +190,8 @@ def _settled(cluster: fake_cluster.FakeCluster, name: str, namespace: str, repli
     try:
         return cluster.kube.wait_for(settled, timeout)
     except TimeoutError:
-        raise AssertionError(f"{namespace}/{name} neither Ready nor Failed: {cluster.status(name, namespace)}") from None
+        status = cluster.status(name, namespace)
+        raise AssertionError(f"{namespace}/{name} neither Ready nor Failed: {status}") from None
 
 
 def _endpoints(cluster: fake_cluster.FakeCluster, name: str, namespace: str) -> list[str]:
@@ -214,7 +219,8 @@ def test_example_serves_its_capability(name: str, cluster: fake_cluster.FakeClus
         assert status["phase"] == "Ready", status.get("message")
         cpu = images.default_catalog()["cpu"]
         assert status["resolved"]["flavour"] == "cpu" and status["resolved"]["image"] == cpu.image
-        assert status["resolved"].get("backend", "auto") in {"auto", *(engine.value for engine in cpu.engines)}
+        assert status["resolved"]["backend"] == served.engine
+        assert served.engine in {engine.value for engine in cpu.engines}
         urls = cluster.kube.wait_for(lambda: (found := _endpoints(cluster, server, namespace))
                                      and len(found) == replicas and found, 60)
         for url in urls:  # every replica answers

@@ -40,12 +40,14 @@ def test_the_gpu_servers_are_valid_and_run_the_cuda_image() -> None:
 
 
 def _amd_server() -> llmserver_api.LLMServer:
-    return llmserver_api.LLMServer.model_validate(yaml.safe_load((REPO / "examples/valid/vllm-amd-gpu.yaml").read_text()))
+    manifest = yaml.safe_load((REPO / "examples" / "valid" / "vllm-amd-gpu.yaml").read_text())
+    return llmserver_api.LLMServer.model_validate(manifest)
 
 
 def test_the_quoted_refusal_is_the_operators_message() -> None:
     text = DOC.read_text()
-    quoted = re.search(r"-o jsonpath='\{\.status\.conditions\[\?\(@\.type==\"Ready\"\)\]\.message\}'\n(.*?)\n```", text, re.S)
+    ready_message = r"-o jsonpath='\{\.status\.conditions\[\?\(@\.type==\"Ready\"\)\]\.message\}'\n"
+    quoted = re.search(ready_message + r"(.*?)\n```", text, re.S)
     assert quoted is not None
     choice = images.choose(_amd_server(), images.default_catalog(), "amd.com/gpu")
     assert choice.image is None and " ".join(quoted[1].split()) == choice.reason
