@@ -24,10 +24,14 @@ def test_default_notes() -> None:
     assert f"kubectl -n {helm.NAMESPACE} get secret {keys} -o jsonpath='{{.data.apiKeys}}'" in notes
     assert "generated the first key" in notes
     assert f"NetworkPolicy {helm.RELEASE}-llmserver-runtime in: default" in notes
+    assert f"llmserver agent-credentials <node> --address <Mac IP> --namespace {helm.NAMESPACE}" in notes
+    assert "plain HTTP" in notes
 
 
 def test_notes_warn_when_auth_and_network_policy_are_off() -> None:
-    notes = helm.notes({"gateway": {"auth": {"enabled": False}}, "networkPolicy": {"enabled": False}})
+    notes = helm.notes({"gateway": {"auth": {"enabled": False}}, "networkPolicy": {"enabled": False},
+                        "apple": {"enabled": False}})
+    assert "agent-credentials" not in notes
     assert "Authorization" not in notes and "API_KEY" not in notes
     assert "WARNING: gateway.auth.enabled=false" in notes
     assert "networkPolicy.enabled=false: any pod in the cluster can call runtime pods" in notes
