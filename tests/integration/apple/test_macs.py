@@ -31,7 +31,8 @@ pytestmark = pytest.mark.timeout(420)
 def _agent(cluster: fake_cluster.FakeCluster, name: str, port_start: int, workdir: pathlib.Path) -> subprocess.Popen:
     env = {**fake_upstreams.python_env(), "KUBECONFIG": cluster.kube.kubeconfig,
            "LLMSERVER_AGENT_LOG_DIR": str(workdir / f"{name}-logs"),
-           "LLMSERVER_AGENT_CACHE_DIR": str(workdir / f"{name}-cache")}
+           "LLMSERVER_AGENT_CACHE_DIR": str(workdir / f"{name}-cache"),
+           "LLMSERVER_AGENT_MODELS_ROOT": str(workdir / "models")}
     args = [sys.executable, "-c", "from llmserver_cli.cli import main; main()", "agent",
             "--name", name, "--address", "127.0.0.1", "--bind-host", "127.0.0.1", "--memory", "16Gi",
             "--lease-seconds", "3", "--port-range-start", str(port_start)]
@@ -51,6 +52,12 @@ def _node(cluster: fake_cluster.FakeCluster, name: str) -> dict:
 
 def _ready(node: dict) -> str | None:
     return next((c["status"] for c in (node.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"), None)
+
+
+def _status_grantee(cluster: fake_cluster.FakeCluster) -> str | None:
+    """The ServiceAccount the operator lets patch tiny-mac's status (its Mac's own account)."""
+    binding = cluster.kube.get("rbac.authorization.k8s.io/v1", "RoleBinding", "tiny-mac-apple-agent", NS) or {}
+    return next((f"{s['namespace']}/{s['name']}" for s in binding.get("subjects") or []), None)
 
 
 def _completion(client: openai.OpenAI) -> str:
@@ -87,6 +94,8 @@ class Macs:
 def macs(tmp_path_factory: pytest.TempPathFactory):
     workdir = tmp_path_factory.mktemp("macs")
     model = pathlib.Path(tiny_model_path("hf-causal"))
+    (workdir / "models").mkdir()
+    (workdir / "models" / "tiny").symlink_to(model)  # claim `tiny` on every Mac: <models root>/tiny
     with fake_cluster.FakeCluster(apple_namespace=AGENT_NS) as cluster:
         base = ports.free_port() // 100 * 100
         gateway = fake_upstreams.start_gateway(
@@ -99,7 +108,7 @@ def macs(tmp_path_factory: pytest.TempPathFactory):
                 macs.start_agent(name)
             macs.wait_all_ready()
             cluster.apply_server("tiny-mac", NS, model="tiny-mlx", backend="mlx",
-                                 source={"pvc": {"claimName": str(model.parent), "path": model.name}},
+                                 source={"pvc": {"claimName": "tiny"}},
                                  resources={"memory": "1Gi"}, mlx={"maxKvSize": 256})
             yield macs
         finally:
@@ -119,6 +128,7 @@ def test_server_is_placed_served_and_reached_through_the_gateway(macs: Macs) -> 
     assert slice_["endpoints"][0]["conditions"]["ready"] is True
     service = cluster.kube.get("v1", "Service", "tiny-mac", NS)
     assert "selector" not in service["spec"]
+    assert _status_grantee(cluster) == f"{AGENT_NS}/applenode-{placement['node']}"  # only its Mac reports status
     client = macs.gateway_client()
     _ = cluster.kube.wait_for(lambda: _try(lambda: _completion(client)), 60, "completion through the gateway")
 
@@ -144,6 +154,7 @@ def test_dead_mac_moves_the_server_and_the_gateway_follows(macs: Macs) -> None:
         client = macs.gateway_client()
         assert cluster.kube.wait_for(lambda: _try(lambda: _completion(client)), 60, "completion after failover")
         assert [m["server"] for m in _node(cluster, other)["status"]["models"]] == [f"{NS}/tiny-mac"]
+        assert _status_grantee(cluster) == f"{AGENT_NS}/applenode-{other}"  # the status grant moved too
     finally:
         macs.start_agent(first)
         macs.wait_all_ready()
