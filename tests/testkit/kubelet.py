@@ -32,6 +32,7 @@ import dataclasses
 import itertools
 import queue
 import threading
+import time
 from typing import Any, Self
 
 from testkit import emulator, emulator_store, kubelet_pods, kubelet_process, ports
@@ -69,6 +70,7 @@ class Kubelet:
         self._ips = itertools.count(2)
         self._thread: threading.Thread | None = None
         self.errors: list[BaseException] = []
+        self.cpu_seconds = 0.0  # CPU time of the worker thread: what simulating the cluster cost
 
     # --- control ---------------------------------------------------------------------------
     def set_job_outcome(self, kind: str, message: str = "", exit_code: int = 1, name_prefix: str | None = None) -> None:
@@ -151,6 +153,7 @@ class Kubelet:
                 continue
             with self._lock:
                 self._pending.discard(item)
+            started = time.thread_time()
             try:
                 getattr(self, f"_sync_{item[0].lower()}")(*item[1:])
             except emulator_store.ApiError as exc:
@@ -158,6 +161,8 @@ class Kubelet:
                     self.errors.append(exc)
             except Exception as exc:  # noqa: BLE001 - kept for the test to inspect; the simulator keeps going
                 self.errors.append(exc)
+            finally:
+                self.cpu_seconds += time.thread_time() - started
 
     def _job_outcome(self, name: str) -> JobOutcome:
         outcome = JobOutcome()
@@ -192,8 +197,7 @@ class Kubelet:
         if deployment is None:
             return
         uid, want = deployment["metadata"]["uid"], kubelet_pods.template_hash(deployment)
-        owned = [p for p in self.kube.list("v1", "Pod", namespace)
-                 if any(ref.get("uid") == uid for ref in p["metadata"].get("ownerReferences") or [])]
+        owned = self._owned_pods(deployment)
         current = [p for p in owned if (p["metadata"].get("annotations") or {}).get(kubelet_pods.HASH) == want]
         replicas = int(deployment["spec"].get("replicas", 1))
         doomed = [p for p in owned if p not in current] + current[replicas:]
@@ -206,9 +210,17 @@ class Kubelet:
         mode, message = self._modes.get((namespace, name), (self._default_mode, ""))
         for pod in current:
             self._apply_mode(pod, mode, message)
-        pods = [p for p in self.kube.list("v1", "Pod", namespace)
-                if any(ref.get("uid") == uid for ref in p["metadata"].get("ownerReferences") or [])]
+        pods = self._owned_pods(deployment)
         self._set_status("apps/v1", "Deployment", name, namespace, kubelet_pods.deployment_status(deployment, pods, want))
+
+    def _owned_pods(self, deployment: Manifest) -> list[Manifest]:
+        """The Deployment's pods: the stored objects, uncopied (never mutated here), found through its
+        selector: copying every pod of the namespace on each sync made the simulator cost O(pods²)."""
+        meta, uid = deployment["metadata"], deployment["metadata"]["uid"]
+        selector = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        labels = ",".join(f"{key}={value}" for key, value in sorted(selector.items())) or None
+        pods, _ = self.store.list(self._res("Pod"), meta["namespace"], labels, copied=False)
+        return [p for p in pods if any(ref.get("uid") == uid for ref in p["metadata"].get("ownerReferences") or [])]
 
     def _apply_mode(self, pod: Manifest, mode: str, message: str) -> None:
         name, namespace = pod["metadata"]["name"], pod["metadata"]["namespace"]
@@ -272,12 +284,14 @@ class Kubelet:
     def _sync_services(self, namespace: str) -> None:
         if not self.endpoint_slices:
             return
-        for service in self.kube.list("v1", "Service", namespace):
+        services, _ = self.store.list(self._res("Service"), namespace, copied=False)  # read only: no copies
+        for service in services:
             selector = (service.get("spec") or {}).get("selector")
             if not selector:
                 continue
             labels = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
-            pods = [p for p in self.kube.list("v1", "Pod", namespace, labels=labels) if (p.get("status") or {}).get("podIP")]
+            matching, _ = self.store.list(self._res("Pod"), namespace, labels, copied=False)
+            pods = [p for p in matching if (p.get("status") or {}).get("podIP")]
             desired = {s["metadata"]["name"]: s for s in kubelet_pods.endpoint_slices(service, pods, PORT)}
             existing = self.kube.list("discovery.k8s.io/v1", "EndpointSlice", namespace,
                                       labels=f"kubernetes.io/service-name={service['metadata']['name']},"

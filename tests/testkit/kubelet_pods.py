@@ -14,7 +14,7 @@ from typing import Any
 from testkit import emulator_store
 
 Manifest = dict[str, Any]
-API = {"Job": "batch/v1", "Deployment": "apps/v1", "Pod": "v1", "EndpointSlice": "discovery.k8s.io/v1"}
+API = {"Job": "batch/v1", "Deployment": "apps/v1", "Pod": "v1", "Service": "v1", "EndpointSlice": "discovery.k8s.io/v1"}
 HASH = "kubelet.testkit/template-hash"
 
 
