@@ -266,6 +266,8 @@ TRANSFORMERS_RULES: tuple[Rule, ...] = (
     ),
 )
 
+# The longest LLMServer name whose children's names still fit 63 characters ("-download-" + 8 hex).
+MAX_NAME = 63 - len("-download-") - 8
 ROOT_RULES: tuple[Rule, ...] = (
     Rule(
         name="name-is-dns-label",
@@ -276,6 +278,16 @@ ROOT_RULES: tuple[Rule, ...] = (
         ),
         field_path="",
         holds=lambda obj: _is_dns_label(obj.get("metadata", {}).get("name", "")),
+    ),
+    Rule(
+        name="name-fits-children",
+        cel=f"self.metadata.name.size() <= {MAX_NAME}",
+        message=(
+            f"metadata.name must be at most {MAX_NAME} characters: the download Job is named "
+            "'<name>-download-<8 hex>' and Kubernetes limits it to 63"
+        ),
+        field_path="",
+        holds=lambda obj: len(obj.get("metadata", {}).get("name", "")) <= MAX_NAME,
     ),
 )
 
