@@ -43,13 +43,13 @@ def _fake_jwt(namespace: str, account: str, seconds: int) -> str:
     return "h." + base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=") + ".s"
 
 
-def _credentials(kube: emulator.KubeEmulator, node: str, out: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _credentials(kube: emulator.KubeEmulator, node: str, out: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setattr(token_refresh, "token_request", lambda api_client: _fake_jwt)
     result = click.testing.CliRunner().invoke(cli.main, [
         "agent-credentials", node, "--address", "127.0.0.1", "--namespace", AGENTS,
         "--kubeconfig", kube.kubeconfig, "--output", str(out)])
     assert result.exit_code == 0, result.output
-    assert f"ServiceAccount applenode-{node}: created" in result.output
+    return result.output
 
 
 def _server(name: str, node: str) -> dict:
@@ -73,7 +73,8 @@ def test_a_mac_agent_uses_only_its_own_objects(tmp_path: pathlib.Path, recorded:
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     with emulator.KubeEmulator(crds=emulator.project_crds()) as kube:
         for node in ("m1", "m2"):
-            _credentials(kube, node, tmp_path / f"{node}.kubeconfig", monkeypatch)
+            said = _credentials(kube, node, tmp_path / f"{node}.kubeconfig", monkeypatch)
+            assert f"ServiceAccount applenode-{node}: created" in said and f"AppleNode {node}: created" in said
         rbac_objects = []
         for name, node in (("a", "m1"), ("b", "m2")):
             kube.create(_server(name, node), keep_status=True)
@@ -84,7 +85,7 @@ def test_a_mac_agent_uses_only_its_own_objects(tmp_path: pathlib.Path, recorded:
             rbac_objects += grant
         for node in ("m1", "m2"):
             rbac_objects += identity.build_access(node, AGENTS)
-        recorded.clear()  # from here on: the agent only
+        recorded.clear()  # from here on: the agent only (until agent_requests is taken)
 
         written = yaml.safe_load((tmp_path / "m1.kubeconfig").read_text())
         assert written["contexts"][0]["context"]["namespace"] == AGENTS
@@ -102,11 +103,16 @@ def test_a_mac_agent_uses_only_its_own_objects(tmp_path: pathlib.Path, recorded:
         assert {**key.get("data", {}), **key.get("stringData", {})}.get("api-key")  # the emulator keeps stringData
         assert kube.get(LLMS, "LLMServer", "a", "ml")["status"]["download"]["bytesDone"] == 10  # relayed
 
+        agent_requests = list(recorded)
+        again = _credentials(kube, "m1", tmp_path / "m1-reissued.kubeconfig", monkeypatch)  # re-issue a token
+        assert "ClusterRole llmserver-applenode-m1: updated" in again and "AppleNode m1: kept" in again
+        assert kube.get(LLMS, "AppleNode", "m1", None)["spec"]["unifiedMemory"] == "16Gi"  # what the agent wrote stays
+
     granted = rbac.grants(rbac_objects, identity.account_name("m1"), AGENTS)
-    denied = sorted({str(r) for r in recorded if not rbac.allowed(r, granted)})
+    denied = sorted({str(r) for r in agent_requests if not rbac.allowed(r, granted)})
     assert denied == [], "the Mac's RBAC does not let its agent do what its code does:\n" + "\n".join(denied)
     unused = sorted({f"{g.verb} {g.resource}" for g in granted
-                     if not rbac.used(g, recorded) and (g.verb, g.resource) not in UNUSED_OK})
+                     if not rbac.used(g, agent_requests) and (g.verb, g.resource) not in UNUSED_OK})
     assert unused == [], unused
     for foreign in (rbac.Request("get", "", "secrets", AGENTS, "applenode-m2-key"),
                     rbac.Request("update", "coordination.k8s.io", "leases", AGENTS, "applenode-m2"),
