@@ -85,3 +85,13 @@ def test_final_cuda_stage_carries_the_runtime_pieces() -> None:
     assert "libgomp1" in runs, "llama.cpp's CPU backend needs the OpenMP runtime"
     env = " ".join(STAGES["cuda"].all("ENV"))
     assert "NVIDIA_VISIBLE_DEVICES=all" in env and "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in env
+
+
+def test_the_cuda_compile_does_not_depend_on_the_project_files() -> None:
+    """The compile takes long: a change to pyproject.toml or our code must not start it again."""
+    stage = STAGES[COMPILE]
+    chain = [stage.name]
+    while STAGES[chain[-1]].base in STAGES:
+        chain.append(STAGES[chain[-1]].base)
+    copies = [arg for name in chain for arg in STAGES[name].all("COPY")]
+    assert not copies, f"{COMPILE} (through {chain}) copies {copies}: every project change would recompile llama.cpp"
