@@ -20,7 +20,8 @@
        are watched (kopf, by label) and, after a switch to a Mac, the EndpointSlice controller's
        slices of the server's Service (left with dead pod IPs) are listed and deleted.
      - roles/rolebindings carry only permissions the operator holds itself (llmservers/status), so
-       no `escalate` or `bind` verb is needed. */}}
+       no `escalate` or `bind` verb is needed: the download Job's identity, and `<server>-apple-agent`
+       (llmserver_operator.apple.identity), which lets only the Mac a server is placed on patch its status. */}}
 {{- define "llmserver.operatorNamespacedRules" -}}
 - apiGroups: ["serving.llmserver.dev"]
   resources: ["llmservers"]
