@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 import llmserver_api
@@ -27,6 +27,15 @@ class ContextLengthExceeded(BackendError):
 
 class UnsupportedRequest(BackendError):
     """A request the backend cannot serve (e.g. an option it lacks). Answered as a 400."""
+
+
+class UnsupportedParameter(UnsupportedRequest):
+    """A request field (`param`) the engine does not honour, or not with this value. Answered as a
+    400 naming it with code unsupported_parameter: never silently ignored."""
+
+    def __init__(self, param: str, message: str | None = None) -> None:
+        super().__init__(message or f"{param} is not supported by this server's engine.")
+        self.param = param
 
 
 class BackendUnavailable(BackendError):
@@ -102,13 +111,33 @@ class ChatMessage:
 
 @dataclasses.dataclass(frozen=True)
 class SamplingParams:
-    """Sampling settings shared by chat and completions."""
+    """Sampling settings shared by chat and completions. Fields past `seed` reach a backend only
+    when it lists them in `supported_parameters` (the server refuses them otherwise); their
+    defaults mean "off"."""
 
     max_tokens: int | None = None
     temperature: float = 1.0
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    top_k: int = 0  # 0: off
+    min_p: float = 0.0
+    logit_bias: Mapping[int, float] = dataclasses.field(default_factory=dict)
+    logprobs: int | None = None  # None: none; k >= 0: each token's logprob and its k likeliest alternatives
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenLogprob:
+    """A generated token's log probability and the likeliest alternatives at its position
+    (natural log of the model's distribution before sampling filters)."""
+
+    token: str
+    logprob: float
+    token_bytes: bytes
+    top: tuple[tuple[str, float, bytes], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +152,8 @@ class Delta:
     # event loop in batches (threads.stream coalesces wake-ups) set it so TTFT and inter-token
     # latency metrics stay exact; otherwise the server uses the time it received the delta.
     at: float | None = None
+    # Log probabilities of the tokens this delta adds, when SamplingParams.logprobs asked for them.
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +180,11 @@ class ModelBackend(abc.ABC):
     """
 
     kind: ClassVar[str]
+    # Optional request fields (by their OpenAI name) this engine honours: `seed`, the penalties,
+    # `top_k`, `min_p`, `logit_bias`, `logprobs`, `top_logprobs`, `response_format`, `tools`, ...
+    # The server refuses any other generation-changing field with a 400 naming it. Support that
+    # depends on the value or on the loaded model is checked per request by `check_parameters`.
+    supported_parameters: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
@@ -184,6 +220,23 @@ class ModelBackend(abc.ABC):
             await self.embed(["Hello"])
         elif llmserver_api.Capability.RERANK in self.capabilities:
             await self.rerank("Hello", ["world"])
+
+    def check_parameters(self, options: Mapping[str, object]) -> None:
+        """Per-request checks of the generation options (each already in `supported_parameters`);
+        raise UnsupportedParameter naming the field the engine cannot honour with its value."""
+        bias = options.get("logit_bias")
+        vocab = self.vocab_size
+        if isinstance(bias, Mapping) and vocab is not None:
+            for key in bias:
+                if int(str(key)) >= vocab:
+                    raise UnsupportedParameter(
+                        "logit_bias", f"logit_bias names token {key}; this model's vocabulary has {vocab} tokens."
+                    )
+
+    @property
+    def vocab_size(self) -> int | None:
+        """Token ids run from 0 to vocab_size - 1, when the engine knows it (bounds logit_bias)."""
+        return None
 
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` under the model's tokenizer."""

@@ -55,6 +55,7 @@ class FakeBackend(base.ModelBackend):
     """Deterministic, instant (or delayed on purpose) stand-in for a real engine."""
 
     kind = "fake"
+    supported_parameters = frozenset({"seed"})
 
     def __init__(self, config: base.BackendConfig) -> None:
         super().__init__(config)

@@ -70,6 +70,7 @@ class LlamaCppBackend(base.ModelBackend):
     """One GGUF file served by llama.cpp."""
 
     kind = "llama-cpp"
+    supported_parameters = frozenset({"seed"})
 
     def __init__(self, config: base.BackendConfig) -> None:
         super().__init__(config)

@@ -18,6 +18,7 @@ class MlxBackend(mlx_worker.MlxWorkerBackend[list[int]]):
     """Serves one text model with mlx-lm; options: max_kv_size (rotating KV cache size)."""
 
     kind = "mlx"
+    supported_parameters = frozenset({"seed"})
     engine_name = "mlx-lm"
     managed = frozenset({"prompt", "model", "stream", "max_tokens", "sampler", "max_kv_size", "prompt_cache"})
 

@@ -28,6 +28,7 @@ class MlxVlmBackend(mlx_worker.MlxWorkerBackend[Inputs]):
     """Serves one vision-language model; options: max_kv_size, max_tokens (default length)."""
 
     kind = "mlx-vlm"
+    supported_parameters = frozenset({"seed"})
     engine_name = "mlx-vlm"
     default_capabilities = frozenset({llmserver_api.Capability.TEXT_GENERATION, llmserver_api.Capability.VISION})
     managed = frozenset({

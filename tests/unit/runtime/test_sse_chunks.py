@@ -15,6 +15,7 @@ import random
 from collections.abc import AsyncIterator
 
 import pytest
+from llmserver_backends import base
 from llmserver_runtime.server import sse
 
 from llmserver_api.protocol import chat, common, completions, stream
@@ -34,8 +35,14 @@ def _text(rng: random.Random, max_length: int = 24) -> str:
 
 
 def _writer(rng: random.Random, obj: str) -> tuple[sse.ChunkWriter, dict[str, object]]:
-    head = {"id": f"cmpl-{_text(rng, 8)}", "created": rng.randint(0, 2**40), "model": _text(rng, 12) or "m"}
-    return sse.ChunkWriter(head["id"], head["created"], head["model"], obj), head  # type: ignore[arg-type]
+    head = {
+        "id": f"cmpl-{_text(rng, 8)}",
+        "created": rng.randint(0, 2**40),
+        "model": _text(rng, 12) or "m",
+        "system_fingerprint": "fp_" + _text(rng, 10),
+    }
+    writer = sse.ChunkWriter(head["id"], head["created"], head["model"], obj, head["system_fingerprint"])  # type: ignore[arg-type]
+    return writer, head
 
 
 def _usage(rng: random.Random) -> common.Usage:
@@ -83,14 +90,14 @@ def test_completion_templates_equal_the_completion_model(seed: int) -> None:
 def test_models_serialise_as_openai_sends_them() -> None:
     """The reference itself: minimal deltas, logprobs null, `usage` only on the usage chunk."""
     chunk = chat.ChatCompletionChunk(
-        id="c", created=1, model="m", choices=[chat.ChunkChoice(index=0, delta=chat.ChunkDelta())]
+        id="c", created=1, model="m", system_fingerprint="fp", choices=[chat.ChunkChoice(index=0, delta=chat.ChunkDelta())]
     )
     assert json.loads(stream.chunk_json(chunk)) == {
-        "id": "c", "object": CHAT, "created": 1, "model": "m",
+        "id": "c", "object": CHAT, "created": 1, "model": "m", "service_tier": "default", "system_fingerprint": "fp",
         "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": None}],
     }
     usage = common.Usage(prompt_tokens=2, completion_tokens=3, total_tokens=5)
-    text = completions.Completion(id="t", created=1, model="m", choices=[], usage=usage)
+    text = completions.Completion(id="t", created=1, model="m", system_fingerprint="fp", choices=[], usage=usage)
     assert json.loads(stream.chunk_json(text))["usage"] == usage.model_dump()
 
 
@@ -99,6 +106,22 @@ class _Piece:
     index: int
     text: str
     finish_reason: str | None = None
+    logprobs: tuple[base.TokenLogprob, ...] = ()
+
+
+def _token_logprobs(rng: random.Random) -> tuple[base.TokenLogprob, ...]:
+    """A few tokens with awkward texts, partial UTF-8 bytes and alternatives (or none at all)."""
+    if rng.random() < 0.5:
+        return ()
+
+    def token() -> tuple[str, float, bytes]:
+        text = _text(rng, 3)
+        return text, -rng.random() * 20, text.encode()[: rng.randint(0, 4)]
+
+    return tuple(
+        base.TokenLogprob(*token(), top=tuple(token() for _ in range(rng.randint(0, 3))))
+        for _ in range(rng.randint(1, 3))
+    )
 
 
 @dataclasses.dataclass
@@ -133,7 +156,8 @@ def _script(rng: random.Random, choices: int) -> list[_Piece]:
         index = rng.choice(sorted(remaining))
         remaining[index] -= 1
         last = remaining[index] == 0
-        script.append(_Piece(index, _text(rng, 6), rng.choice(("stop", "length")) if last else None))
+        finish = rng.choice(("stop", "length")) if last else None
+        script.append(_Piece(index, _text(rng, 6), finish, _token_logprobs(rng)))
         if last:
             del remaining[index]
     return script

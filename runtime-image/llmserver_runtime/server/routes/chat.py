@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 
 import fastapi
@@ -10,7 +11,7 @@ from llmserver_backends import base
 from starlette import requests, responses
 
 from llmserver_api.protocol import chat, common
-from llmserver_runtime.server import messages, state
+from llmserver_runtime.server import logprobs, messages, state
 from llmserver_runtime.server.routes import common as route_common
 from llmserver_runtime.server.routes import generate
 
@@ -20,15 +21,22 @@ KIND = generate.Kind(param="messages", id_prefix="chatcmpl", chunk_object="chat.
 
 
 def _whole(
-    response_id: str, created: int, model: str, results: generate.Results, usage: common.Usage
+    body: chat.ChatCompletionRequest,
+    response_id: str, created: int, model: str, results: generate.Results, usage: common.Usage, fingerprint: str
 ) -> chat.ChatCompletion:
     return chat.ChatCompletion(
         id=response_id,
         created=created,
         model=model,
+        system_fingerprint=fingerprint,
         choices=[
-            chat.Choice(index=i, message=chat.ResponseMessage(content=text), finish_reason=reason)
-            for i, (text, reason) in enumerate(results)
+            chat.Choice(
+                index=i,
+                message=chat.ResponseMessage(content=result.text),
+                logprobs=logprobs.chat_logprobs(result.logprobs) if body.logprobs else None,
+                finish_reason=result.finish_reason,
+            )
+            for i, result in enumerate(results)
         ],
         usage=usage,
     )
@@ -40,8 +48,6 @@ async def chat_completions(body: chat.ChatCompletionRequest, request: requests.R
     arrived = time.perf_counter()
     runtime = state.of(request)
     gate = runtime.check(body.model, llmserver_api.Capability.TEXT_GENERATION)
-    route_common.refuse_if(body.logprobs, "logprobs", "logprobs")
-    route_common.refuse_if(body.tools, "tools", "Tool calling")
     messages.check_images(body.messages, runtime, runtime.limits)
 
     async def history() -> list[list[base.ChatMessage]]:
@@ -49,5 +55,5 @@ async def chat_completions(body: chat.ChatCompletionRequest, request: requests.R
 
     return await generate.respond(
         request, runtime, gate, body, runtime.backend.chat, 1, history,
-        max_tokens=body.effective_max_tokens, arrived=arrived, kind=KIND, whole=_whole,
+        max_tokens=body.effective_max_tokens, arrived=arrived, kind=KIND, whole=functools.partial(_whole, body),
     )  # fmt: skip

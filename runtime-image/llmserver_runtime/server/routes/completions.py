@@ -10,7 +10,7 @@ import llmserver_api
 from starlette import requests, responses
 
 from llmserver_api.protocol import common, completions
-from llmserver_runtime.server import request_bounds, state
+from llmserver_runtime.server import logprobs, request_bounds, state
 from llmserver_runtime.server.routes import common as route_common
 from llmserver_runtime.server.routes import generate
 
@@ -21,21 +21,27 @@ KIND = generate.Kind(param="prompt", id_prefix="cmpl", chunk_object="text_comple
 
 def _whole(
     prefixes: list[str] | None,
+    with_logprobs: bool,
     response_id: str,
     created: int,
     model: str,
     results: generate.Results,
     usage: common.Usage,
+    fingerprint: str,
 ) -> completions.Completion:
+    choices = []
+    for i, result in enumerate(results):
+        prefix = prefixes[i] if prefixes else ""
+        choices.append(
+            completions.CompletionChoice(
+                index=i,
+                text=prefix + result.text,
+                finish_reason=result.finish_reason,
+                logprobs=logprobs.completion_logprobs(result.logprobs, len(prefix)) if with_logprobs else None,
+            )
+        )
     return completions.Completion(
-        id=response_id,
-        created=created,
-        model=model,
-        choices=[
-            completions.CompletionChoice(index=i, text=(prefixes[i] if prefixes else "") + text, finish_reason=reason)
-            for i, (text, reason) in enumerate(results)
-        ],
-        usage=usage,
+        id=response_id, created=created, model=model, system_fingerprint=fingerprint, choices=choices, usage=usage
     )
 
 
@@ -45,12 +51,10 @@ async def create_completion(body: completions.CompletionRequest, request: reques
     arrived = time.perf_counter()
     runtime = state.of(request)
     gate = runtime.check(body.model, llmserver_api.Capability.TEXT_GENERATION)
-    route_common.refuse_if(body.logprobs is not None, "logprobs", "logprobs")
-    route_common.refuse_if(body.suffix is not None, "suffix", "suffix (fill-in-the-middle)")
     prompts = request_bounds.batch(body.prompt, "prompt", runtime.limits.max_inputs, "prompts are")
     prefixes = [prompt for prompt in prompts for _ in range(body.n)] if body.echo else None
     return await generate.respond(
         request, runtime, gate, body, runtime.backend.complete, len(prompts), functools.partial(generate.ready, prompts),
-        max_tokens=body.max_tokens, arrived=arrived, kind=KIND, whole=functools.partial(_whole, prefixes),
+        max_tokens=body.max_tokens, arrived=arrived, kind=KIND, whole=functools.partial(_whole, prefixes, body.logprobs is not None),
         prefixes=prefixes,
     )  # fmt: skip

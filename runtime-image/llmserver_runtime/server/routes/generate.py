@@ -22,9 +22,9 @@ from llmserver_runtime.server import admission, disconnect, generation, request_
 from llmserver_runtime.server.routes import common as route_common
 
 T = TypeVar("T")
-Results = list[tuple[str, str]]
-# (response id, created, model, (text, finish_reason) per choice, usage) -> the whole response body
-Whole = Callable[[str, int, str, Results, common.Usage], pydantic.BaseModel]
+Results = list[generation.Result]
+# (response id, created, model, each choice whole, usage, system_fingerprint) -> the whole response body
+Whole = Callable[[str, int, str, Results, common.Usage, str], pydantic.BaseModel]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +59,8 @@ async def respond(
     max_tokens_param = "max_completion_tokens" if getattr(body, "max_completion_tokens", None) else "max_tokens"
     request_bounds.max_tokens(max_tokens, max_tokens_param)
     request_bounds.seed(body.seed)
+    options = route_common.generation_options(body, runtime.backend)
+    fingerprint = route_common.fingerprint(runtime.backend)
     loaded: list[T] = []
 
     async def prepare() -> None:
@@ -70,14 +72,7 @@ async def respond(
             call,
             loaded,
             index,
-            route_common.sampling(
-                max_tokens=max_tokens,
-                temperature=body.temperature,
-                top_p=body.top_p,
-                stop=body.stop,
-                seed=body.seed,
-                choice=k,
-            ),
+            route_common.sampling(body, options, max_tokens=max_tokens, choice=k),
         )
         for index in range(count)
         for k in range(body.n)
@@ -95,7 +90,7 @@ async def respond(
     async with disconnect.cancel_on_disconnect(request):
         await gen.start(gate)
         if body.stream:
-            writer = sse.ChunkWriter(response_id, created, runtime.model, kind.chunk_object)
+            writer = sse.ChunkWriter(response_id, created, runtime.model, kind.chunk_object, fingerprint)
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return sse.EventStreamResponse(
                 sse.events(request, gen, writer, include_usage=include_usage, param=kind.param, prefixes=prefixes),
@@ -106,7 +101,7 @@ async def respond(
         finally:
             gen.close()
     return route_common.json_response(
-        whole(response_id, created, runtime.model, results, gen.usage()).model_dump_json()
+        whole(response_id, created, runtime.model, results, gen.usage(), fingerprint).model_dump_json()
     )
 
 
