@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 import llmserver_api
+from llmserver_backends import structured
 
 
 class BackendError(Exception):
@@ -107,6 +108,8 @@ class ChatMessage:
     content: str
     images: tuple[ImagePart, ...] = ()
     name: str | None = None
+    tool_calls: tuple[structured.ToolCall, ...] = ()  # an assistant turn that called tools
+    tool_call_id: str | None = None  # a tool message: the call it answers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +130,11 @@ class SamplingParams:
     min_p: float = 0.0
     logit_bias: Mapping[int, float] = dataclasses.field(default_factory=dict)
     logprobs: int | None = None  # None: none; k >= 0: each token's logprob and its k likeliest alternatives
+    # Structured output (response_format, or a tool_choice that forces a call): the output must be
+    # this JSON. Reaches a backend only when it lists response_format / tool_choice as supported.
+    constraint: structured.JsonConstraint | None = None
+    # OpenAI tool definitions the chat template shows the model (`tools`, unless tool_choice none).
+    tools: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,18 +11,24 @@ Options (from `BackendConfig.options` or `-- key=value` extra args):
   fail_after_tokens (none: raise a BackendError after that many tokens), max_concurrency (64),
   context_length (2048), stop_after (48: natural end of a reply, finish_reason "stop"),
   dim (32: embedding size), image_tokens (4: prompt tokens per image), encode_delay (s, 0: embed and
-  rerank block a worker thread that long first, as in-process engines do; nothing interrupts it).
+  rerank block a worker thread that long first, as in-process engines do; nothing interrupts it),
+  echo (false: chat replies with the last message's text, token by token, so tests can script
+  what the "model" writes, e.g. a tool call for tool_choice auto).
+Tools: rendered by the fake template (`<|tools|>` line) and parsed from the reply with
+tool_choice auto; the fake cannot constrain decoding, so a forcing tool_choice and
+response_format are refused (400), as on an engine without grammar support.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import math
 import random
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import llmserver_api
@@ -48,6 +54,7 @@ _DEFAULTS: dict[str, Any] = {
     "dim": 32,
     "image_tokens": 4,
     "encode_delay": 0.0,
+    "echo": False,
 }
 
 
@@ -55,7 +62,7 @@ class FakeBackend(base.ModelBackend):
     """Deterministic, instant (or delayed on purpose) stand-in for a real engine."""
 
     kind = "fake"
-    supported_parameters = frozenset({"seed"})
+    supported_parameters = frozenset({"tools", "tool_choice", "parallel_tool_calls", "seed"})
 
     def __init__(self, config: base.BackendConfig) -> None:
         super().__init__(config)
@@ -94,20 +101,28 @@ class FakeBackend(base.ModelBackend):
     def count_tokens(self, text: str) -> int:
         return len(_TOKEN.findall(text))
 
-    def render_chat(self, messages: list[base.ChatMessage]) -> str:
-        """The fake chat template: one `<|role|>` header line per message, then the reply's."""
-        return "".join(f"<|{m.role}|>\n{m.content}\n" for m in messages) + "<|assistant|>\n"
+    def check_parameters(self, options: Mapping[str, object]) -> None:
+        super().check_parameters(options)
+        if options.get("tool_choice", "auto") not in ("auto", "none"):
+            raise base.UnsupportedParameter("tool_choice", "the fake engine cannot constrain decoding to a tool call")
+
+    def render_chat(self, messages: list[base.ChatMessage], tools: tuple[Mapping[str, Any], ...] = ()) -> str:
+        """The fake chat template: one `<|role|>` header line per message, then the reply's (tools,
+        when given, first as a `<|tools|>` JSON line)."""
+        head = f"<|tools|>\n{json.dumps(list(tools))}\n" if tools else ""
+        return head + "".join(f"<|{m.role}|>\n{m.content}\n" for m in messages) + "<|assistant|>\n"
 
     def chat(self, messages: list[base.ChatMessage], params: base.SamplingParams) -> AsyncIterator[base.Delta]:
         images = [image for message in messages for image in message.images]
         if images and llmserver_api.Capability.VISION not in self.capabilities:
             raise base.UnsupportedRequest("the fake model was configured without Vision")
-        prompt = self.render_chat(messages)
+        prompt = self.render_chat(messages, params.tools)
         n_prompt = self.count_tokens(prompt) + len(images) * int(self.options["image_tokens"])
         digest = hashlib.sha256(prompt.encode())
         for image in images:
             digest.update(image.data)
-        return self._generate(digest.hexdigest(), n_prompt, params, param="messages")
+        script = _script(messages[-1].content) if self.options["echo"] else None
+        return self._generate(digest.hexdigest(), n_prompt, params, param="messages", script=script)
 
     def complete(self, prompt: str, params: base.SamplingParams) -> AsyncIterator[base.Delta]:
         key = hashlib.sha256(prompt.encode()).hexdigest()
@@ -122,16 +137,20 @@ class FakeBackend(base.ModelBackend):
                 f"{wanted} tokens ({n_prompt} in the {param}, {max_tokens or 0} in the completion)."
             )
 
-    def _generate(self, key: str, n_prompt: int, params: base.SamplingParams, param: str) -> AsyncIterator[base.Delta]:
+    def _generate(
+        self, key: str, n_prompt: int, params: base.SamplingParams, param: str, script: list[str] | None = None
+    ) -> AsyncIterator[base.Delta]:
         # Checked before the stream starts so the server can answer 400 instead of a broken stream.
         self._check_context(n_prompt, params.max_tokens, param)
-        return self._stream(key, n_prompt, params)
+        return self._stream(key, n_prompt, params, script)
 
-    async def _stream(self, key: str, n_prompt: int, params: base.SamplingParams) -> AsyncIterator[base.Delta]:
+    async def _stream(
+        self, key: str, n_prompt: int, params: base.SamplingParams, script: list[str] | None = None
+    ) -> AsyncIterator[base.Delta]:
         rng = random.Random(f"{key}:{params.seed}")
         limit = int(self.options["context_length"]) - n_prompt
         max_tokens = min(params.max_tokens or limit, limit)
-        natural_end = int(self.options["stop_after"])
+        natural_end = int(self.options["stop_after"]) if script is None else len(script)
         fail_after = self.options["fail_after_tokens"]
         delay = float(self.options["delay_per_token"])
         produced = 0
@@ -143,11 +162,12 @@ class FakeBackend(base.ModelBackend):
                     raise base.BackendError(f"fake engine failure after {produced} tokens (internal detail)")
                 if produced and delay:
                     await asyncio.sleep(delay)
-                word = rng.choice(VOCABULARY)
+                word = rng.choice(VOCABULARY) if script is None else script[produced]
                 produced += 1
                 self.tokens_generated += 1
                 finish = "length" if produced >= max_tokens else "stop" if produced >= natural_end else None
-                yield base.Delta(word if produced == 1 else " " + word, n_prompt, produced, finish)
+                text = word if produced == 1 or script is not None else " " + word
+                yield base.Delta(text, n_prompt, produced, finish)
                 if finish is not None:
                     finished = True
                     return
@@ -191,6 +211,15 @@ class FakeBackend(base.ModelBackend):
             scores.append(sum(a * b for a, b in zip(q, d)))
             tokens += q_tokens + d_tokens
         return base.RerankScores(scores=scores, prompt_tokens=tokens)
+
+
+def _script(text: str) -> list[str]:
+    """`text` as the fake's tokens, each with the whitespace before it (joined, they are `text`)."""
+    pieces = re.findall(r"\s*(?:\w+|[^\w\s])", text)
+    tail = text[len("".join(pieces)) :]
+    if tail and pieces:
+        pieces[-1] += tail
+    return pieces or [text]
 
 
 # Engine flags the server passes to every backend; the fake accepts and ignores them.

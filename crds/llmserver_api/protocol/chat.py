@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 import pydantic
 
-from llmserver_api.protocol import common
+from llmserver_api.protocol import common, tools
 
 
 class ImageURL(pydantic.BaseModel):
@@ -48,6 +48,8 @@ class Message(pydantic.BaseModel):
     content: str | list[ContentPart] | None = pydantic.Field(default=None, description="Text or content parts.")
     name: str | None = pydantic.Field(default=None, description="Optional participant name.")
     refusal: str | None = pydantic.Field(default=None, description="An earlier assistant refusal (kept as sent).")
+    tool_calls: list[tools.ToolCall] | None = pydantic.Field(default=None, description="An assistant turn's calls.")
+    tool_call_id: str | None = pydantic.Field(default=None, description="A tool message: the call it answers.")
 
 
 class ChatCompletionRequest(common.SamplingFields):
@@ -163,6 +165,14 @@ class ResponseMessage(pydantic.BaseModel):
     role: Literal["assistant"] = pydantic.Field(default="assistant", description="Always assistant.")
     content: str | None = pydantic.Field(description="Generated text.")
     refusal: str | None = pydantic.Field(default=None, description="Always null: refusals are plain content here.")
+    tool_calls: list[tools.ToolCall] | None = pydantic.Field(default=None, description="Calls the model made.")
+
+    @pydantic.model_serializer(mode="wrap")
+    def _tool_calls_when_made(self, handler: pydantic.SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped = handler(self)
+        if dumped.get("tool_calls") is None:
+            dumped.pop("tool_calls", None)  # OpenAI omits the key when no tool was called
+        return dumped
 
 
 class Choice(pydantic.BaseModel):
@@ -194,6 +204,7 @@ class ChunkDelta(pydantic.BaseModel):
 
     role: Literal["assistant"] | None = pydantic.Field(default=None, description="Only on the first chunk.")
     content: str | None = pydantic.Field(default=None, description="New text.")
+    tool_calls: list[tools.ChunkToolCall] | None = pydantic.Field(default=None, description="Tool-call pieces.")
 
     @pydantic.model_serializer(mode="wrap")
     def _without_nulls(self, handler: pydantic.SerializerFunctionWrapHandler) -> dict[str, Any]:

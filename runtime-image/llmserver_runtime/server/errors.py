@@ -25,6 +25,8 @@ def from_exception(exc: BaseException, param: str | None = None) -> errors.APIEr
         return exc
     if isinstance(exc, base.ContextLengthExceeded):
         return errors.context_length_exceeded(str(exc), param)
+    if isinstance(exc, base.UnsupportedParameter):
+        return errors.invalid_request(str(exc), exc.param, "unsupported_parameter")
     if isinstance(exc, base.UnsupportedRequest):
         return errors.invalid_request(str(exc), param)
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):

@@ -7,7 +7,7 @@ or fetches each image, and holds the request to its total image bytes)."""
 from __future__ import annotations
 
 import llmserver_api
-from llmserver_backends import base
+from llmserver_backends import base, structured
 
 from llmserver_api.protocol import chat, errors
 from llmserver_runtime.server import images, limits, state
@@ -78,5 +78,13 @@ async def convert(
         else:
             content = message.content or ""
         role = _ROLE_ALIASES.get(message.role, message.role)
-        converted.append(base.ChatMessage(role=role, content=content, images=tuple(parts), name=message.name))
+        calls = tuple(
+            structured.ToolCall(call.id, call.function.name, call.function.arguments) for call in message.tool_calls or ()
+        )
+        converted.append(
+            base.ChatMessage(
+                role=role, content=content, images=tuple(parts), name=message.name,
+                tool_calls=calls, tool_call_id=message.tool_call_id,
+            )
+        )  # fmt: skip
     return converted

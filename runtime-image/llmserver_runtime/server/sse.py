@@ -17,7 +17,7 @@ from typing import Any
 from starlette import requests, responses, types
 
 from llmserver_api.protocol import common, stream
-from llmserver_runtime.server import errors, generation, logprobs
+from llmserver_runtime.server import errors, generation, logprobs, tool_output
 
 log = logging.getLogger("llmserver.runtime")
 
@@ -50,7 +50,7 @@ class ChunkWriter:
         self._head = "data: " + head[:-1] + ',"choices":['
 
     def chat(
-        self, index: int, delta: dict[str, str], finish_reason: str | None = None, logprobs: str | None = None
+        self, index: int, delta: dict[str, Any], finish_reason: str | None = None, logprobs: str | None = None
     ) -> bytes:
         """One chat choice delta."""
         choice = (
@@ -80,12 +80,15 @@ async def events(
     include_usage: bool,
     param: str,
     prefixes: list[str] | None = None,
+    shape: Callable[[], tool_output.ChoiceStream] | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """The whole event stream of a started Generation; always closes it.
 
-    `prefixes` (completions with echo) is prepended to each choice's first piece."""
+    `prefixes` (completions with echo) is prepended to each choice's first piece. `shape` (chat
+    with tools or response_format) makes each choice's stream of content or tool-call deltas."""
     completed = False
     started: set[int] = set()
+    shaped: dict[int, tool_output.ChoiceStream] = {}
     offsets = {i: len(prefix) for i, prefix in enumerate(prefixes or [])}  # completions' text_offset
     try:
         async for piece in gen.pieces():
@@ -94,6 +97,11 @@ async def events(
                 if piece.index not in started:
                     started.add(piece.index)
                     yield writer.chat(piece.index, {"role": "assistant", "content": ""})
+                if shape is not None:
+                    choice = shaped.setdefault(piece.index, shape())
+                    for chunk in _shaped(writer, choice, piece, encoded):
+                        yield chunk
+                    continue
                 if piece.text or encoded:
                     yield writer.chat(piece.index, {"content": piece.text}, None, encoded)
                 if piece.finish_reason is not None:
@@ -119,6 +127,24 @@ async def events(
         if not completed:
             set_outcome(request, 499)
         gen.close()
+
+
+def _shaped(
+    writer: ChunkWriter, choice: tool_output.ChoiceStream, piece: generation.Piece, encoded: str | None
+) -> list[bytes]:
+    """A chat piece through its choice's tool/format stream; the piece's logprobs ride on its first
+    delta (or on an empty content delta when the stream holds the text back)."""
+    deltas = choice.feed(piece.text)
+    reason = None
+    if piece.finish_reason is not None:
+        more, reason = choice.finish(piece.finish_reason)
+        deltas += more
+    if encoded and not deltas:
+        deltas = [{"content": ""}]
+    chunks = [writer.chat(piece.index, delta, None, encoded if i == 0 else None) for i, delta in enumerate(deltas)]
+    if reason is not None:
+        chunks.append(writer.chat(piece.index, {}, reason))
+    return chunks
 
 
 class EventStreamResponse(responses.StreamingResponse):

@@ -102,7 +102,8 @@ def test_unsupported_options_are_refused_by_name(fake_server: runtime_server.Run
     client = fake_server.client()
     for kwargs, param in (
         ({"logprobs": True}, "logprobs"),
-        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required"}, "tool_choice"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
     ):
         with pytest.raises(openai.BadRequestError) as caught:
             client.chat.completions.create(model="tiny", messages=USER, **kwargs)

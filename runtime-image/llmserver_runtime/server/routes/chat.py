@@ -11,7 +11,7 @@ from llmserver_backends import base
 from starlette import requests, responses
 
 from llmserver_api.protocol import chat, common
-from llmserver_runtime.server import logprobs, messages, state
+from llmserver_runtime.server import generation, logprobs, messages, state, tool_output
 from llmserver_runtime.server.routes import common as route_common
 from llmserver_runtime.server.routes import generate
 
@@ -20,8 +20,14 @@ router = fastapi.APIRouter()
 KIND = generate.Kind(param="messages", id_prefix="chatcmpl", chunk_object="chat.completion.chunk")
 
 
+def _message(plan: tool_output.Plan, result: generation.Result) -> tuple[chat.ResponseMessage, str]:
+    content, calls, finish_reason = tool_output.whole(plan, result.text, result.finish_reason)
+    return chat.ResponseMessage(content=content, tool_calls=calls), finish_reason
+
+
 def _whole(
     body: chat.ChatCompletionRequest,
+    plan: tool_output.Plan,
     response_id: str, created: int, model: str, results: generate.Results, usage: common.Usage, fingerprint: str
 ) -> chat.ChatCompletion:
     return chat.ChatCompletion(
@@ -32,11 +38,12 @@ def _whole(
         choices=[
             chat.Choice(
                 index=i,
-                message=chat.ResponseMessage(content=result.text),
+                message=message,
                 logprobs=logprobs.chat_logprobs(result.logprobs) if body.logprobs else None,
-                finish_reason=result.finish_reason,
+                finish_reason=finish_reason,
             )
             for i, result in enumerate(results)
+            for message, finish_reason in [_message(plan, result)]
         ],
         usage=usage,
     )
@@ -49,11 +56,13 @@ async def chat_completions(body: chat.ChatCompletionRequest, request: requests.R
     runtime = state.of(request)
     gate = runtime.check(body.model, llmserver_api.Capability.TEXT_GENERATION)
     messages.check_images(body.messages, runtime, runtime.limits)
+    plan = tool_output.plan(body)
 
     async def history() -> list[list[base.ChatMessage]]:
         return [await messages.convert(body.messages, runtime, runtime.images)]
 
     return await generate.respond(
         request, runtime, gate, body, runtime.backend.chat, 1, history,
-        max_tokens=body.effective_max_tokens, arrived=arrived, kind=KIND, whole=functools.partial(_whole, body),
+        max_tokens=body.effective_max_tokens, arrived=arrived, kind=KIND,
+        whole=functools.partial(_whole, body, plan), plan=plan,
     )  # fmt: skip

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import pydantic
@@ -18,13 +18,16 @@ from llmserver_backends import base
 from starlette import requests, responses
 
 from llmserver_api.protocol import chat, common, completions
-from llmserver_runtime.server import admission, disconnect, generation, request_bounds, sse, state
+from llmserver_runtime.server import admission, disconnect, generation, request_bounds, sse, state, tool_output
 from llmserver_runtime.server.routes import common as route_common
 
 T = TypeVar("T")
 Results = list[generation.Result]
 # (response id, created, model, each choice whole, usage, system_fingerprint) -> the whole response body
 Whole = Callable[[str, int, str, Results, common.Usage, str], pydantic.BaseModel]
+# (request, started generation, response id, created) -> the SSE body, for a wire format other than
+# chat/completion chunks (the Responses API's events); it must close the generation when it ends.
+StreamBody = Callable[[requests.Request, generation.Generation, str, int], AsyncGenerator[bytes, None]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,12 +53,16 @@ async def respond(
     kind: Kind,
     whole: Whole,
     prefixes: list[str] | None = None,
+    plan: tool_output.Plan | None = None,
+    stream: StreamBody | None = None,
 ) -> responses.Response:
     """Runs `body.n` choices of `call` for each of the `count` inputs (input-major) and answers in
     `body`'s mode. `load` makes the inputs once the admission slot is held (images are decoded
     then, not before), so every costly step is bounded by admission.
 
-    `prefixes` (completions with echo) go before each choice's text."""
+    `prefixes` (completions with echo) go before each choice's text. `plan` (chat) adds the JSON
+    constraint and the tools to each choice's parameters and shapes streamed text into content or
+    tool-call deltas. `stream` (the Responses API) writes the SSE body in place of chat chunks."""
     max_tokens_param = "max_completion_tokens" if getattr(body, "max_completion_tokens", None) else "max_tokens"
     request_bounds.max_tokens(max_tokens, max_tokens_param)
     request_bounds.seed(body.seed)
@@ -72,7 +79,7 @@ async def respond(
             call,
             loaded,
             index,
-            route_common.sampling(body, options, max_tokens=max_tokens, choice=k),
+            _with_plan(route_common.sampling(body, options, max_tokens=max_tokens, choice=k), plan),
         )
         for index in range(count)
         for k in range(body.n)
@@ -89,11 +96,16 @@ async def respond(
     response_id, created = route_common.new_id(kind.id_prefix), route_common.now()
     async with disconnect.cancel_on_disconnect(request):
         await gen.start(gate)
+        if body.stream and stream is not None:
+            return sse.EventStreamResponse(stream(request, gen, response_id, created), sse.closer(request, gen))
         if body.stream:
             writer = sse.ChunkWriter(response_id, created, runtime.model, kind.chunk_object, fingerprint)
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return sse.EventStreamResponse(
-                sse.events(request, gen, writer, include_usage=include_usage, param=kind.param, prefixes=prefixes),
+                sse.events(
+                    request, gen, writer, include_usage=include_usage, param=kind.param, prefixes=prefixes,
+                    shape=None if plan is None else functools.partial(tool_output.ChoiceStream, plan),
+                ),  # fmt: skip
                 sse.closer(request, gen),
             )
         try:
@@ -103,6 +115,12 @@ async def respond(
     return route_common.json_response(
         whole(response_id, created, runtime.model, results, gen.usage(), fingerprint).model_dump_json()
     )
+
+
+def _with_plan(params: base.SamplingParams, plan: tool_output.Plan | None) -> base.SamplingParams:
+    if plan is None:
+        return params
+    return dataclasses.replace(params, constraint=plan.constraint, tools=plan.tools)
 
 
 def _start(
