@@ -16,16 +16,22 @@ from collections.abc import Mapping
 from typing import Any
 
 
+# The request fields an engine honours once it applies JsonConstraint and renders tools.
+PARAMETERS = frozenset({"response_format", "tools", "tool_choice", "parallel_tool_calls"})
+
+
 @dataclasses.dataclass(frozen=True)
 class JsonConstraint:
-    """The output must be JSON: following `schema` (JSON text), or any object when it is None."""
+    """The output must be JSON: following `schema` (JSON text), or any object when it is None.
+    `param` is the request field it came from, named when an engine cannot compile the schema."""
 
     schema: str | None = None
+    param: str = "response_format"
 
     @classmethod
-    def of(cls, schema: Mapping[str, Any] | None) -> JsonConstraint:
+    def of(cls, schema: Mapping[str, Any] | None, param: str = "response_format") -> JsonConstraint:
         """A constraint from a schema dict (None: any JSON object)."""
-        return cls(None if schema is None else json.dumps(schema, sort_keys=True))
+        return cls(None if schema is None else json.dumps(schema), param)
 
 
 @dataclasses.dataclass(frozen=True)

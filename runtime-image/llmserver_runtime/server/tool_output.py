@@ -55,13 +55,13 @@ def plan(body: chat.ChatCompletionRequest) -> Plan:
         )
     if choice == "required":
         schema = tool_parsers.required_schema(list(functions.items()), parsed.parallel_tool_calls)
-        return Plan(mode="required", constraint=structured.JsonConstraint.of(schema), **common)
+        return Plan(mode="required", constraint=structured.JsonConstraint.of(schema, "tools"), **common)
     assert isinstance(choice, tools.NamedToolChoice)
     name = choice.function.name
     if name not in functions:
         raise errors.invalid_request(f"tool_choice names {name!r}, which is not in tools.", "tool_choice", "invalid_value")
     schema = tool_parsers.named_schema(functions[name])
-    return Plan(mode="named", constraint=structured.JsonConstraint.of(schema), named=name, **common)
+    return Plan(mode="named", constraint=structured.JsonConstraint.of(schema, "tools"), named=name, **common)
 
 
 def _format_constraint(response_format: tools.ResponseFormat | None) -> structured.JsonConstraint | None:
