@@ -97,6 +97,8 @@ class Reconciler:
             else:
                 outcome = self.reconcile_body(raw)
             result = "success" if outcome.retry_after is None else "retry"
+            if outcome.problem is not None:  # a name taken by someone else is a conflict; a refused child an error
+                result = "conflict" if outcome.problem.startswith("ChildConflict") else "error"
             return outcome
         except Conflict:
             result = "conflict"
