@@ -107,7 +107,8 @@ class HostPolicy:
         if _NUMERIC_LABEL.match(name.rsplit(".", 1)[-1]):
             return f"host {host!r} is a non-canonical IP address"
         if "." not in name:
-            return f"host {host!r} is a single-label name, which resolves inside the cluster; list it in proxy.allowedHosts"
+            return (f"host {host!r} is a single-label name, which resolves inside the cluster; "
+                    "list it in proxy.allowedHosts")
         if name == "localhost" or name.endswith(_INTERNAL_SUFFIXES) or ".svc." in f"{name}.":
             return f"host {host!r} is a cluster-internal or local name; list it in proxy.allowedHosts"
         return None

@@ -11,9 +11,11 @@ from typing import Any
 
 import kopf
 import llmserver_api
+import pydantic
 
 from llmserver_operator import kube as kube_mod
 from llmserver_operator import metrics as metrics_mod
+from llmserver_operator import model_claims
 from llmserver_operator import reconciler as reconciler_mod
 from llmserver_operator import retries, server_locks, triggers
 from llmserver_operator import settings as settings_mod
@@ -47,14 +49,24 @@ def make_memo(settings: settings_mod.Settings) -> kopf.Memo:
     config = kube_mod.configuration(settings.kubeconfig, pool_size=settings.workers)
     metrics = metrics_mod.OperatorMetrics()
     kube = kube_mod.Kube(config, observe=metrics.api_request)
+    claims = model_claims.ModelClaims()
     return kopf.Memo(
         settings=settings,
         kube_config=config,
         metrics=metrics,
-        reconciler=reconciler_mod.Reconciler(kube, settings, metrics=metrics, post_event=post_event),
+        claims=claims,
+        reconciler=reconciler_mod.Reconciler(kube, settings, metrics=metrics, post_event=post_event, claims=claims),
         server_locks=server_locks.ServerLocks(),
         retries=retries.Retries(base=min(1.0, settings.retry_delay_seconds), cap=10 * settings.retry_delay_seconds),
     )
+
+
+def _served_model(body: kopf.Body) -> str | None:
+    """spec.model of a valid LLMServer (an invalid one is routed by no gateway: it claims nothing)."""
+    try:
+        return llmserver_api.LLMServer.model_validate(dict(body)).spec.model
+    except pydantic.ValidationError:
+        return None
 
 
 def post_event(body: dict[str, Any], type: str, reason: str, message: str) -> None:
@@ -127,10 +139,17 @@ def register(registry: kopf.OperatorRegistry, apple: bool = True) -> None:
         triggers.reconcile(memo, namespace, name, coalesce=False)  # retried by us, never by kopf
 
     @kopf.on.event(llmserver_api.GROUP, llmserver_api.VERSION, "llmservers", registry=registry, id="forget")
-    def server_event(type: str | None, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    def server_event(type: str | None, body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
         if type == "DELETED":  # after any reconcile of it still running: it must not count afterwards
             memo.server_locks.run((namespace, name), lambda: memo.metrics.server_deleted(namespace, name))
             memo.retries.succeeded((namespace, name))
+        # Every server's model name, from the events already watched (no list calls): a changed
+        # claim re-checks the servers sharing its old or new name (ModelNameConflict comes and goes).
+        gone = type == "DELETED" or body.metadata.get("deletionTimestamp")
+        created = str(body.metadata.get("creationTimestamp") or "")
+        for rival_namespace, rival in sorted(memo.claims.record(namespace, name, None if gone else _served_model(body),
+                                                                created)):
+            triggers.reconcile(memo, rival_namespace, rival, coalesce=True)
 
     for group, version, plural, labels in children:
 

@@ -18,9 +18,10 @@ from typing import Any
 import kopf
 import llmserver_api
 import pydantic
+from llmserver_api import proxy_policy
 
 from llmserver_operator import children as children_mod
-from llmserver_operator import events, images, resolution, status, workloads
+from llmserver_operator import events, images, model_claims, resolution, status, workloads
 from llmserver_operator import kube as kube_mod
 from llmserver_operator import metrics as metrics_mod
 from llmserver_operator import settings as settings_mod
@@ -75,8 +76,11 @@ class Reconciler:
     """Holds the API client and settings; `reconcile` is safe to call from many threads (per server: serialize)."""
 
     def __init__(self, kube: kube_mod.Kube, settings: settings_mod.Settings, clock: Callable[[], str] = utc_now,
-                 metrics: metrics_mod.OperatorMetrics | None = None, post_event: PostEvent | None = None) -> None:
+                 metrics: metrics_mod.OperatorMetrics | None = None, post_event: PostEvent | None = None,
+                 claims: model_claims.ModelClaims | None = None) -> None:
         self.kube = kube
+        self.proxy_hosts = settings.proxy_policy()
+        self.claims = claims  # who else serves each model name (the handlers record them); None: unchecked
         self.children = children_mod.Children(kube)
         self.post_event = post_event
         self.settings = settings
@@ -144,6 +148,7 @@ class Reconciler:
                     self._remove_controller_slices(server)
         except children_mod.ChildProblem as exc:
             observed = status.Observed(child_problem=(exc.reason, exc.message))
+        observed = dataclasses.replace(observed, model_conflict=self._model_conflict(server, meta))
         return self._finish(raw, server, observed, resolved, image, before)
 
     def _finish(self, raw: Manifest, server: llmserver_api.LLMServer | None, observed: status.Observed,
@@ -172,7 +177,9 @@ class Reconciler:
                                                observed.placement))
         failed_job = observed.job is not None and workloads.job_condition(observed.job, "Failed") is not None
         self.metrics.server_status(meta.get("namespace") or "default", meta["name"], computed["phase"], failed_job)
-        waiting = any(c["reason"] in ("SecretNotFound", "ClaimNotFound") for c in computed["conditions"])
+        # Secrets and claims are not watched: look again later (a label added to a Secret, too).
+        waiting = any(c["reason"] in ("SecretNotFound", "SecretNotOptedIn", "ClaimNotFound")
+                      for c in computed["conditions"])
         problem = f"{observed.child_problem[0]}: {observed.child_problem[1]}" if observed.child_problem else None
         return Outcome(computed["phase"], self.settings.retry_delay_seconds if waiting else None, problem)
 
@@ -194,9 +201,30 @@ class Reconciler:
         return found
 
     def _observe_proxy(self, server: llmserver_api.LLMServer) -> status.Observed:
+        """The literal URL against the Proxy host policy (the gateway checks resolved addresses
+        too), then the key Secret: present, with its key, and opted in by its label. A refused URL
+        reads no Secret."""
         proxy = server.spec.proxy
-        ref = proxy.api_key_secret_ref if proxy else None
-        return status.Observed(secrets=self._secrets(common.namespace_of(server), ref))
+        if proxy is None:
+            return status.Observed()
+        refused = self.proxy_hosts.check_url(proxy.url)
+        if refused is not None:
+            return status.Observed(proxy_refused=refused)
+        ref = proxy.api_key_secret_ref
+        secret = self.kube.get("Secret", common.namespace_of(server), ref.name) if ref is not None else None
+        if ref is None or secret is None:
+            return status.Observed()
+        keys = frozenset((secret.get("data") or {}).keys() | (secret.get("stringData") or {}).keys())
+        labels = (secret.get("metadata") or {}).get("labels")
+        return status.Observed(secrets={ref.name: keys}, proxy_secret_opted_in=proxy_policy.secret_opted_in(labels))
+
+    def _model_conflict(self, server: llmserver_api.LLMServer, meta: Manifest) -> str | None:
+        """The `namespace/name` of an older LLMServer serving the same model name, or None."""
+        if self.claims is None:
+            return None
+        winner = self.claims.winner(common.namespace_of(server), meta["name"], server.spec.model,
+                                    str(meta.get("creationTimestamp") or ""))
+        return f"{winner.namespace}/{winner.name}" if winner else None
 
     def _observe_apple(self, server: llmserver_api.LLMServer, raw: Manifest, previous: Manifest) -> status.Observed:
         """Places the server on a Mac (or keeps it there) and publishes the Mac's endpoint."""
@@ -280,7 +308,7 @@ class Reconciler:
             failed_for_good = any(c.get("type") == "Failed" and c.get("status") == "True"
                                   for c in (current.get("status") or {}).get("conditions") or [])
             if failed_for_good:
-                self.kube.delete("Job", meta["namespace"], meta["name"])
+                self.kube.delete("Job", meta["namespace"], meta["name"], uid=current["metadata"].get("uid"))
                 current = None
         if current is not None:
             return current

@@ -6,10 +6,13 @@ builders render identical objects in the operator, in `llmserver render` and in 
 
 from __future__ import annotations
 
+import socket
+import uuid
 from typing import Annotated, Literal
 
 import pydantic
 import pydantic_settings
+from llmserver_api import proxy_policy
 
 from llmserver_operator import images
 
@@ -80,7 +83,31 @@ class Settings(pydantic_settings.BaseSettings):
         "0.0.0.0", min_length=1, description="Address the /metrics endpoint binds to (127.0.0.1: this host only)."
     )
     peering_name: str | None = pydantic.Field(
-        None, description="kopf peering object for several operator replicas; unset runs standalone."
+        None, description="kopf peering object for several operator replicas; unset runs standalone. Peers of equal "
+        "priority all pause: prefer leader_election."
+    )
+    leader_election: bool = pydantic.Field(
+        False, description="Run kopf only while holding a coordination.k8s.io Lease, so that several replicas fail "
+        "over instead of reconciling at once (llmserver_operator.leader)."
+    )
+    leader_election_namespace: str = pydantic.Field(
+        "llmserver-system", min_length=1, description="Namespace of the leader Lease (the operator's own)."
+    )
+    leader_election_lease_name: str = pydantic.Field(
+        "llmserver-operator", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", description="Name of the leader Lease."
+    )
+    leader_election_identity: str = pydantic.Field(
+        default_factory=lambda: f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}", min_length=1,
+        description="This replica's holderIdentity (default: host name, i.e. the pod's name, and a random suffix).",
+    )
+    leader_election_lease_seconds: int = pydantic.Field(
+        15, ge=2, le=3600, description="Seconds without a renewal after which another replica takes the Lease."
+    )
+    leader_election_renew_deadline_seconds: float = pydantic.Field(
+        10.0, gt=0, description="Seconds the leader keeps trying to renew before it stops (below the lease duration)."
+    )
+    leader_election_retry_seconds: float = pydantic.Field(
+        2.0, gt=0, description="Seconds between attempts to take or renew the Lease."
     )
 
     apple_enabled: bool = pydantic.Field(
@@ -93,9 +120,37 @@ class Settings(pydantic_settings.BaseSettings):
         "4Gi", description="Memory assumed for a Mac model until spec.resources.memory or the agent says more."
     )
 
-    @pydantic.field_validator("namespaces", mode="before")
+    proxy_allowed_hosts: Annotated[list[str], pydantic_settings.NoDecode] = pydantic.Field(
+        default_factory=list,
+        description="Hosts Proxy LLMServers may name besides public ones (comma-separated host names, `*.domain`, "
+        "IPs, CIDRs; the gateway's setting of the same name). Others get Ready=False ProxyNotAllowed.",
+    )
+    proxy_cluster_cidrs: Annotated[list[str], pydantic_settings.NoDecode] = pydantic.Field(
+        default_factory=list,
+        description="The cluster's pod and service CIDRs (comma-separated): refused as Proxy hosts unless listed.",
+    )
+
+    @pydantic.field_validator("namespaces", "proxy_allowed_hosts", "proxy_cluster_cidrs", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @pydantic.model_validator(mode="after")
+    def _policy_parses(self) -> Settings:
+        self.proxy_policy()
+        return self
+
+    @pydantic.model_validator(mode="after")
+    def _leader_timings_nest(self) -> Settings:
+        if not (self.leader_election_retry_seconds < self.leader_election_renew_deadline_seconds
+                < self.leader_election_lease_seconds):
+            raise ValueError("leader election needs retry < renew deadline < lease duration "
+                             f"({self.leader_election_retry_seconds} < {self.leader_election_renew_deadline_seconds} "
+                             f"< {self.leader_election_lease_seconds})")
+        return self
+
+    def proxy_policy(self) -> proxy_policy.HostPolicy:
+        """The Proxy host allowlist (ValueError names a bad entry)."""
+        return proxy_policy.HostPolicy.parse(self.proxy_allowed_hosts, self.proxy_cluster_cidrs)

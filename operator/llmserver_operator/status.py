@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import llmserver_api
-from llmserver_api import llmserver
+from llmserver_api import llmserver, proxy_policy
 
 from llmserver_operator import workloads
 from llmserver_operator.builders import plan
@@ -38,6 +38,9 @@ class Observed:
     placement_ready: bool = False
     placement_problem: str | None = None  # why no Mac fits, or why the Mac's runtime failed
     no_image: str | None = None  # why no runtime image flavour fits (images.choose); no pod was created
+    proxy_refused: str | None = None  # why the Proxy host policy refuses spec.proxy.url (proxy_policy)
+    proxy_secret_opted_in: bool = True  # the Proxy's key Secret carries serving.llmserver.dev/proxy-key=true
+    model_conflict: str | None = None  # "namespace/name" of an older LLMServer serving the same spec.model
     child_problem: tuple[str, str] | None = None  # (ChildConflict | InvalidChild, message): a child could not be written
 
 
@@ -148,11 +151,23 @@ def _kubernetes(spec: llmserver_api.LLMServerSpec, observed: Observed, previous:
 
 def _proxy(spec: llmserver_api.LLMServerSpec, observed: Observed) -> _Verdict:
     assert spec.proxy is not None
-    problem = secret_problem(spec.proxy.api_key_secret_ref, observed.secrets, "spec.proxy.apiKeySecretRef")
     conditions = {"Downloaded": ("True", "NotRequired", "Proxy mode: the provider hosts the model")}
+    if observed.proxy_refused:
+        message = (f"spec.proxy.url is not allowed: {observed.proxy_refused}; the gateway sends nothing there "
+                   "(an administrator lists hosts in the chart value proxy.allowedHosts)")
+        conditions.update(Ready=("False", "ProxyNotAllowed", message), Progressing=("False", "ProxyNotAllowed", message),
+                          Degraded=("True", "ProxyNotAllowed", message))
+        return _Verdict(llmserver_api.Phase.FAILED, message, conditions)
+    ref = spec.proxy.api_key_secret_ref
+    problem = secret_problem(ref, observed.secrets, "spec.proxy.apiKeySecretRef")
+    reason = "SecretNotFound"
+    if problem is None and ref is not None and not observed.proxy_secret_opted_in:
+        reason = "SecretNotOptedIn"
+        problem = (f"Secret {ref.name!r} (spec.proxy.apiKeySecretRef) is not labelled "
+                   f"{proxy_policy.PROXY_KEY_LABEL}=true; label it to let a Proxy send its value to the provider")
     if problem:
-        conditions.update(Ready=("False", "SecretNotFound", problem), Progressing=("True", "SecretNotFound", problem),
-                          Degraded=("True", "SecretNotFound", problem))
+        conditions.update(Ready=("False", reason, problem), Progressing=("True", reason, problem),
+                          Degraded=("True", reason, problem))
         return _Verdict(llmserver_api.Phase.PENDING, problem, conditions)
     message = f"forwarding to {spec.proxy.url}"
     conditions.update(Ready=("True", "ProxyConfigured", message), Progressing=("False", "Complete", ""),
@@ -202,6 +217,19 @@ def _invalid(message: str) -> _Verdict:
     return _Verdict(llmserver_api.Phase.FAILED, f"invalid spec: {message}", conditions)
 
 
+def _conflicting(verdict: _Verdict, model: str, winner: str) -> _Verdict:
+    """An older LLMServer serves the same model name: the gateway routes it there, not here. The
+    server's own workload keeps its phase and Ready (it may be meant to take over); Degraded says
+    why it gets no traffic (unless its workload already has a problem to report) and no endpoint
+    is published."""
+    message = (f"model {model!r} is also served by LLMServer {winner}, created earlier: the gateway routes it "
+               "there; rename spec.model or delete one of them")
+    conditions = dict(verdict.conditions)
+    if conditions["Degraded"][0] != "True":
+        conditions["Degraded"] = ("True", "ModelNameConflict", message)
+    return dataclasses.replace(verdict, message=f"{verdict.message}; {message}", conditions=conditions)
+
+
 def _conditions(verdict: _Verdict, previous: Mapping[str, Any] | None, generation: int | None, now: str) -> list[Manifest]:
     """Standard conditions; lastTransitionTime moves only when a condition's status changes."""
     before = {c.get("type"): c for c in (previous or {}).get("conditions") or [] if isinstance(c, dict)}
@@ -239,17 +267,20 @@ def compute(
         verdict = _apple(observed)
     else:
         verdict = _kubernetes(spec, observed, previous)
+    routed = True
+    if spec is not None and observed.model_conflict and not observed.invalid:
+        verdict, routed = _conflicting(verdict, spec.model, observed.model_conflict), False
     conditions = _conditions(verdict, previous, generation, now)
     ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
     message = verdict.message
-    if ready and spec is not None:
+    if ready and routed and spec is not None:
         message = f"{message}; model {spec.model!r} at {endpoint}"
     out: Manifest = {
         "phase": verdict.phase.value,
         "message": message,
         "conditions": conditions,
         "observedGeneration": generation,
-        "endpoint": endpoint if ready else None,
+        "endpoint": endpoint if ready and routed else None,
         "replicas": spec.replicas if spec is not None else None,
         "readyReplicas": verdict.ready_replicas,
     }

@@ -186,7 +186,8 @@ class Proxy:
         if ended.reason is None:
             return
         self.metrics.child(self.metrics.upstream_errors, model, endpoint, ended.reason).inc()
-        level = logging.ERROR if ended.kind in (outcome.Kind.AUTH_REFUSED, outcome.Kind.NOT_ALLOWED) else logging.WARNING
+        config_problem = ended.kind in (outcome.Kind.AUTH_REFUSED, outcome.Kind.NOT_ALLOWED)
+        level = logging.ERROR if config_problem else logging.WARNING
         log.log(level, "endpoint %s of model %s %s", endpoint, model, ended.detail)
 
     async def _relay_stream(

@@ -131,7 +131,8 @@ def test_malformed_bodies_are_400_in_the_openai_shape(gateway, model, body, code
 
 
 def test_a_valid_surrogate_pair_and_depth_64_pass(gateway) -> None:
-    body = b'{"model":"tiny","messages":[{"role":"user","content":"\\ud83d\\ude00"}],"x":' + b"[" * 63 + b"]" * 63 + b"}"
+    pair = b'{"model":"tiny","messages":[{"role":"user","content":"\\ud83d\\ude00"}],"x":'
+    body = pair + b"[" * 63 + b"]" * 63 + b"}"
     status, _, reply = _post(gateway.url, body)
     assert status == 200, reply[:300]
 

@@ -179,8 +179,9 @@ def test_waiting_for_a_secret_counts_as_retry(cluster: fake_cluster.FakeCluster,
     waiting = wait_scraped(url, lambda s: reconciles(s, "retry") >= reconciles(before, "retry") + 2,
                            "the operator re-checking the missing Secret")
     assert phases(waiting) == {"Pending": 1}
-    cluster.kube.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "provider", "namespace": "metrics-wait"},
-                         "data": {"apiKey": "c2stdGVzdA=="}})
+    cluster.kube.create({"apiVersion": "v1", "kind": "Secret", "metadata": {
+        "name": "provider", "namespace": "metrics-wait", "labels": {"serving.llmserver.dev/proxy-key": "true"}},
+        "data": {"apiKey": "c2stdGVzdA=="}})
     cluster.wait_phase("keyed", "Ready", "metrics-wait")
     wait_scraped(url, lambda s: phases(s) == {"Ready": 1}, "Ready once the Secret exists")
     delete_all(cluster, url, ("metrics-wait", "keyed"))

@@ -74,7 +74,9 @@ def _operator_scenario(cluster: fake_cluster.FakeCluster) -> None:
     """Walks the reconciler's paths: download, scale, new source, PVC, proxy, Mac, failure, mode switch."""
     kube = cluster.kube
     kube.create(_secret("hf-token", NS, {"token": "hf_secret"}))
-    kube.create(_secret("provider", NS, {"key": "sk-provider"}))
+    provider = _secret("provider", NS, {"key": "sk-provider"})
+    provider["metadata"]["labels"] = {"serving.llmserver.dev/proxy-key": "true"}  # a Proxy may send it
+    kube.create(provider)
     kube.create({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "weights", "namespace": NS},
                  "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
     token = {"tokenSecretRef": {"name": "hf-token", "key": "token"}}

@@ -32,7 +32,7 @@ def test_create_walks_through_downloading_starting_ready(cluster: Cluster, ns: s
     assert sim is not None
     sim.set_job_outcome("hold", name_prefix="walk-")
     sim.set_pod_mode("walk", "pending", namespace=ns)
-    server = cluster.apply_server("walk", ns, **gguf())
+    server = cluster.apply_server("walk", ns, **gguf(model="walk"))  # its own name: no ModelNameConflict
     uid = server["metadata"]["uid"]
 
     cluster.wait_phase("walk", "Downloading", ns)
@@ -79,7 +79,7 @@ def test_failed_download_shows_the_termination_message(cluster: Cluster, ns: str
 def test_crash_loop_and_unschedulable_pods_are_reported(cluster: Cluster, ns: str) -> None:
     assert cluster.kubelet is not None
     cluster.kubelet.set_pod_mode("crash", "crashloop", "RuntimeError: model file is corrupt", namespace=ns)
-    cluster.apply_server("crash", ns, **gguf())
+    cluster.apply_server("crash", ns, **gguf(model="crash"))
     cluster.wait_phase("crash", "Failed", ns)
     degraded = cluster.condition("crash", "Degraded", ns)
     assert degraded["reason"] == "CrashLoopBackOff" and "model file is corrupt" in degraded["message"]
@@ -190,8 +190,9 @@ def test_proxy_needs_only_its_secret(cluster: Cluster, ns: str) -> None:
                          proxy={"url": "https://api.example/v1", "apiKeySecretRef": {"name": "provider", "key": "apiKey"}})
     cluster.wait_phase("prox", "Pending", ns)
     assert cluster.condition("prox", "Ready", ns)["reason"] == "SecretNotFound"
-    cluster.kube.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "provider", "namespace": ns},
-                         "data": {"apiKey": "c2stdGVzdA=="}})
+    cluster.kube.create({"apiVersion": "v1", "kind": "Secret", "metadata": {
+        "name": "provider", "namespace": ns, "labels": {"serving.llmserver.dev/proxy-key": "true"}},
+        "data": {"apiKey": "c2stdGVzdA=="}})
     status = cluster.wait_phase("prox", "Ready", ns)  # the operator retried on its own
     assert status["endpoint"] == f"http://llmserver-gateway.{ns}.svc/v1"
     for api_version, kind in (("apps/v1", "Deployment"), ("v1", "Service"), ("batch/v1", "Job")):
