@@ -27,7 +27,7 @@ from llmserver_api.protocol import models as protocol_models
 
 log = logging.getLogger("llmserver.gateway")
 
-PROXIED_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/rerank")
+PROXIED_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/rerank", "/v1/responses")
 
 
 @dataclasses.dataclass

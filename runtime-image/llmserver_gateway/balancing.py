@@ -132,7 +132,7 @@ def prompt_prefix(payload: dict[str, Any], chars: int) -> str | None:
     """
     parts: list[str] = []
     size = 0
-    messages = payload.get("messages")
+    messages = payload.get("messages", _responses_messages(payload))
     if isinstance(messages, list):
         for message in messages:
             if not isinstance(message, dict):
@@ -152,6 +152,18 @@ def prompt_prefix(payload: dict[str, Any], chars: int) -> str | None:
         if isinstance(value, list):  # token ids
             return ",".join(str(t) for t in value[:chars])
     return None
+
+
+def _responses_messages(payload: dict[str, Any]) -> list[Any] | None:
+    """A Responses API request's prompt as messages: instructions first, then the input items
+    (or the input text); None for other requests, whose `input` is read as text below."""
+    instructions, items = payload.get("instructions"), payload.get("input")
+    if isinstance(items, str) and isinstance(instructions, str):
+        items = [{"role": "user", "content": items}]
+    if not (isinstance(items, list) and items and isinstance(items[0], dict)):
+        return None
+    head = [{"role": "system", "content": instructions}] if isinstance(instructions, str) else []
+    return head + items
 
 
 def _message_texts(message: dict[str, Any]) -> list[str]:

@@ -74,8 +74,26 @@ class Violation:
         return f"{self.path or '<body>'}: {self.message}"
 
 
+@functools.cache
+def _event_schemas() -> dict[str, str]:
+    """Responses stream event type -> its schema's name (the branches of ResponseStreamEvent)."""
+    schemas = document()["components"]["schemas"]
+    by_type: dict[str, str] = {}
+    for branch in schemas[RESPONSE_EVENT]["anyOf"]:
+        name = branch["$ref"].rsplit("/", 1)[-1]
+        for kind in schemas[name].get("properties", {}).get("type", {}).get("enum", []):
+            by_type[kind] = name
+    return by_type
+
+
 def violations(body: Any, schema_name: str) -> list[Violation]:
-    """Every violation of `schema_name` by `body`; for anyOf/oneOf the closest branch's errors."""
+    """Every violation of `schema_name` by `body`; for anyOf/oneOf the closest branch's errors.
+    A Responses stream event is checked against the branch its `type` names (readable errors)."""
+    if schema_name == RESPONSE_EVENT and isinstance(body, dict):
+        branch = _event_schemas().get(body.get("type", ""))
+        if branch is None:
+            return [Violation("$.type", f"{body.get('type')!r} is no Responses stream event type")]
+        schema_name = branch
     found: list[Violation] = []
     for error in _validator(schema_name).iter_errors(body):
         best = jsonschema.exceptions.best_match([error])
