@@ -59,6 +59,14 @@
   value: {{ .Values.apple.enabled | quote }}
 - name: LLMSERVER_OPERATOR_APPLE_NAMESPACE
   value: {{ .Release.Namespace | quote }}
+{{- with .Values.proxy.allowedHosts }}
+- name: LLMSERVER_OPERATOR_PROXY_ALLOWED_HOSTS
+  value: {{ join "," . | quote }}
+{{- end }}
+{{- with .Values.proxy.clusterCIDRs }}
+- name: LLMSERVER_OPERATOR_PROXY_CLUSTER_CIDRS
+  value: {{ join "," . | quote }}
+{{- end }}
 {{- if .Values.operator.peering.enabled }}
 - name: LLMSERVER_OPERATOR_PEERING_NAME
   value: {{ .Values.operator.peering.name | quote }}
