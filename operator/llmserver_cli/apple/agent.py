@@ -10,6 +10,10 @@ ServiceAccount (apple.identity in the operator; `llmserver agent-credentials`), 
 refreshes before it expires (token_refresh), and relays download progress to the LLMServer itself
 so that no child needs API credentials. Unified memory is the scarce resource: before a model loads,
 least-recently-used models are stopped until it fits, and idle ones can be unloaded on a timer.
+
+The API server may go away (an upgrade, a network cut) while the Mac keeps serving: every API call
+is retried with capped backoff, the heartbeat runs on its own task (a slow sync never delays it),
+and the runtimes stay loaded and answering through the outage; only `stop` unloads them.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ import json
 import logging
 import os
 import pathlib
+import random
 import secrets
-import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import llmserver_api
@@ -36,6 +41,28 @@ Manifest = dict[str, Any]
 # AppleNode.status.models[].state has no Pending or Unloading: a server waiting to load is
 # Starting; one being unloaded is no longer served.
 REPORTED_STATE = {"Pending": "Starting", "Unloading": "Unloaded"}
+RETRY_FIRST_SECONDS = 0.5  # first wait after a failed API call; doubled per failure up to the cap
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+class Backoff:
+    """Capped exponential backoff with jitter (so many Macs do not retry in step after an outage)."""
+
+    def __init__(self, cap: float, first: float = RETRY_FIRST_SECONDS, jitter: Callable[[], float] = random.random) -> None:
+        self.cap, self.first, self.jitter = cap, min(first, cap), jitter
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        """The wait after one more failure."""
+        self.failures += 1
+        delay = min(self.cap, self.first * 2 ** min(self.failures - 1, 30))
+        return delay * (0.5 + 0.5 * self.jitter())
+
+    def reset(self) -> None:
+        self.failures = 0
 
 
 def model_memory_bytes(path: pathlib.Path) -> int:
@@ -85,10 +112,13 @@ class AppleAgent:
     """Runs until `stop` is set; every API call goes through the operator's `kube.Kube` in a thread."""
 
     def __init__(self, settings: agent_settings.AgentSettings, kube: kube_mod.Kube,
-                 refresher: token_refresh.TokenRefresher | None = None) -> None:
+                 refresher: token_refresh.TokenRefresher | None = None,
+                 clock: Callable[[], datetime.datetime] = _utc_now) -> None:
         self.settings = settings
         self.kube = kube
         self.refresher = refresher
+        self.clock = clock  # the Mac's wall clock, written into renewTime (the operator never trusts it)
+        self.heartbeats = 0  # Lease renewals that succeeded
         self._relayed: dict[str, Any] = {}
         self.api_key = secrets.token_urlsafe(32)
         budget = hosting_settings.MemoryBudget(estimate=model_memory_bytes,
@@ -133,7 +163,7 @@ class AppleAgent:
     async def heartbeat(self) -> None:
         """Renews the Lease (creating it on first beat), as a kubelet renews its node Lease."""
         s = self.settings
-        now = leases.format_micro_time(datetime.datetime.now(datetime.UTC))
+        now = leases.format_micro_time(self.clock())
         await self._upsert({
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
             "metadata": {"name": leases.lease_name(s.node_name), "namespace": s.namespace},
@@ -211,26 +241,56 @@ class AppleAgent:
             self._relayed[key] = patch
 
     # --- main loop -------------------------------------------------------------------------------
+    async def _retrying(self, what: str, call: Callable[[], Awaitable[None]], stop: asyncio.Event) -> bool:
+        """Runs `call` until it succeeds (True) or `stop` is set (False), backing off between API errors."""
+        backoff = Backoff(cap=max(1.0, self.settings.lease_seconds / 3))
+        while not stop.is_set():
+            try:
+                await call()
+                return True
+            except kube_mod.ApiError as exc:
+                delay = backoff.next_delay()
+                log.warning("%s failed (attempt %d), retrying in %.1fs: %s", what, backoff.failures, delay, exc)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+        return False
+
+    async def _heartbeats(self, stop: asyncio.Event) -> None:
+        """Renews the Lease every third of its duration, on its own task; a failed renewal is retried
+        with backoff (capped at a third of the duration) and never stops the agent."""
+        beat_every = self.settings.lease_seconds / 3
+        while not stop.is_set():
+            if await self._retrying("heartbeat", self.heartbeat, stop):
+                self.heartbeats += 1
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), beat_every)
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Registers, then heartbeats and syncs until `stop`; stops every runtime on the way out."""
+        """Registers, then heartbeats and syncs until `stop`; stops every runtime on the way out
+        (and only then: while the API is unreachable the runtimes keep serving)."""
         async with self.engine:
             reporter = asyncio.create_task(self._report_changes(), name="agent-report")
+            beats: asyncio.Task[None] | None = None
             try:
-                await self.register()
-                beat_every = self.settings.lease_seconds / 3
-                next_beat = 0.0
+                if not await self._retrying("registration", self.register, stop):
+                    return
+                beats = asyncio.create_task(self._heartbeats(stop), name="agent-heartbeat")
+                backoff = Backoff(cap=max(self.settings.sync_seconds, 10.0))
                 while not stop.is_set():
                     if self.refresher is not None:
                         await asyncio.to_thread(self.refresher.check)
-                    if time.monotonic() >= next_beat:
-                        await self.heartbeat()
-                        next_beat = time.monotonic() + beat_every
+                    wait = self.settings.sync_seconds
                     try:
                         await self.sync()
+                        backoff.reset()
                     except kube_mod.ApiError as exc:
-                        log.warning("sync failed, retrying: %s", exc)
+                        wait = max(wait, backoff.next_delay())
+                        log.warning("sync failed (attempt %d), keeping what runs, retrying in %.1fs: %s",
+                                    backoff.failures, wait, exc)
                     with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(stop.wait(), min(self.settings.sync_seconds, beat_every))
+                        await asyncio.wait_for(stop.wait(), wait)
             finally:
-                reporter.cancel()
-                await asyncio.gather(reporter, return_exceptions=True)
+                tasks = [task for task in (reporter, beats) if task is not None]
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)

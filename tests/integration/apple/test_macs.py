@@ -3,7 +3,9 @@ AppleNodes against the API emulator, the real operator places an mlx LLMServer o
 that agent runs the real MLX runtime (mlx[cpu]) on a tiny model, the gateway discovers the Mac's
 EndpointSlice (with the node's runtime key), and the openai SDK gets a completion. Then the
 serving agent dies: its Lease expires, the operator marks the node NotReady and moves the server
-to the other Mac, and the gateway follows.
+to the other Mac, and the gateway follows. An API outage (every request answered 503 for several
+lease durations) changes nothing a client sees: the agents keep running, the model keeps
+answering, and heartbeats resume afterwards without the Mac ever being marked NotReady.
 
 The Macs are shared by the module's tests; the test that kills an agent starts it again, so every
 test finds both Macs Ready and passes alone and in any order.
@@ -11,15 +13,18 @@ test finds both Macs Ready and passes alone and in any order.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import os
 import pathlib
 import signal
 import subprocess
 import sys
+import time
 
 import openai
 import pytest
+from llmserver_operator.apple import publishing
 from testkit import fake_cluster, fake_upstreams, ports
 from testkit.models import tiny_model_path
 
@@ -158,6 +163,44 @@ def test_dead_mac_moves_the_server_and_the_gateway_follows(macs: Macs) -> None:
     finally:
         macs.start_agent(first)
         macs.wait_all_ready()
+
+
+def _lease_renewed(cluster: fake_cluster.FakeCluster, node: str) -> str | None:
+    lease = cluster.kube.get("coordination.k8s.io/v1", "Lease", f"applenode-{node}", AGENT_NS) or {}
+    return (lease.get("spec") or {}).get("renewTime")
+
+
+def _node_key(cluster: fake_cluster.FakeCluster, node: str) -> str:
+    secret = cluster.kube.get("v1", "Secret", publishing.key_secret_name(node), AGENT_NS) or {}
+    if publishing.API_KEY_SECRET_KEY in (secret.get("stringData") or {}):
+        return secret["stringData"][publishing.API_KEY_SECRET_KEY]
+    return base64.b64decode(secret["data"][publishing.API_KEY_SECRET_KEY]).decode()
+
+
+def test_api_outage_keeps_the_model_answering_and_the_mac_ready(macs: Macs) -> None:
+    cluster = macs.cluster
+    placement = cluster.wait_phase("tiny-mac", "Ready", NS, timeout=240)["placement"]
+    node, port = placement["node"], placement["port"]
+    direct = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=_node_key(cluster, node),
+                           max_retries=0, timeout=60)
+    outage = cluster.kube.faults.add(status=503)  # the agents', the operator's and the gateway's requests
+    try:
+        renewed_before = _lease_renewed(cluster, node)
+        deadline = time.monotonic() + 10  # more than three lease durations (3 s)
+        while time.monotonic() < deadline:
+            assert _completion(direct)
+            assert {name: proc.poll() for name, proc in macs.agents.items()} == dict.fromkeys(macs.agents)
+            time.sleep(0.5)
+        assert _lease_renewed(cluster, node) == renewed_before and outage.hits > 0
+    finally:
+        cluster.kube.faults.remove(outage)
+    cluster.kube.wait_for(lambda: _lease_renewed(cluster, node) != renewed_before, 30, "heartbeats resume")
+    for _ in range(4):  # and the operator, which saw nothing during the outage, keeps the Mac Ready
+        assert _ready(_node(cluster, node)) == "True"
+        time.sleep(1)
+    assert (cluster.status("tiny-mac", NS).get("placement") or {}).get("node") == node
+    assert [m["state"] for m in _node(cluster, node)["status"]["models"]] == ["Ready"]
+    assert _completion(direct)
 
 
 def _try(call):

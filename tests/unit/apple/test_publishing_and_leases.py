@@ -50,20 +50,28 @@ def lease(renewed: datetime.datetime | None, duration: int | None = 15) -> dict:
     return {"spec": spec}
 
 
-def test_fresh_lease_is_alive():
-    alive, reason, _ = leases.liveness(lease(NOW - datetime.timedelta(seconds=5)), NOW)
+def test_a_lease_renewed_within_its_duration_is_alive():
+    alive, reason, _ = leases.liveness(lease(NOW), silent_seconds=5)
     assert alive and reason == "HeartbeatReceived"
 
 
-def test_expired_lease_is_a_missed_heartbeat():
-    alive, reason, message = leases.liveness(lease(NOW - datetime.timedelta(seconds=40)), NOW)
+def test_a_lease_silent_past_its_duration_is_a_missed_heartbeat():
+    alive, reason, message = leases.liveness(lease(NOW), silent_seconds=40)
     assert not alive and reason == "HeartbeatMissed" and "40s" in message
+
+
+@pytest.mark.parametrize("skew_hours", [-1, 1, 24])
+def test_the_renewers_clock_does_not_matter(skew_hours):
+    """Silence is the operator's own observation: renewTime hours off our clock changes nothing."""
+    skewed = lease(NOW + datetime.timedelta(hours=skew_hours))
+    assert leases.liveness(skewed, silent_seconds=1)[0] is True
+    assert leases.liveness(skewed, silent_seconds=16)[0] is False
 
 
 @pytest.mark.parametrize("obj,reason", [(None, "LeaseNotFound"), (lease(None), "LeaseIncomplete"),
                                         (lease(NOW, None), "LeaseIncomplete")])
 def test_missing_or_incomplete_lease_is_not_alive(obj, reason):
-    assert leases.liveness(obj, NOW)[:2] == (False, reason)
+    assert leases.liveness(obj, 0.0)[:2] == (False, reason)
 
 
 def test_micro_time_round_trips():
