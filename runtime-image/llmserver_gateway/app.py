@@ -130,7 +130,7 @@ async def _proxied(request: web.Request) -> web.StreamResponse:
                 retry_after_s=gw.config.busy_retry_after)
         gw.in_flight += 1
         admitted = True
-        body = await bodies.read(request, gw.config.max_body_bytes)
+        body = await bodies.read(request, gw.config.max_body_bytes, gw.config.body_timeout)
         target = _target(gw, body, key)
         label = target.route.model
         response = await _forward(gw, request, target, body, started)

@@ -10,6 +10,7 @@ is in memory at a time; callers drop the parsed object before they wait on an up
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import re
@@ -34,17 +35,24 @@ def too_large(limit: int) -> errors.APIError:
     )
 
 
-async def read(request: web.Request, limit: int) -> bytes:
-    """The body, or APIError 413 as soon as it is known to be larger than `limit`."""
+async def read(request: web.Request, limit: int, timeout: float) -> bytes:
+    """The body, or APIError 413 as soon as it is known to be larger than `limit`, or 408 when the
+    client takes longer than `timeout` seconds to send it (it holds a concurrency slot meanwhile)."""
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    while chunk := await request.content.readany():
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            while chunk := await request.content.readany():
+                size += len(chunk)
+                if size > limit:
+                    raise too_large(limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise errors.APIError(
+            408, f"The request body did not arrive within {timeout:g} s.", code="request_timeout"
+        ) from None
     return b"".join(chunks)
 
 

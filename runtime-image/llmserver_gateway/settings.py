@@ -62,6 +62,10 @@ class GatewaySettings(pydantic_settings.BaseSettings):
         ge=1024,
         description="Largest request body accepted (images arrive base64-encoded); larger is a 413 before it is read.",
     )
+    body_timeout: float = pydantic.Field(
+        60.0, gt=0, description="Seconds a client may take to send its request body (a slow sender holds a slot); "
+        "then 408.",
+    )
     max_json_depth: int = pydantic.Field(
         64, ge=4, le=512, description="Deepest nesting of JSON arrays/objects in a request body; deeper is a 400."
     )

@@ -22,6 +22,8 @@
 {{- with .Values.gateway.limits }}
 - name: LLMSERVER_GATEWAY_MAX_BODY_BYTES
   value: {{ int64 .maxBodyBytes | quote }}
+- name: LLMSERVER_GATEWAY_BODY_TIMEOUT
+  value: {{ .bodyTimeout | quote }}
 - name: LLMSERVER_GATEWAY_MAX_JSON_DEPTH
   value: {{ int64 .maxJsonDepth | quote }}
 - name: LLMSERVER_GATEWAY_MAX_CONCURRENT_REQUESTS

@@ -137,6 +137,23 @@ def test_a_valid_surrogate_pair_and_depth_64_pass(gateway) -> None:
     assert status == 200, reply[:300]
 
 
+def test_a_slow_body_is_refused_408_and_frees_its_slot(start_gateway, start_fakes) -> None:
+    replica = start_fakes("L3")["L3"]
+    config = {"models": [{"name": "tiny", "endpoints": [{"url": replica.url}]}]}
+    gateway, _ = start_gateway(config, {"LLMSERVER_GATEWAY_BODY_TIMEOUT": "1",
+                                        "LLMSERVER_GATEWAY_MAX_CONCURRENT_REQUESTS": "1"})
+
+    def trickle() -> Iterator[bytes]:
+        yield b'{"model":"tiny",'
+        time.sleep(3)  # the gateway gave up after 1 s
+        yield b'"messages":[]}'
+
+    status, _, reply = _post(gateway.url, trickle())  # without the bound: a 200 after 3 s
+    assert status == 408 and _error(reply)["code"] == "request_timeout"
+    status, _, _ = _post(gateway.url, json.dumps({"model": "tiny", "messages": []}).encode())
+    assert status == 200  # the one slot is free again
+
+
 def test_auth_comes_before_size_and_parsing(secured) -> None:
     status, headers, reply = _post(secured.url, b"[" * 100_000)  # no key: malformed body never parsed
     assert status == 401 and _error(reply)["code"] == "invalid_api_key"
