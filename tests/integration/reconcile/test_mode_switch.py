@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -32,16 +34,27 @@ def _now() -> str:
 
 
 @pytest.fixture(scope="module")
-def mac(cluster: Cluster) -> str:
-    """A Ready AppleNode with a long-lived Lease (no agent: the test writes what an agent reports)."""
+def mac(cluster: Cluster) -> Iterator[str]:
+    """A Ready AppleNode whose Lease is renewed every second, as its agent would (the test writes
+    what an agent reports; the operator needs to see renewals to trust a Mac)."""
     cluster.kube.create({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                          "metadata": {"name": f"applenode-{MAC}", "namespace": APPLE_NS},
-                         "spec": {"holderIdentity": MAC, "leaseDurationSeconds": 3600, "renewTime": _now()}})
+                         "spec": {"holderIdentity": MAC, "leaseDurationSeconds": 30, "renewTime": _now()}})
     cluster.kube.create({"apiVersion": fake_cluster.LLMS, "kind": "AppleNode", "metadata": {"name": MAC},
                          "spec": {"address": "10.0.0.9", "unifiedMemory": "1Ti", "backends": ["mlx", "mlx-vlm"]}})
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(1.0):
+            cluster.kube.patch("coordination.k8s.io/v1", "Lease", f"applenode-{MAC}", {"spec": {"renewTime": _now()}}, APPLE_NS)
+
+    agent = threading.Thread(target=renew, name="fake-mac-agent", daemon=True)
+    agent.start()
     cluster.kube.wait_for(lambda: any(c["type"] == "Ready" and c["status"] == "True" for c in (
         (cluster.kube.get(fake_cluster.LLMS, "AppleNode", MAC, None) or {}).get("status") or {}).get("conditions") or []), 30)
-    return MAC
+    yield MAC
+    stop.set()
+    agent.join(5)
 
 
 def _serve_on_mac(cluster: Cluster, ns: str, name: str) -> None:
