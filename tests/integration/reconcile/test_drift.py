@@ -85,3 +85,14 @@ def test_a_recreated_server_never_adopts_the_old_ones_children(cluster: Cluster,
     cluster.kube.gc.idle()
     cluster.wait_phase("again", "Ready", ns)
     assert len(children()) == 6
+
+
+def test_drift_is_repaired_after_the_api_server_dropped_the_watches(cluster: Cluster, ns: str) -> None:
+    """A real API server closes watch streams whenever it likes: kopf resumes them and repair goes on."""
+    cluster.apply_server("dropped", ns, **gguf("dropped"))
+    cluster.wait_phase("dropped", "Ready", ns)
+    assert cluster.kube.faults.drop_watches(kind="Service") >= 1
+    old = cluster.kube.get("v1", "Service", "dropped", ns)
+    cluster.kube.delete("v1", "Service", "dropped", ns)
+    cluster.kube.wait_for(lambda: (obj := cluster.kube.get("v1", "Service", "dropped", ns)) is not None
+                          and obj["metadata"]["uid"] != old["metadata"]["uid"], 15, "Service recreated")
