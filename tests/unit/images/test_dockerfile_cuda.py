@@ -61,7 +61,7 @@ def test_nvcc_and_compilers_stay_in_the_compile_stage() -> None:
     for name, stage in STAGES.items():
         if name == COMPILE:
             continue
-        text = " ".join(arg for _, arg in stage.instructions)
+        text = " ".join(arg for _, arg in stage.instructions if not arg.startswith("pip uninstall"))
         found = [word for word in TOOLKIT_WORDS if word in text]
         assert not found, f"{name} mentions {found}: the CUDA toolkit belongs to {COMPILE} only"
     cuda_builder = STAGES["builder-cuda"]
@@ -95,3 +95,12 @@ def test_the_cuda_compile_does_not_depend_on_the_project_files() -> None:
         chain.append(STAGES[chain[-1]].base)
     copies = [arg for name in chain for arg in STAGES[name].all("COPY")]
     assert not copies, f"{COMPILE} (through {chain}) copies {copies}: every project change would recompile llama.cpp"
+
+
+def test_vllm_s_nvcc_and_ninja_do_not_stay() -> None:
+    """vLLM's dependencies install nvcc and ninja (run-time kernel compiles need a host compiler too,
+    which the image lacks): the builder removes them before its venv is copied."""
+    runs = STAGES["builder-cuda"].all("RUN")
+    removal = [i for i, run in enumerate(runs) if "pip uninstall -y nvidia-cuda-nvcc ninja" in run]
+    installs = [i for i, run in enumerate(runs) if "pip install" in run and "--no-deps" not in run]
+    assert removal and removal[0] > max(installs), "nvcc/ninja must be removed after every dependency install"
