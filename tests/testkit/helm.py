@@ -45,8 +45,9 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "namespaced": {"operator": {"watchNamespaces": ["team-a", "team-b"]},
                    "monitoring": {"serviceMonitor": {"enabled": True}}},
     "single-namespace": {"operator": {"watchNamespaces": ["team-a"]}},
-    "peering": {"operator": {"replicas": 2, "peering": {"enabled": True}}},
-    "peering-namespaced": {"operator": {"replicas": 2, "peering": {"enabled": True}, "watchNamespaces": ["team-a"]}},
+    "replicas": {"operator": {"replicas": 3, "leaderElection": {"leaseDuration": 30, "renewDeadline": 20}}},
+    "replicas-namespaced": {"operator": {"replicas": 2, "watchNamespaces": ["team-a"]}},
+    "single-operator": {"operator": {"leaderElection": {"enabled": False}}},
     "production": {
         "image": {"registry": "registry.example.com/llm", "tag": "1.2.3", "pullSecrets": ["regcred"]},
         "operator": {"image": {"digest": "sha256:" + "a" * 64}},

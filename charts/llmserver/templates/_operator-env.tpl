@@ -67,8 +67,23 @@
 - name: LLMSERVER_OPERATOR_PROXY_CLUSTER_CIDRS
   value: {{ join "," . | quote }}
 {{- end }}
-{{- if .Values.operator.peering.enabled }}
-- name: LLMSERVER_OPERATOR_PEERING_NAME
-  value: {{ .Values.operator.peering.name | quote }}
+{{- with .Values.operator.leaderElection }}
+{{- if .enabled }}
+{{- if not (and (lt (float64 .retryPeriod) (float64 .renewDeadline)) (lt (float64 .renewDeadline) (float64 .leaseDuration))) }}
+{{- fail (printf "operator.leaderElection needs retryPeriod < renewDeadline < leaseDuration (%v < %v < %v)" .retryPeriod .renewDeadline .leaseDuration) }}
+{{- end }}
+- name: LLMSERVER_OPERATOR_LEADER_ELECTION
+  value: "true"
+- name: LLMSERVER_OPERATOR_LEADER_ELECTION_NAMESPACE
+  value: {{ $.Release.Namespace | quote }}
+- name: LLMSERVER_OPERATOR_LEADER_ELECTION_LEASE_NAME
+  value: {{ include "llmserver.componentName" (list $ "operator") | quote }}
+- name: LLMSERVER_OPERATOR_LEADER_ELECTION_LEASE_SECONDS
+  value: {{ .leaseDuration | quote }}
+- name: LLMSERVER_OPERATOR_LEADER_ELECTION_RENEW_DEADLINE_SECONDS
+  value: {{ .renewDeadline | quote }}
+- name: LLMSERVER_OPERATOR_LEADER_ELECTION_RETRY_SECONDS
+  value: {{ .retryPeriod | quote }}
+{{- end }}
 {{- end }}
 {{- end -}}

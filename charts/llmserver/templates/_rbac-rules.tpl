@@ -6,6 +6,9 @@
      Role in each watched namespace, or by the ClusterRole when it watches every namespace.
      - llmservers: kopf lists/watches and patches finalizers and annotations; the reconciler reads
        each one fresh and patches its status subresource.
+     - llmservers/finalizers (update): never called; kopf.adopt sets blockOwnerDeletion on every
+       child's ownerReference, which clusters enforcing OwnerReferencesPermissionEnforcement
+       (OpenShift) allow only to who may update the owner's finalizers.
      - deployments, services, serviceaccounts, roles, rolebindings: create-or-replace (PUT) and
        deletion of children a spec no longer has (listed by label); watched (kopf, by label) so a
        deleted or edited child is repaired at once.
@@ -29,6 +32,9 @@
 - apiGroups: ["serving.llmserver.dev"]
   resources: ["llmservers/status"]
   verbs: ["get", "patch"]
+- apiGroups: ["serving.llmserver.dev"]
+  resources: ["llmservers/finalizers"]
+  verbs: ["update"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "update", "delete"]
@@ -56,15 +62,9 @@
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
   verbs: ["create"]
-{{- if and .Values.operator.peering.enabled .Values.operator.watchNamespaces }}
-- apiGroups: ["kopf.dev"]
-  resources: ["kopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
-{{- end }}
 {{- end -}}
 
-{{/* Cluster-scoped objects the operator reads or writes: only kopf's cluster peering object
-     when peering is on and it watches every namespace. */}}
+{{/* Cluster-scoped objects the operator reads or writes: only the Macs' (AppleNodes). */}}
 {{- define "llmserver.operatorClusterRules" -}}
 {{- if .Values.apple.enabled }}
 {{- /* Macs (llmserver_operator.apple): AppleNodes are cluster-scoped; their readiness comes from
@@ -82,11 +82,18 @@
   verbs: ["list"]
 {{- end }}
 {{- end }}
-{{- if and .Values.operator.peering.enabled (not .Values.operator.watchNamespaces) }}
-- apiGroups: ["kopf.dev"]
-  resources: ["clusterkopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
-{{- end }}
+{{- end -}}
+
+{{/* Leader election (llmserver_operator.leader), in the release namespace: the Lease is created by
+     the first replica (create cannot be limited by name), then read and renewed by name. */}}
+{{- define "llmserver.operatorLeaderRules" -}}
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["create"]
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  resourceNames: [{{ include "llmserver.componentName" (list . "operator") | quote }}]
+  verbs: ["get", "update"]
 {{- end -}}
 
 {{/* Mac agents' Leases (heartbeats), read by name in the release namespace (the agents' namespace). */}}

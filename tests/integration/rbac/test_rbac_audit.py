@@ -33,6 +33,10 @@ UNUSED_OK = {
     ("create", "events.k8s.io", "events"): "kopf posts events through events.k8s.io on newer clusters",
     ("get", "serving.llmserver.dev", "llmservers/status"): "the download Job's Role grants it; the operator "
     "must hold it itself to create that Role without the `escalate` verb",
+    ("update", "serving.llmserver.dev", "llmservers/finalizers"): "an admission check, never a request "
+    "(blockOwnerDeletion under OwnerReferencesPermissionEnforcement): test_operator_ha_rbac",
+    ("create", "coordination.k8s.io", "leases"): "leader election runs before kopf: test_operator_ha_rbac",
+    ("update", "coordination.k8s.io", "leases"): "leader election runs before kopf: test_operator_ha_rbac",
 }
 # Mac placement (apple.enabled) needs registered agents (tests/integration/apple); these grants are
 # derived from llmserver_operator.apple (scheduler, handlers) and may go unused here.
@@ -152,13 +156,17 @@ def test_operator_rbac_namespaced(recorded: list[rbac.Request]) -> None:
         _operator_scenario(cluster)
     values = {"operator": {"watchNamespaces": [NS]}, "apple": {"enabled": False}}
     granted = _check(recorded, values, "operator")
-    assert {g.namespace for g in granted} == {NS}, "a namespaced install must grant nothing cluster-wide"
+    assert {g.namespace for g in granted} == {NS, helm.NAMESPACE}, "a namespaced install must grant nothing cluster-wide"
+    assert {(g.verb, g.resource) for g in granted if g.namespace == helm.NAMESPACE} == {
+        ("create", "leases"), ("get", "leases"), ("update", "leases")}  # its own leader Lease only
     assert not helm.by_kind(helm.template(values), "ClusterRole")
     # With Macs on, the only cluster-wide grants are the Apple ones (AppleNodes are cluster-scoped).
     with_macs = _check(recorded, {"operator": {"watchNamespaces": [NS]}}, "operator")
     cluster_wide = {(g.verb, g.group, g.resource) for g in with_macs if g.namespace is None}
     assert cluster_wide and cluster_wide <= APPLE, cluster_wide
-    assert {(g.verb, g.resource) for g in with_macs if g.namespace == helm.NAMESPACE} == {("get", "leases")}
+    # In its own namespace: the Macs' Leases (read) and its leader Lease (test_operator_ha_rbac).
+    assert {(g.verb, g.resource) for g in with_macs if g.namespace == helm.NAMESPACE} == {
+        ("get", "leases"), ("create", "leases"), ("update", "leases")}
 
 
 def test_operator_holds_what_its_download_role_grants() -> None:

@@ -54,6 +54,8 @@ def test_operator_defaults(rendered: dict[str, list[dict[str, Any]]], monkeypatc
     assert settings.cache_claim_name == "llmserver-model-cache" and settings.cache_size == "50Gi"
     assert settings.cache_storage_class is None  # unset: the cluster default, never "" (= no class)
     assert settings.peering_name is None
+    assert settings.leader_election and settings.leader_election_namespace == helm.NAMESPACE
+    assert settings.leader_election_lease_name == f"{helm.RELEASE}-llmserver-operator"
     assert settings.liveness_endpoint == "http://0.0.0.0:8080/healthz"
     assert (settings.metrics_port, settings.metrics_address) == (8081, "0.0.0.0")  # reachable by the PodMonitor
     container = _operator(rendered["default"])["spec"]["template"]["spec"]["containers"][0]
@@ -96,7 +98,9 @@ def test_operator_metrics_can_move_or_be_turned_off(monkeypatch: pytest.MonkeyPa
                         "shm_size_limit": "16Gi", "cache_storage_class": "fast-rwx",
                         "cache_access_mode": "ReadWriteMany", "cache_size": "500Gi"}),
     ("namespaced", {"namespaces": ["team-a", "team-b"]}),
-    ("peering", {"peering_name": "llmserver"}),
+    ("replicas", {"leader_election": True, "leader_election_lease_seconds": 30,
+                  "leader_election_renew_deadline_seconds": 20.0, "leader_election_retry_seconds": 2.0}),
+    ("single-operator", {"leader_election": False}),
     ("production", {"download_image": "registry.example.com/llm/llmserver-operator@sha256:" + "a" * 64}),
 ])
 def test_operator_value_sets(rendered: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch,
