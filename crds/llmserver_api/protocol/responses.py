@@ -191,6 +191,8 @@ class ResponsesRequest(pydantic.BaseModel):
     top_logprobs: int | None = pydantic.Field(default=None, ge=0, le=20, description="Alternatives per token.")
     truncation: str | None = pydantic.Field(default=None, description="disabled (accepted) or auto.")
     max_tool_calls: int | None = pydantic.Field(default=None, description="Cap on built-in tool calls (none here).")
+    moderation: dict[str, Any] | None = pydantic.Field(default=None, description="Moderation of input and output.")
+    context_management: list[Any] | None = pydantic.Field(default=None, description="Context compaction.")
     # Accepted; they do not change what is generated.
     store: bool | None = pydantic.Field(default=None, description="Store the response (accepted, nothing stored).")
     metadata: dict[str, str] | None = pydantic.Field(default=None, description="Tags (echoed back).")
@@ -198,6 +200,7 @@ class ResponsesRequest(pydantic.BaseModel):
     service_tier: str | None = pydantic.Field(default=None, description="Processing tier (one tier here).")
     prompt_cache_key: str | None = pydantic.Field(default=None, description="Cache routing hint.")
     prompt_cache_retention: str | None = pydantic.Field(default=None, description="Cache retention hint.")
+    prompt_cache_options: dict[str, Any] | None = pydantic.Field(default=None, description="Cache options hint.")
     safety_identifier: str | None = pydantic.Field(default=None, description="End-user id for abuse checks.")
 
     @pydantic.field_validator("input", mode="before")

@@ -24,6 +24,8 @@ _REFUSED = {
     "conversation": "Conversations are not stored here: send the whole conversation in input.",
     "prompt": "Stored prompt templates are not supported here.",
     "top_logprobs": "Log probabilities are not supported on /v1/responses here; use /v1/chat/completions.",
+    "moderation": "Moderation is not run here.",
+    "context_management": "Context management (compaction) is not supported here.",
 }
 
 

@@ -24,6 +24,9 @@ COMPLETION = "CreateCompletionResponse"
 # objects whose finish_reason is null until the choice's last chunk. This derived schema says that.
 COMPLETION_CHUNK = "x-CompletionStreamChunk"
 EMBEDDING = "CreateEmbeddingResponse"
+# With `encoding_format: "base64"` OpenAI sends each embedding as a base64 string of float32s; the
+# document only describes the float array (its SDKs decode the string). This derived schema does.
+EMBEDDING_BASE64 = "x-CreateEmbeddingResponseBase64"
 RESPONSE = "Response"
 RESPONSE_EVENT = "ResponseStreamEvent"
 
@@ -47,18 +50,24 @@ def _nullable_as_json_schema(node: Any) -> Any:
     return converted
 
 
-def _with_completion_chunk(root: dict[str, Any]) -> dict[str, Any]:
+def _with_derived_schemas(root: dict[str, Any]) -> dict[str, Any]:
     schemas = root["components"]["schemas"]
     chunk = copy.deepcopy(schemas[COMPLETION])
     reason = chunk["properties"]["choices"]["items"]["properties"]["finish_reason"]
     chunk["properties"]["choices"]["items"]["properties"]["finish_reason"] = {"anyOf": [reason, {"type": "null"}]}
     schemas[COMPLETION_CHUNK] = chunk
+    base64 = copy.deepcopy(schemas["Embedding"])
+    base64["properties"]["embedding"] = {"type": "string", "contentEncoding": "base64"}
+    schemas["x-EmbeddingBase64"] = base64
+    response = copy.deepcopy(schemas[EMBEDDING])
+    response["properties"]["data"]["items"] = {"$ref": "#/components/schemas/x-EmbeddingBase64"}
+    schemas[EMBEDDING_BASE64] = response
     return root
 
 
 @functools.cache
 def _validator(schema_name: str) -> jsonschema.protocols.Validator:
-    root = _with_completion_chunk(_nullable_as_json_schema(document()))
+    root = _with_derived_schemas(_nullable_as_json_schema(document()))
     root["$ref"] = f"#/components/schemas/{schema_name}"
     return jsonschema.Draft202012Validator(root)
 
