@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 
+# json_object: any object (xgrammar's and vLLM's builtin JSON grammars would allow arrays too).
+ANY_OBJECT = '{"type": "object", "additionalProperties": true}'
 # The request fields an engine honours once it applies JsonConstraint and renders tools.
 PARAMETERS = frozenset({"response_format", "tools", "tool_choice", "parallel_tool_calls"})
 

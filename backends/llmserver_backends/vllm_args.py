@@ -72,6 +72,9 @@ def engine_argv(config: base.BackendConfig, gpu_count: int) -> list[str]:
     # Safe by default: a model repository runs its own code only when the LLMServer opts in.
     if config.trust_remote_code:
         argv.append("--trust-remote-code")
+    # Structured outputs by xgrammar (as transformers and mlx here) without free whitespace between
+    # JSON tokens (engine-wide in vLLM): constrained JSON closes instead of idling in blanks.
+    argv += ["--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}']
     argv += list(config.extra_args)
     return argv
 

@@ -39,8 +39,7 @@ class Compiler:
             return None
         try:
             if constraint.schema is None:
-                # Any object (the builtin JSON grammar would allow arrays and scalars too).
-                compiled = self._compiler.compile_json_schema('{"type": "object"}', any_whitespace=False, strict_mode=False)
+                compiled = self._compiler.compile_json_schema(structured.ANY_OBJECT, any_whitespace=False)
             else:
                 compiled = self._compiler.compile_json_schema(constraint.schema, any_whitespace=False)
         except (RuntimeError, ValueError, TypeError) as error:
