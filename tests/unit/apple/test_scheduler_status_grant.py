@@ -26,7 +26,7 @@ class _Kube:
     def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         return self.objects.get((kind, namespace, name))
 
-    def delete(self, kind: str, namespace: str | None, name: str) -> bool:
+    def delete(self, kind: str, namespace: str | None, name: str, uid: str | None = None) -> bool:
         self.deleted.append((kind, name))
         return self.objects.pop((kind, namespace, name), None) is not None
 
