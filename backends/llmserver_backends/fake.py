@@ -1,7 +1,8 @@
 """A deterministic backend with every capability, for tests of the server, gateway and operator.
 
 No model files, no ML libraries: "tokens" are words and punctuation (`\\w+|[^\\w\\s]`), generation
-picks words from a fixed vocabulary with a PRNG seeded by the prompt (and `seed`), embeddings are
+picks words from a fixed vocabulary with a PRNG seeded by the prompt (and `seed`; sampling options
+and logprobs go through `fake_sampling`, token id = word index), embeddings are
 hashed bag-of-words vectors (so texts sharing words are similar) and rerank scores are their
 cosine. Usage counts are exact under that tokenizer: `count_tokens(text)` of the generated text
 equals `completion_tokens`.
@@ -32,7 +33,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import llmserver_api
-from llmserver_backends import base, threads
+from llmserver_backends import base, fake_sampling, threads
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _WORDS = (
@@ -62,7 +63,12 @@ class FakeBackend(base.ModelBackend):
     """Deterministic, instant (or delayed on purpose) stand-in for a real engine."""
 
     kind = "fake"
-    supported_parameters = frozenset({"tools", "tool_choice", "parallel_tool_calls", "seed"})
+    supported_parameters = frozenset(
+        {
+            "tools", "tool_choice", "parallel_tool_calls", "seed", "presence_penalty", "frequency_penalty",
+            "repetition_penalty", "top_k", "min_p", "logit_bias", "logprobs", "top_logprobs",
+        }
+    )  # fmt: skip
 
     def __init__(self, config: base.BackendConfig) -> None:
         super().__init__(config)
@@ -88,6 +94,10 @@ class FakeBackend(base.ModelBackend):
     @property
     def context_length(self) -> int | None:
         return int(self.options["context_length"])
+
+    @property
+    def vocab_size(self) -> int | None:
+        return len(VOCABULARY)
 
     async def load(self) -> None:
         await asyncio.sleep(float(self.options["load_delay"]))
@@ -154,6 +164,9 @@ class FakeBackend(base.ModelBackend):
         fail_after = self.options["fail_after_tokens"]
         delay = float(self.options["delay_per_token"])
         produced = 0
+        processed = fake_sampling.needed(params)
+        model = random.Random(key)  # the "model" behind the processed path: the same whatever the seed
+        generated: list[int] = []
         finished = False
         try:
             await asyncio.sleep(float(self.options["first_token_delay"]))
@@ -162,12 +175,22 @@ class FakeBackend(base.ModelBackend):
                     raise base.BackendError(f"fake engine failure after {produced} tokens (internal detail)")
                 if produced and delay:
                     await asyncio.sleep(delay)
-                word = rng.choice(VOCABULARY) if script is None else script[produced]
+                logprobs: tuple[base.TokenLogprob, ...] = ()
+                if script is not None:
+                    word = script[produced]
+                elif processed:
+                    index, logprobs = fake_sampling.choose(
+                        model, rng, VOCABULARY, params, generated, first=not produced
+                    )
+                    generated.append(index)
+                    word = VOCABULARY[index]
+                else:
+                    word = rng.choice(VOCABULARY)
                 produced += 1
                 self.tokens_generated += 1
                 finish = "length" if produced >= max_tokens else "stop" if produced >= natural_end else None
                 text = word if produced == 1 or script is not None else " " + word
-                yield base.Delta(text, n_prompt, produced, finish)
+                yield base.Delta(text, n_prompt, produced, finish, logprobs=logprobs)
                 if finish is not None:
                     finished = True
                     return

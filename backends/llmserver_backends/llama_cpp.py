@@ -23,7 +23,7 @@ import inspect
 import pathlib
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 import llama_cpp
@@ -31,7 +31,7 @@ from llama_cpp import llama_chat_format
 from llmserver_api import detection
 
 import llmserver_api
-from llmserver_backends import base, threads
+from llmserver_backends import base, llama_cpp_grammar, structured, threads, token_logprobs
 
 # Architectures llama.cpp runs as encoders: they embed, they cannot generate.
 _ENCODER_ARCHS = {
@@ -70,7 +70,12 @@ class LlamaCppBackend(base.ModelBackend):
     """One GGUF file served by llama.cpp."""
 
     kind = "llama-cpp"
-    supported_parameters = frozenset({"seed"})
+    supported_parameters = frozenset(
+        {
+            "seed", "presence_penalty", "frequency_penalty", "repetition_penalty", "top_k", "min_p", "logit_bias",
+            "logprobs", "top_logprobs", *structured.PARAMETERS,
+        }
+    )  # fmt: skip
 
     def __init__(self, config: base.BackendConfig) -> None:
         super().__init__(config)
@@ -173,6 +178,10 @@ class LlamaCppBackend(base.ModelBackend):
 
         await threads.run(self._executor, close)  # the idle worker thread stays for a later load()
 
+    @property
+    def vocab_size(self) -> int | None:
+        return self._llm.n_vocab() if self._llm is not None else None
+
     def _tokens(self, text: str) -> list[int]:
         llm = self._llm or self._embedder
         assert llm is not None, "model not loaded"
@@ -182,11 +191,16 @@ class LlamaCppBackend(base.ModelBackend):
         """Tokens of `text` as a completion prompt (BOS included when the model adds one)."""
         return len(self._tokens(text))
 
-    def _chat_tokens(self, messages: list[base.ChatMessage]) -> list[int]:
+    def check_parameters(self, options: Mapping[str, object]) -> None:
+        super().check_parameters(options)
+        if "tools" in options and "chat_format" in self._extra:
+            raise base.UnsupportedParameter("tools", "tools need the GGUF's own chat template (no chat_format)")
+
+    def _chat_tokens(self, messages: list[base.ChatMessage], tools: tuple[Mapping[str, Any], ...]) -> list[int]:
         if any(m.images for m in messages):
             raise base.UnsupportedRequest("the llama-cpp backend does not accept images")
         assert self._llm is not None and self._format is not None, "model not loaded"
-        rendered = self._format(messages=[_message_dict(m) for m in messages])
+        rendered = self._format(messages=[_message_dict(m) for m in messages], **structured.tool_template_kwargs(tools))
         return self._llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True)
 
     def _check_context(self, n_prompt: int, max_tokens: int | None, param: str) -> None:
@@ -216,26 +230,38 @@ class LlamaCppBackend(base.ModelBackend):
         llm.set_seed(params.seed & 0xFFFFFFFF if params.seed is not None else random.getrandbits(31))
         vocab = llama_cpp.llama_model_get_vocab(llm.model)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        processor = _LogitsProcessor(params.logit_bias, params.logprobs is not None)
         produced = 0
         for token in llm.generate(
-            tokens, top_k=0, top_p=params.top_p, min_p=0.0, temp=params.temperature, repeat_penalty=1.0
+            tokens,
+            top_k=params.top_k,
+            top_p=params.top_p,
+            min_p=params.min_p,
+            temp=params.temperature,
+            repeat_penalty=params.repetition_penalty,
+            frequency_penalty=params.frequency_penalty,
+            presence_penalty=params.presence_penalty,
+            logits_processor=llama_cpp.LogitsProcessorList([processor]) if processor.needed else None,
+            grammar=llama_cpp_grammar.grammar(params.constraint),
         ):
             if llama_cpp.llama_vocab_is_eog(vocab, token):
                 yield base.Delta(decoder.decode(b"", final=True), n_prompt, produced, "stop", time.perf_counter())
                 return
             produced += 1  # noqa: SIM113 - end-of-generation tokens are not counted
-            text = decoder.decode(llm.detokenize([token]))
+            raw = llm.detokenize([token])
+            text = decoder.decode(raw)
+            logprobs = processor.logprobs(token, params.logprobs, lambda t: llm.detokenize([t]))
             if produced >= max_tokens:
                 yield base.Delta(
-                    text + decoder.decode(b"", final=True), n_prompt, produced, "length", time.perf_counter()
+                    text + decoder.decode(b"", final=True), n_prompt, produced, "length", time.perf_counter(), logprobs
                 )
                 return
-            yield base.Delta(text, n_prompt, produced, None, time.perf_counter())
+            yield base.Delta(text, n_prompt, produced, None, time.perf_counter(), logprobs)
 
     def chat(self, messages: list[base.ChatMessage], params: base.SamplingParams) -> AsyncIterator[base.Delta]:
         return threads.stream(
             self._executor,
-            lambda cancel: self._generate(lambda: self._chat_tokens(messages), params, "messages", cancel),
+            lambda cancel: self._generate(lambda: self._chat_tokens(messages, params.tools), params, "messages", cancel),
         )
 
     def complete(self, prompt: str, params: base.SamplingParams) -> AsyncIterator[base.Delta]:
@@ -261,8 +287,31 @@ class LlamaCppBackend(base.ModelBackend):
         return await threads.run(self._executor, self._embed_sync, texts)
 
 
+class _LogitsProcessor:
+    """First in llama.cpp's sampler chain, so it sees the model's raw logits (in token-id order):
+    adds logit_bias and keeps the row's log probabilities when the request asked for logprobs."""
+
+    def __init__(self, bias: Mapping[int, float], keep: bool) -> None:
+        self.bias = dict(bias)
+        self.keep = keep
+        self.needed = bool(bias) or keep
+        self._last: Any = None
+
+    def __call__(self, _: Any, logits: Any) -> Any:
+        if self.keep:
+            self._last = token_logprobs.log_softmax(logits)
+        for token, value in self.bias.items():
+            logits[token] += value
+        return logits
+
+    def logprobs(self, token: int, k: int | None, token_bytes: Callable[[int], bytes]) -> tuple[base.TokenLogprob, ...]:
+        """The chosen token's entry (after the sampler ran on the row this processor saw)."""
+        if k is None or self._last is None:
+            return ()
+        return (token_logprobs.entry(self._last, token, k, token_bytes),)
+
+
 def _message_dict(message: base.ChatMessage) -> dict[str, Any]:
-    item: dict[str, Any] = {"role": message.role, "content": message.content}
-    if message.name:
-        item["name"] = message.name
-    return item
+    return structured.template_message(
+        message.role, message.content, name=message.name, tool_calls=message.tool_calls, tool_call_id=message.tool_call_id
+    )

@@ -11,16 +11,24 @@ import importlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from llmserver_backends import base, mlx_generation, mlx_worker
+from llmserver_backends import base, mlx_generation, mlx_grammar, mlx_worker, structured, xgrammar_guide
 
 
 class MlxBackend(mlx_worker.MlxWorkerBackend[list[int]]):
     """Serves one text model with mlx-lm; options: max_kv_size (rotating KV cache size)."""
 
     kind = "mlx"
-    supported_parameters = frozenset({"seed"})
+    supported_parameters = frozenset(
+        {
+            "seed", "presence_penalty", "frequency_penalty", "repetition_penalty", "top_k", "min_p", "logit_bias",
+            "logprobs", "top_logprobs", *structured.PARAMETERS,
+        }
+    )  # fmt: skip
+    _grammars: xgrammar_guide.Compiler | None = None  # built on the first constrained request
     engine_name = "mlx-lm"
-    managed = frozenset({"prompt", "model", "stream", "max_tokens", "sampler", "max_kv_size", "prompt_cache"})
+    managed = frozenset(
+        {"prompt", "model", "stream", "max_tokens", "sampler", "logits_processors", "max_kv_size", "prompt_cache"}
+    )
 
     def load_engine(self) -> tuple[Callable[..., Any], Callable[..., tuple[Any, Any]]]:
         import mlx_lm
@@ -32,12 +40,16 @@ class MlxBackend(mlx_worker.MlxWorkerBackend[list[int]]):
         return len(self._loaded_engine().encode(text))
 
     def chat(self, messages: list[base.ChatMessage], params: base.SamplingParams) -> AsyncIterator[base.Delta]:
-        conversation = [{"role": m.role, "content": m.content} for m in messages]
+        conversation = [
+            structured.template_message(m.role, m.content, tool_calls=m.tool_calls, tool_call_id=m.tool_call_id)
+            for m in messages
+        ]
+        tools = structured.tool_template_kwargs(params.tools)
 
         def tokens() -> list[int]:
             tokenizer = self._loaded_engine()
             prompt = mlx_worker.chat_template(
-                lambda: tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+                lambda: tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False, **tools)
             )
             # The template wrote the special tokens; the tokenizer must not add a BOS again.
             return list(tokenizer.encode(prompt, add_special_tokens=False))
@@ -57,6 +69,14 @@ class MlxBackend(mlx_worker.MlxWorkerBackend[list[int]]):
     def prompt_tokens(self, prepared: list[int]) -> int:
         return len(prepared)
 
+    def _grammar_processors(self, params: base.SamplingParams) -> list[Any]:
+        if params.constraint is None:
+            return []
+        if self._grammars is None:
+            self._grammars = mlx_grammar.compiler(self._model, self._loaded_engine())
+        guide = self._grammars.guide(params.constraint)
+        return [] if guide is None else [mlx_grammar.GrammarProcessor(guide)]
+
     def generate(self, prepared: list[int], max_tokens: int, params: base.SamplingParams) -> Iterator[Any]:
         import mlx.core as mx
         import mlx_lm
@@ -69,7 +89,13 @@ class MlxBackend(mlx_worker.MlxWorkerBackend[list[int]]):
             self._loaded_engine(),
             prepared,
             max_tokens=max_tokens,
-            sampler=sample_utils.make_sampler(temp=params.temperature, top_p=mlx_generation.top_p(params.top_p)),
+            sampler=sample_utils.make_sampler(
+                temp=params.temperature, top_p=mlx_generation.top_p(params.top_p), min_p=params.min_p, top_k=params.top_k
+            ),
+            logits_processors=sample_utils.make_logits_processors(
+                **mlx_generation.sampling_kwargs(params, self.context_length)
+            )
+            + self._grammar_processors(params),
             max_kv_size=self.config.options.get("max_kv_size"),
             **self._engine_kwargs,
         )

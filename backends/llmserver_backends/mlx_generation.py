@@ -15,29 +15,47 @@ import pathlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from llmserver_backends import base, stops, vllm_inputs
+from llmserver_backends import base, stops, token_logprobs, vllm_inputs
 
 log = logging.getLogger(__name__)
 
 
-def deltas(responses: Iterator[Any], stop: tuple[str, ...]) -> Iterator[base.Delta]:
-    """mlx-lm / mlx-vlm responses as our Deltas (cumulative usage), ending at a stop string."""
+def deltas(
+    responses: Iterator[Any],
+    stop: tuple[str, ...],
+    logprobs: int | None = None,
+    token_bytes: Callable[[int], bytes] | None = None,
+) -> Iterator[base.Delta]:
+    """mlx-lm / mlx-vlm responses as our Deltas (cumulative usage), ending at a stop string.
+
+    With `logprobs` (k alternatives), each response's token gets an entry from the engine's
+    log-probability vector (computed after logit_bias and the penalties, before sampling). Each
+    token gets one entry: mlx-vlm's last response repeats the last token, and a "stop" one of
+    either engine carries the end-of-sequence token, which is not part of the text."""
     matcher = stops.StopMatcher(stop)
     prompt_tokens = completion_tokens = 0
+    held: tuple[base.TokenLogprob, ...] = ()
+    entries = 0
     last = False  # set before the final delta: leaving after it is no early stop
     try:
         for response in responses:
             prompt_tokens, completion_tokens = int(response.prompt_tokens), int(response.generation_tokens)
+            if logprobs is not None and token_bytes is not None and response.finish_reason != "stop":
+                if completion_tokens > entries:
+                    entries += 1
+                    held += _entry(response, logprobs, token_bytes)
             text, stopped = matcher.feed(response.text)
             if stopped or response.finish_reason is not None:
                 reason = "length" if response.finish_reason == "length" and not stopped else "stop"
                 last = True
-                yield base.Delta(text if stopped else text + matcher.flush(), prompt_tokens, completion_tokens, reason)
+                final = text if stopped else text + matcher.flush()
+                yield base.Delta(final, prompt_tokens, completion_tokens, reason, logprobs=held)
                 return
             if text:
-                yield base.Delta(text, prompt_tokens, completion_tokens)
+                yield base.Delta(text, prompt_tokens, completion_tokens, logprobs=held)
+                held = ()
         last = True
-        yield base.Delta(matcher.flush(), prompt_tokens, completion_tokens, "stop")
+        yield base.Delta(matcher.flush(), prompt_tokens, completion_tokens, "stop", logprobs=held)
     except GeneratorExit:
         # The consumer left mid-stream (client gone, timeout): say how far the engine got.
         if not last:
@@ -48,6 +66,32 @@ def deltas(responses: Iterator[Any], stop: tuple[str, ...]) -> Iterator[base.Del
         close = getattr(responses, "close", None)
         if close is not None:
             close()
+
+
+def _entry(response: Any, k: int, token_bytes: Callable[[int], bytes]) -> tuple[base.TokenLogprob, ...]:
+    import numpy as np
+
+    if response.token is None or response.logprobs is None:
+        return ()
+    row = np.asarray(response.logprobs, dtype=np.float64).reshape(-1)
+    return (token_logprobs.entry(row, int(response.token), k, token_bytes),)
+
+
+def sampling_kwargs(params: base.SamplingParams, context: int | None) -> dict[str, Any]:
+    """logit_bias and the penalties as the keyword arguments both mlx-lm's
+    make_logits_processors and mlx-vlm's generate_step take; the penalties look back over the
+    whole context (mlx's default is the last 20 tokens)."""
+    window = context or 4096
+    kwargs: dict[str, Any] = {}
+    if params.logit_bias:
+        kwargs["logit_bias"] = dict(params.logit_bias)
+    if params.repetition_penalty != 1.0:
+        kwargs.update(repetition_penalty=params.repetition_penalty, repetition_context_size=window)
+    if params.presence_penalty:
+        kwargs.update(presence_penalty=params.presence_penalty, presence_context_size=window)
+    if params.frequency_penalty:
+        kwargs.update(frequency_penalty=params.frequency_penalty, frequency_context_size=window)
+    return kwargs
 
 
 def context_length(model_path: str) -> int | None:

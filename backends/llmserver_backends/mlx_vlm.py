@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import llmserver_api
-from llmserver_backends import base, mlx_worker
+from llmserver_backends import base, mlx_generation, mlx_worker
 
 _PREPARED = ("input_ids", "pixel_values", "attention_mask")
 Inputs = tuple[str, dict[str, Any]]  # the prompt text and the processor's outputs as MLX arrays
@@ -28,12 +28,19 @@ class MlxVlmBackend(mlx_worker.MlxWorkerBackend[Inputs]):
     """Serves one vision-language model; options: max_kv_size, max_tokens (default length)."""
 
     kind = "mlx-vlm"
-    supported_parameters = frozenset({"seed"})
+    supported_parameters = frozenset(
+        {
+            "seed", "presence_penalty", "frequency_penalty", "repetition_penalty", "top_k", "min_p", "logit_bias",
+            "logprobs", "top_logprobs",
+        }
+    )  # fmt: skip
     engine_name = "mlx-vlm"
     default_capabilities = frozenset({llmserver_api.Capability.TEXT_GENERATION, llmserver_api.Capability.VISION})
     managed = frozenset({
         "input_ids", "model", "pixel_values", "mask", "max_tokens", "temperature", "top_p", "seed",
-        "max_kv_size", "prompt_cache", "sampler",
+        "max_kv_size", "prompt_cache", "sampler", "min_p", "top_k", "logit_bias", "logits_processors",
+        "repetition_penalty", "repetition_context_size", "presence_penalty", "presence_context_size",
+        "frequency_penalty", "frequency_context_size",
     })  # fmt: skip
 
     def load_engine(self) -> tuple[Callable[..., Any], Callable[..., tuple[Any, Any]]]:
@@ -89,6 +96,9 @@ class MlxVlmBackend(mlx_worker.MlxWorkerBackend[Inputs]):
             max_tokens=max_tokens,
             temperature=params.temperature,
             top_p=params.top_p,
+            min_p=params.min_p,
+            top_k=params.top_k or None,
+            **mlx_generation.sampling_kwargs(params, self.context_length),
             seed=None if params.seed is None else params.seed & 0xFFFFFFFFFFFFFFFF,  # mlx: unsigned 64-bit
             max_kv_size=self.config.options.get("max_kv_size"),
             **self._engine_kwargs,

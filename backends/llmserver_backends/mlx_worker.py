@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 import llmserver_api
-from llmserver_backends import base, mlx_generation, threads
+from llmserver_backends import base, mlx_generation, threads, token_logprobs
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +94,27 @@ class MlxWorkerBackend(base.ModelBackend, Generic[P]):
             if n_prompt == 0:  # nothing to condition on: the engine would fail on an empty array
                 raise base.UnsupportedRequest("the prompt must not be empty")
             max_tokens = mlx_generation.budget(n_prompt, params.max_tokens, self.default_max_tokens(), self._context)
-            return mlx_generation.deltas(self.generate(prepared, max_tokens, params), params.stop)
+            token_bytes = self.token_bytes() if params.logprobs is not None else None
+            responses = self.generate(prepared, max_tokens, params)
+            return mlx_generation.deltas(responses, params.stop, params.logprobs, token_bytes)
 
         return threads.stream(self._worker, run)
+
+    def _hf_tokenizer(self) -> Any:
+        """The Hugging Face tokenizer under mlx-lm's TokenizerWrapper or mlx-vlm's processor."""
+        engine = self._loaded_engine()
+        for candidate in (engine, getattr(engine, "tokenizer", None), getattr(engine, "_tokenizer", None)):
+            if hasattr(type(candidate), "__len__") and hasattr(candidate, "convert_ids_to_tokens"):
+                return candidate
+        raise base.BackendError(f"the {self.kind} engine exposes no Hugging Face tokenizer")
+
+    def token_bytes(self) -> Callable[[int], bytes]:
+        """A token's UTF-8 bytes, for logprobs."""
+        return token_logprobs.hf_token_bytes(self._hf_tokenizer())
+
+    @property
+    def vocab_size(self) -> int | None:
+        return None if self._engine is None else len(self._hf_tokenizer())
 
     def load_engine(self) -> tuple[Callable[..., Any], Callable[..., tuple[Any, Any]]]:
         """(the engine's generate_step, which extraArgs are checked against; its `load`), imported

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import llmserver_api
-from llmserver_backends import base, threads
+from llmserver_backends import base, structured, threads, xgrammar_guide
 from llmserver_backends import transformers_encoders as encoders
 from llmserver_backends import transformers_generation as generation
 from llmserver_backends import transformers_loading as loading
@@ -28,7 +28,12 @@ class TransformersBackend(base.ModelBackend):
     """One Hugging Face model directory served in-process with torch."""
 
     kind = "transformers"
-    supported_parameters = frozenset({"seed"})
+    supported_parameters = frozenset(
+        {
+            "seed", "presence_penalty", "frequency_penalty", "repetition_penalty", "top_k", "min_p", "logit_bias",
+            "logprobs", "top_logprobs", *structured.PARAMETERS,
+        }
+    )  # fmt: skip
 
     def __init__(self, config: base.BackendConfig) -> None:
         super().__init__(config)
@@ -46,6 +51,7 @@ class TransformersBackend(base.ModelBackend):
         self._pooling = "mean"
         self._embed_max: int | None = None
         self._stop_ids: frozenset[int] = frozenset()
+        self._grammars: xgrammar_guide.Compiler | None = None  # built on the first constrained request
 
     @property
     def capabilities(self) -> frozenset[llmserver_api.Capability]:
@@ -54,6 +60,12 @@ class TransformersBackend(base.ModelBackend):
     @property
     def context_length(self) -> int | None:
         return self._context_length
+
+    @property
+    def vocab_size(self) -> int | None:
+        if self._model is None or self._head != loading.Head.CAUSAL_LM:
+            return None
+        return int(self._model.get_output_embeddings().weight.shape[0])
 
     # -- loading --------------------------------------------------------------------------------
 
@@ -128,13 +140,28 @@ class TransformersBackend(base.ModelBackend):
             tokens = [start]
         return tokens
 
-    def _chat_tokens(self, messages: list[base.ChatMessage]) -> list[int]:
+    def _guide(self, constraint: structured.JsonConstraint | None) -> xgrammar_guide.Guide | None:
+        if constraint is None:
+            return None
+        if self._grammars is None:
+            vocab = int(getattr(self._model.config, "vocab_size", 0) or len(self._tokenizer))
+            self._grammars = xgrammar_guide.Compiler(self._tokenizer, vocab, self._stop_ids)
+        return self._grammars.guide(constraint)
+
+    def _chat_tokens(self, messages: list[base.ChatMessage], tools: tuple[Any, ...] = ()) -> list[int]:
         if any(m.images for m in messages):
             raise base.UnsupportedRequest("the transformers backend does not accept images")
         if not getattr(self._tokenizer, "chat_template", None):
             raise base.UnsupportedRequest("this model has no chat template; use /v1/completions")
-        dicts = [{"role": m.role, "content": m.content, **({"name": m.name} if m.name else {})} for m in messages]
-        text = self._tokenizer.apply_chat_template(dicts, add_generation_prompt=True, tokenize=False)
+        dicts = [
+            structured.template_message(
+                m.role, m.content, name=m.name, tool_calls=m.tool_calls, tool_call_id=m.tool_call_id
+            )
+            for m in messages
+        ]
+        text = self._tokenizer.apply_chat_template(
+            dicts, add_generation_prompt=True, tokenize=False, **structured.tool_template_kwargs(tools)
+        )
         # The template already holds any BOS/special tokens: adding them again would double them.
         return list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
@@ -156,12 +183,14 @@ class TransformersBackend(base.ModelBackend):
         return generation.generate(
             self._model, self._tokenizer, tokens, params,
             max_tokens=max_tokens, stop_ids=self._stop_ids, seed=seed, cancel=cancel,
+            guide=self._guide(params.constraint),
         )  # fmt: skip
 
     def chat(self, messages: list[base.ChatMessage], params: base.SamplingParams) -> AsyncIterator[base.Delta]:
-        return threads.stream(
-            self._executor, lambda cancel: self._generate(lambda: self._chat_tokens(messages), params, "messages", cancel)
-        )
+        def tokens() -> list[int]:
+            return self._chat_tokens(messages, params.tools)
+
+        return threads.stream(self._executor, lambda cancel: self._generate(tokens, params, "messages", cancel))
 
     def complete(self, prompt: str, params: base.SamplingParams) -> AsyncIterator[base.Delta]:
         return threads.stream(

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from testkit import engine_checks, runtime_server
+from testkit import engine_checks, runtime_server, sampling_checks
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -65,3 +65,8 @@ def test_mlx_generates_on_metal_on_a_mac() -> None:
 
     assert mx.metal.is_available()
     assert mx.default_device() == mx.gpu
+
+
+class TestSampling(sampling_checks.SamplingChecks):
+    model = MODEL
+    backend = "mlx"

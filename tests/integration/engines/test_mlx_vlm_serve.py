@@ -15,7 +15,7 @@ from typing import Any
 import openai
 import pytest
 
-from testkit import engine_checks, runtime_server
+from testkit import engine_checks, runtime_server, sampling_checks
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -118,3 +118,8 @@ def test_bad_images_are_client_errors(server: runtime_server.RuntimeServer) -> N
                 messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}],
             )  # fmt: skip
         assert refused.value.body["type"] == "invalid_request_error"  # type: ignore[index]
+
+
+class TestSampling(sampling_checks.SamplingChecks):
+    model = MODEL
+    backend = "mlx-vlm"

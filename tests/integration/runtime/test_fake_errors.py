@@ -101,7 +101,6 @@ def test_context_length_exceeded_is_400(fake_server: runtime_server.RuntimeServe
 def test_unsupported_options_are_refused_by_name(fake_server: runtime_server.RuntimeServer) -> None:
     client = fake_server.client()
     for kwargs, param in (
-        ({"logprobs": True}, "logprobs"),
         ({"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required"}, "tool_choice"),
         ({"response_format": {"type": "json_object"}}, "response_format"),
     ):
