@@ -58,9 +58,13 @@ class Guide:
         self.vocab_size = vocab_size
 
     def allowed(self) -> Any:
-        """A numpy bool array over the vocabulary: the tokens the grammar allows next."""
+        """A numpy bool array over the vocabulary: the tokens the grammar allows next (all of them
+        once it accepted an end token: engines that compute a step ahead, as mlx-lm does, ask
+        again after the end, and that step's token is never used)."""
         import numpy as np
 
+        if self._matcher.is_terminated():
+            return np.ones(self.vocab_size, dtype=bool)
         self._matcher.fill_next_token_bitmask(self._bitmask)
         bits = np.unpackbits(self._bitmask.numpy().view(np.uint8), bitorder="little")
         return bits[: self.vocab_size].astype(bool)
