@@ -104,11 +104,72 @@ class PvcSource(common.ApiModel):
     )
 
 
+class SecretRef(common.ApiModel):
+    """A Secret of the same namespace, read by fixed key names."""
+
+    name: str = pydantic.Field(
+        ..., min_length=1, max_length=253, description="Name of the Secret in the LLMServer's namespace."
+    )
+
+
+class S3Source(common.ApiModel):
+    """An object (key) or every object under a prefix in an S3 bucket (AWS or an S3-compatible store),
+    downloaded into the model cache by a Job, resumed and checksum-verified like a Hub download."""
+
+    bucket: str = pydantic.Field(..., pattern=paths.S3_BUCKET, description="Bucket name.")
+    key: str | None = pydantic.Field(
+        None, min_length=1, max_length=1000, pattern=paths.RELATIVE_PATH,
+        description="Download this one object (e.g. models/qwen.gguf); segments may not start with '.'. "
+        "Exactly one of key and prefix.",
+    )  # fmt: skip
+    prefix: str | None = pydantic.Field(
+        None, min_length=1, max_length=1000, pattern=paths.RELATIVE_PATH,
+        description="Download every object under this folder (e.g. models/qwen2.5-0.5b, no trailing '/'); "
+        "segments may not start with '.'. Exactly one of key and prefix.",
+    )  # fmt: skip
+    endpoint: str | None = pydantic.Field(
+        None, max_length=500, pattern=r"^https?://[^\s/?#]+/?$",
+        description="Endpoint URL of an S3-compatible store (e.g. http://minio.storage:9000); unset: AWS S3.",
+    )  # fmt: skip
+    region: str | None = pydantic.Field(
+        None, max_length=50, pattern=r"^[a-z0-9-]+$", description="Region of the bucket (e.g. eu-west-1)."
+    )
+    credentials_secret_ref: SecretRef | None = pydantic.Field(
+        None,
+        description="Secret with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (optionally "
+        "AWS_SESSION_TOKEN), given to the download Job as env; unset: the pod's own identity or a public bucket.",
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _key_or_prefix(self) -> S3Source:
+        _enforce(rules.S3_RULES, self.to_wire())
+        return self
+
+    @property
+    def path(self) -> str:
+        """The key, or the prefix."""
+        return self.key or self.prefix or ""
+
+
+class UrlSource(common.ApiModel):
+    """One file (e.g. a GGUF on an internal mirror) fetched over http(s) and verified by its SHA-256."""
+
+    url: str = pydantic.Field(
+        ..., max_length=2000, pattern=paths.HTTP_URL,
+        description="http(s) URL of the file; no credentials in it (the URL is in the Job's arguments).",
+    )  # fmt: skip
+    sha256: str = pydantic.Field(
+        ..., pattern=paths.SHA256_HEX, description="SHA-256 of the file, 64 hex digits: a mismatch fails the download."
+    )
+
+
 class Source(common.ApiModel):
-    """Where the model's files come from. Exactly one of huggingFace and pvc."""
+    """Where the model's files come from. Exactly one of huggingFace, pvc, s3 and url."""
 
     hugging_face: HuggingFaceSource | None = pydantic.Field(None, description="Download from the Hugging Face Hub.")
     pvc: PvcSource | None = pydantic.Field(None, description="Use files already on a PersistentVolumeClaim.")
+    s3: S3Source | None = pydantic.Field(None, description="Download from an S3 bucket (or S3-compatible store).")
+    url: UrlSource | None = pydantic.Field(None, description="Download one file over http(s), checked by SHA-256.")
 
     @pydantic.model_validator(mode="after")
     def _exactly_one(self) -> Source:
@@ -363,7 +424,16 @@ class LLMServerStatus(common.ApiModel):
     )
     observed_generation: int | None = pydantic.Field(None, description="The generation last reconciled.")
     endpoint: str | None = pydantic.Field(None, description="Gateway base URL to call this model through.")
-    replicas: int | None = pydantic.Field(None, description="Replicas wanted.")
+    replicas: int | None = pydantic.Field(
+        None,
+        description="Runtime replicas observed (the scale subresource's status.replicas): the runtime "
+        "Deployment's status.replicas; on a Mac 1 while its runtime is loaded, else 0; 0 for Proxy.",
+    )
+    selector: str | None = pydantic.Field(
+        None,
+        description="Label selector of the runtime pods, as a string (the scale subresource's status.selector, "
+        "read by HorizontalPodAutoscalers and KEDA).",
+    )
     ready_replicas: int = pydantic.Field(0, ge=0, description="Replicas ready to serve.")
     download: DownloadProgress | None = pydantic.Field(None, description="Model download progress.")
     placement: Placement | None = pydantic.Field(None, description="Mac placement (mlx, mlx-vlm).")

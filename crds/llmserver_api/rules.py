@@ -68,7 +68,7 @@ SPEC_RULES: tuple[Rule, ...] = (
     Rule(
         name="selfhosted-requires-source",
         cel="self.mode != 'SelfHosted' || has(self.source)",
-        message="spec.source (huggingFace or pvc) is required when spec.mode is SelfHosted",
+        message="spec.source (huggingFace, pvc, s3 or url) is required when spec.mode is SelfHosted",
         field_path=".source",
         holds=lambda spec: spec.get("mode") != "SelfHosted" or "source" in spec,
     ),
@@ -132,13 +132,25 @@ SPEC_RULES: tuple[Rule, ...] = (
     _config_rule("mlxVlm", "mlx-vlm"),
 )
 
+SOURCE_KINDS = ("huggingFace", "pvc", "s3", "url")
+
 SOURCE_RULES: tuple[Rule, ...] = (
     Rule(
         name="source-exactly-one",
-        cel="has(self.huggingFace) != has(self.pvc)",
-        message="exactly one of spec.source.huggingFace and spec.source.pvc must be set",
+        cel=" + ".join(f"(has(self.{kind}) ? 1 : 0)" for kind in SOURCE_KINDS) + " == 1",
+        message="exactly one of spec.source.huggingFace, spec.source.pvc, spec.source.s3 and spec.source.url must be set",
         field_path="",
-        holds=lambda source: ("huggingFace" in source) != ("pvc" in source),
+        holds=lambda source: sum(kind in source for kind in SOURCE_KINDS) == 1,
+    ),
+)
+
+S3_RULES: tuple[Rule, ...] = (
+    Rule(
+        name="s3-key-or-prefix",
+        cel="has(self.key) != has(self.prefix)",
+        message="exactly one of spec.source.s3.key and spec.source.s3.prefix must be set",
+        field_path="",
+        holds=lambda s3: ("key" in s3) != ("prefix" in s3),
     ),
 )
 

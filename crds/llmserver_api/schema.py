@@ -106,6 +106,7 @@ def llmserver_schema() -> Schema:
     spec["properties"]["capabilities"]["x-kubernetes-list-type"] = "set"
     _attach(spec, (), rules.spec_rules())
     _attach(spec, ("source",), rules.SOURCE_RULES)
+    _attach(spec, ("source", "s3"), rules.S3_RULES)
     _attach(spec, ("transformers",), rules.TRANSFORMERS_RULES)
     schema = _top_level(
         spec,
