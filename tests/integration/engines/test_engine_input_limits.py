@@ -42,7 +42,11 @@ ENGINES = {
 }  # fmt: skip
 
 
-@pytest.fixture(scope="module", params=sorted(ENGINES))
+GENERATING = sorted(name for name, engine in ENGINES.items() if engine.generates)
+ENCODING = sorted(name for name, engine in ENGINES.items() if engine.embeds or engine.reranks)
+
+
+@pytest.fixture(scope="module")
 def served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Engine, runtime_server.RuntimeServer]]:
@@ -71,10 +75,9 @@ def alive(engine: Engine, server: runtime_server.RuntimeServer) -> None:
     assert response.status_code == 200, response.text
 
 
+@pytest.mark.parametrize("served", GENERATING, indirect=True)
 def test_empty_prompts_are_served_or_refused_never_crash(served: tuple[Engine, runtime_server.RuntimeServer]) -> None:
     engine, server = served
-    if not engine.generates:
-        pytest.skip("no text generation")
     for body in (
         '{"model": "tiny", "prompt": "", "max_tokens": 2}',
         '{"model": "tiny", "prompt": ["", "a"], "max_tokens": 2}',
@@ -88,12 +91,11 @@ def test_empty_prompts_are_served_or_refused_never_crash(served: tuple[Engine, r
     alive(engine, server)
 
 
+@pytest.mark.parametrize("served", GENERATING, indirect=True)
 def test_hostile_generation_inputs_are_400_naming_the_parameter(
     served: tuple[Engine, runtime_server.RuntimeServer],
 ) -> None:
     engine, server = served
-    if not engine.generates:
-        pytest.skip("no text generation")
     cases = [
         ("/v1/completions", '{"model": "tiny", "prompt": "a\\ud800", "max_tokens": 2}', "prompt"),
         ("/v1/chat/completions", '{"model": "tiny", "messages": [{"role": "user", "content": "\\udc00"}]}',
@@ -109,10 +111,9 @@ def test_hostile_generation_inputs_are_400_naming_the_parameter(
     alive(engine, server)
 
 
+@pytest.mark.parametrize("served", GENERATING, indirect=True)
 def test_extreme_seeds_and_odd_text_are_served(served: tuple[Engine, runtime_server.RuntimeServer]) -> None:
     engine, server = served
-    if not engine.generates:
-        pytest.skip("no text generation")
     for seed in (2**63 - 1, -(2**63), -1):
         body = f'{{"model": "tiny", "prompt": "nul \\u0000 and \\ud83d\\ude00", "max_tokens": 2, "seed": {seed}}}'
         response = post(server, "/v1/completions", body)
@@ -120,10 +121,9 @@ def test_extreme_seeds_and_odd_text_are_served(served: tuple[Engine, runtime_ser
     alive(engine, server)
 
 
+@pytest.mark.parametrize("served", ENCODING, indirect=True)
 def test_empty_embedding_and_rerank_texts_are_400(served: tuple[Engine, runtime_server.RuntimeServer]) -> None:
     engine, server = served
-    if not (engine.embeds or engine.reranks):
-        pytest.skip("neither embeddings nor rerank")
     cases = []
     if engine.embeds:
         cases += [('{"model": "tiny", "input": ["", "a"]}', "input"), ('{"model": "tiny", "input": ""}', "input")]
