@@ -41,9 +41,12 @@ def transitions(before: Mapping[str, Any] | None, after: Mapping[str, Any],
     old_node = ((before or {}).get("placement") or {}).get("node")
     if placement is not None and placement.node != old_node:
         out.append(Happened("Normal", "PlacedOnAppleNode", placement.reason or f"placed on AppleNode {placement.node!r}"))
-    wanted_before, wanted = (before or {}).get("replicas"), after.get("replicas")
-    if wanted_before is not None and wanted is not None and wanted != wanted_before:
-        out.append(Happened("Normal", "Scaled", f"spec.replicas changed from {wanted_before} to {wanted}"))
+    # status.replicas is the observed count: it moves on its own during a first rollout, so only a
+    # server that was serving (or unloaded) reports that its runtime was scaled
+    had, has = (before or {}).get("replicas"), after.get("replicas")
+    settled = (before or {}).get("phase") in ("Ready", "Unloaded")
+    if settled and had is not None and has is not None and has != had:
+        out.append(Happened("Normal", "Scaled", f"runtime replicas went from {had} to {has}"))
     ready_before, ready = int((before or {}).get("readyReplicas") or 0), int(after.get("readyReplicas") or 0)
     if ready > ready_before and after.get("replicas"):
         out.append(Happened("Normal", "ReplicaReady", f"{ready}/{after.get('replicas')} replicas ready"))

@@ -148,7 +148,8 @@ class Reconciler:
                     self._remove_controller_slices(server)
         except children_mod.ChildProblem as exc:
             observed = status.Observed(child_problem=(exc.reason, exc.message))
-        observed = dataclasses.replace(observed, model_conflict=self._model_conflict(server, meta))
+        observed = dataclasses.replace(observed, model_conflict=self._model_conflict(server, meta),
+                                       selector=status.label_selector(common.selector(server)))
         return self._finish(raw, server, observed, resolved, image, before)
 
     def _finish(self, raw: Manifest, server: llmserver_api.LLMServer | None, observed: status.Observed,

@@ -20,7 +20,7 @@ from llmserver_operator.builders import plan
 
 Manifest = dict[str, Any]
 TYPES = ("Downloaded", "Ready", "Progressing", "Degraded")
-OWNED_FIELDS = ("phase", "message", "conditions", "observedGeneration", "endpoint", "replicas", "readyReplicas")
+OWNED_FIELDS = ("phase", "message", "conditions", "observedGeneration", "endpoint", "replicas", "readyReplicas", "selector")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +42,7 @@ class Observed:
     proxy_secret_opted_in: bool = True  # the Proxy's key Secret carries serving.llmserver.dev/proxy-key=true
     model_conflict: str | None = None  # "namespace/name" of an older LLMServer serving the same spec.model
     child_problem: tuple[str, str] | None = None  # (ChildConflict | InvalidChild, message): a child could not be written
+    selector: str | None = None  # label selector of the runtime pods (builders.common.selector), for /scale
 
 
 @dataclasses.dataclass
@@ -230,6 +231,22 @@ def _conflicting(verdict: _Verdict, model: str, winner: str) -> _Verdict:
     return dataclasses.replace(verdict, message=f"{verdict.message}; {message}", conditions=conditions)
 
 
+def label_selector(labels: Mapping[str, str]) -> str:
+    """Labels as the string form of a label selector (`k=v,k=v`, sorted), as /scale reports it."""
+    return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+
+
+def observed_replicas(spec: llmserver_api.LLMServerSpec | None, observed: Observed) -> int:
+    """status.replicas, the count the scale subresource reports: what runs, not what is wanted.
+    A cluster server counts its runtime Deployment's pods; a Mac placement is one runtime, counted
+    while it is loaded; a Proxy runs nothing of its own."""
+    if spec is not None and plan.placement(spec) == plan.Placement.PROXY:
+        return 0
+    if spec is not None and plan.placement(spec) == plan.Placement.APPLE:
+        return int(observed.placement is not None and observed.placement_ready and not observed.placement_problem)
+    return int(((observed.deployment or {}).get("status") or {}).get("replicas") or 0)
+
+
 def _conditions(verdict: _Verdict, previous: Mapping[str, Any] | None, generation: int | None, now: str) -> list[Manifest]:
     """Standard conditions; lastTransitionTime moves only when a condition's status changes."""
     before = {c.get("type"): c for c in (previous or {}).get("conditions") or [] if isinstance(c, dict)}
@@ -281,8 +298,9 @@ def compute(
         "conditions": conditions,
         "observedGeneration": generation,
         "endpoint": endpoint if ready and routed else None,
-        "replicas": spec.replicas if spec is not None else None,
+        "replicas": observed_replicas(spec, observed),
         "readyReplicas": verdict.ready_replicas,
+        "selector": observed.selector,
     }
     if spec is not None and plan.placement(spec) != plan.Placement.APPLE and (previous or {}).get("placement") is not None:
         out["placement"] = None  # left from Mac mode: the Mac's agent stops serving what is not placed on it

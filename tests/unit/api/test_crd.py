@@ -110,7 +110,25 @@ def test_names_scope_and_subresources(crds: dict[str, dict[str, Any]]) -> None:
     assert (apple["scope"], apple["names"]["shortNames"]) == ("Cluster", ["applenode"])
     for spec in (llms, apple):
         (version,) = spec["versions"]
-        assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
+        assert version["name"] == "v1alpha1" and "status" in version["subresources"]
+    assert apple["versions"][0]["subresources"] == {"status": {}}  # a Mac is not scaled
+
+
+def test_llmserver_scale_subresource_points_at_fields_that_exist(crds: dict[str, dict[str, Any]]) -> None:
+    """`kubectl scale llms/NAME`, HPAs and KEDA read and write these paths: each must be in the schema,
+    replicas integers and the selector a string (the API server's rule for labelSelectorPath)."""
+    (version,) = crds["LLMServer"]["spec"]["versions"]
+    scale = version["subresources"]["scale"]
+    assert scale == {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas",
+                     "labelSelectorPath": ".status.selector"}
+    schema = version["schema"]["openAPIV3Schema"]
+    types = {}
+    for path in scale.values():
+        node = schema
+        for part in path.strip(".").split("."):
+            node = node["properties"][part]
+        types[path] = node["type"]
+    assert types == {".spec.replicas": "integer", ".status.replicas": "integer", ".status.selector": "string"}
 
 
 def test_registry_matches_the_backend_enum(crds: dict[str, dict[str, Any]]) -> None:

@@ -62,10 +62,19 @@ def test_each_step_posts_once() -> None:
     assert reasons(_status("Downloading"), _status("DownloadComplete")) == ["Normal/DownloadFinished"]
     assert reasons(_status("DownloadComplete"), _status("DownloadComplete", "True", ready_replicas=1)) == [
         "Normal/ReplicaReady", "Normal/Ready"]
-    assert reasons(_status("DownloadComplete", "True", ready_replicas=1),
+    assert reasons(_status("DownloadComplete", "True", ready_replicas=1, phase="Ready"),
                    _status("DownloadComplete", "True", replicas=3, ready_replicas=1)) == ["Normal/Scaled"]
     assert reasons(_status("DownloadComplete", "True", ready_replicas=1),
                    _status("DownloadComplete", "True", ready_replicas=1)) == []
+
+
+def test_scaled_reports_observed_replicas_of_a_settled_server_only() -> None:
+    """status.replicas is observed: pods appearing during the first rollout are no scaling."""
+    starting = _status("DownloadComplete", replicas=0, phase="Starting")
+    assert "Normal/Scaled" not in reasons(starting, _status("DownloadComplete", replicas=1, phase="Starting"))
+    unloaded = _status("DownloadComplete", replicas=0, phase="Unloaded")
+    [scaled] = [e for e in events.transitions(unloaded, _status("DownloadComplete", replicas=2)) if e.reason == "Scaled"]
+    assert scaled.message == "runtime replicas went from 0 to 2"
 
 
 def test_problems_post_one_warning_per_reason() -> None:
