@@ -30,7 +30,8 @@ metadata/status changes), creationTimestamp and generateName as the API server d
 list, watch, PUT, PATCH (merge, JSON patch with `test` → 422 on mismatch; strategic-merge and
 apply patches are treated as merge patches), DELETE (finalizers → deletionTimestamp; collection
 deletes); label and field selectors; status subresources (writes to the main resource keep status,
-writes to /status change only status); the scale subresource of Deployments/ReplicaSets/StatefulSets;
+writes to /status change only status); the scale subresource of Deployments/ReplicaSets/StatefulSets
+and of CRDs that declare one (autoscaling/v1 Scale from their paths: emulator_scale);
 CRD structural defaults applied on every write, and fields the CRD's structural schema does not declare
 pruned (with a Warning header; `fieldValidation=Strict` refuses them, emulator_prune); names validated
 per kind (DNS-1123 label/subdomain, DNS-1035 for Services, 63/253 limits) and label keys/values and

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp.web
 import yaml
 
-from testkit import emulator_admission, emulator_faults, emulator_select, emulator_store, emulator_tables
+from testkit import emulator_admission, emulator_faults, emulator_scale, emulator_select, emulator_store, emulator_tables
 
 Store = emulator_store.Store
 ApiError = emulator_store.ApiError
@@ -187,7 +187,8 @@ class Api:
             entries.append(entry)
             for sub in res.subresources:
                 entries.append({"name": f"{res.plural}/{sub}", "singularName": "", "namespaced": res.namespaced,
-                                "kind": res.kind, "verbs": ["get", "patch", "update"]})
+                                "kind": res.kind, "verbs": ["get", "patch", "update"]}
+                               | ({"group": "autoscaling", "version": "v1", "kind": "Scale"} if sub == "scale" else {}))
         return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{group}/{version}" if group else version,
                 "resources": entries}
 
@@ -260,7 +261,9 @@ class Api:
                         store.delete(t.resource, t.namespace, item["metadata"]["name"])
                 return _json({"apiVersion": t.resource.api_version, "kind": f"{t.resource.kind}List", "items": items})
         elif t.subresource == "scale":
-            return _json(self._scale(t, await self._body(request) if method in ("PUT", "PATCH") else None))
+            body = await self._body(request) if method in ("PUT", "PATCH") else None
+            return _json(emulator_scale.serve(store, t.resource, t.namespace, t.name, method, body,
+                                              request.headers.get("Content-Type", ""), self._context(request)))
         else:
             if method == "GET":
                 obj = store.get(t.resource, t.namespace, t.name, copied=False)
@@ -290,21 +293,6 @@ class Api:
                 precondition = (options.get("preconditions") or {}).get("resourceVersion")
                 return _json(store.delete(t.resource, t.namespace, t.name, propagation, precondition))
         raise ApiError(405, "MethodNotAllowed", f"{method} is not supported here")
-
-    def _scale(self, t: Target, body: Any) -> dict[str, Any]:
-        """The autoscaling/v1 Scale view of spec.replicas (kubectl scale, HPAs)."""
-        assert t.name is not None
-        if body is not None:
-            replicas = ((body or {}).get("spec") or {}).get("replicas")
-            if replicas is not None:
-                self.store.patch(t.resource, t.namespace, t.name, {"spec": {"replicas": replicas}}, "application/merge-patch+json")
-        obj = self.store.get(t.resource, t.namespace, t.name)
-        selector = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-        return {"apiVersion": "autoscaling/v1", "kind": "Scale",
-                "metadata": {key: obj["metadata"][key] for key in ("name", "namespace", "uid", "resourceVersion") if key in obj["metadata"]},
-                "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
-                "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
-                           "selector": ",".join(f"{k}={v}" for k, v in sorted(selector.items()))}}
 
     # --- watch -----------------------------------------------------------------------------
     async def _watch(self, request: aiohttp.web.Request, t: Target, drop_after: float | None = None) -> aiohttp.web.StreamResponse:

@@ -25,6 +25,7 @@ class Resource:
     printer_columns: tuple[dict[str, Any], ...] = ()
     categories: tuple[str, ...] = ()
     schema: dict[str, Any] | None = dataclasses.field(default=None, compare=False, hash=False)
+    scale: dict[str, Any] | None = dataclasses.field(default=None, compare=False, hash=False)  # a CRD's subresources.scale
 
     @property
     def api_version(self) -> str:
@@ -105,6 +106,7 @@ def from_crd(crd: dict[str, Any]) -> list[Resource]:
                 printer_columns=tuple(version.get("additionalPrinterColumns", ())),
                 categories=tuple(names.get("categories", ())),
                 schema=(version.get("schema") or {}).get("openAPIV3Schema"),
+                scale=(version.get("subresources") or {}).get("scale"),
             )
         )
     return out
