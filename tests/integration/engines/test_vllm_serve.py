@@ -15,7 +15,7 @@ from typing import Any
 import openai
 import pytest
 
-from testkit import engine_checks, runtime_server
+from testkit import engine_checks, runtime_server, sampling_checks
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -71,3 +71,8 @@ def test_client_disconnect_aborts_the_vllm_request(server: runtime_server.Runtim
     aborted = engine_checks.wait_for_log(server, " aborted")
     assert "Request llmserver-" in aborted, aborted
     engine_checks.check_engine_free(client, MODEL)
+
+
+class TestSampling(sampling_checks.SamplingChecks):
+    model = MODEL
+    backend = "vllm"
