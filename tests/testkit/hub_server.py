@@ -69,6 +69,7 @@ class HubServer:
         self.interrupt: dict[str, int] = {}
         self.fail: dict[str, int] = {}
         self.throttle: float | None = None  # bytes per second for file bodies
+        self.corrupt: dict[str, bytes] = {}  # name -> body served instead (headers still describe the real file)
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"hub": self})
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -204,7 +205,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             start = min(int(wanted.group(1)), len(content))
             status = 206
             headers["Content-Range"] = f"bytes {start}-{len(content) - 1}/{len(content)}"
-        payload = content[start:]
+        payload = self.hub.corrupt.get(name, content)[start:]
         self.send_response(status)
         for key, value in {"Content-Length": str(len(payload)), **headers}.items():
             self.send_header(key, value)

@@ -40,7 +40,7 @@ def redact(text: str, token: str | None) -> str:
     return _HF_TOKEN_PATTERN.sub("hf_***", text)
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
+def chain(exc: BaseException) -> Iterator[BaseException]:
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -76,10 +76,10 @@ def classify(exc: BaseException, *, repo: str, revision: str, file: str | None, 
 
     if isinstance(exc, DownloadError):
         return exc
-    chain = list(_chain(exc))
+    causes = list(chain(exc))
     network = _network_errors()
     token_hint = "the token in HF_TOKEN" if token else "a token in HF_TOKEN (spec.source.huggingFace.tokenSecretRef)"
-    for error in chain:
+    for error in causes:
         if isinstance(error, hf_errors.GatedRepoError):
             return DownloadError(
                 f"{repo} is a gated repository: accept its conditions on the Hub with the account of {token_hint}",
@@ -105,10 +105,15 @@ def classify(exc: BaseException, *, repo: str, revision: str, file: str | None, 
                 return DownloadError(f"the Hub answered HTTP {status}", transient=True)
         if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
             return DownloadError(f"disk full while writing the model: {error.strerror}", transient=False)
-    for error in chain:
+    for error in causes:
         if isinstance(error, network) or isinstance(error, hf_errors.LocalEntryNotFoundError):
             return DownloadError(f"cannot reach the Hub ({type(error).__name__})", transient=True)
         if isinstance(error, OSError) and "Consistency check failed" in str(error):
             return DownloadError("a file arrived incomplete", transient=True)
+    return unexpected(exc, token)
+
+
+def unexpected(exc: BaseException, token: str | None = None) -> DownloadError:
+    """An error we don't know: its type and first line, never retried."""
     detail = redact(str(exc).splitlines()[0] if str(exc) else "", token)
     return DownloadError(f"unexpected error: {type(exc).__name__}: {detail}"[:500], transient=False)

@@ -19,7 +19,7 @@ from typing import Any
 
 from llmserver_api import detection, paths
 
-from llmserver_runtime.download import errors
+from llmserver_runtime.download import checksum, errors
 
 MARKER = ".llmserver-download.json"
 
@@ -51,6 +51,7 @@ class Plan:
 
     commit: str
     files: dict[str, int | None]
+    digests: dict[str, checksum.Digest] = dataclasses.field(default_factory=dict)  # what the Hub declares
 
     @property
     def total_bytes(self) -> int | None:
@@ -79,10 +80,11 @@ def completed_plan(request: Request) -> Plan | None:
     return Plan(commit=str(data.get("commit")), files=files)
 
 
-def mark_complete(request: Request, plan: Plan) -> None:
-    """Written last, atomically: its presence means every file of the plan arrived."""
+def mark_complete(request: Request, plan: Plan, digests: dict[str, str] | None = None) -> None:
+    """Written last, atomically: its presence means every file of the plan arrived (and, with
+    `digests`, was verified: `{name: "sha256:..."}`)."""
     payload = {"repo": request.repo, "revision": request.revision, "file": request.file,
-               "commit": plan.commit, "files": plan.files}  # fmt: skip
+               "commit": plan.commit, "files": plan.files, "digests": digests or {}}  # fmt: skip
     tmp = _marker(request).with_suffix(".tmp")
     tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
     os.replace(tmp, _marker(request))
@@ -96,6 +98,7 @@ def resolve(request: Request) -> Plan:
     token: str | bool = request.token or False  # False: never fall back to a token file on disk
     if request.file:
         files: dict[str, int | None] = {}
+        digests: dict[str, checksum.Digest] = {}
         pinned: str | None = None  # the commit of the first answer: every part from the same one
         for name in detection.split_parts(request.file) or (request.file,):
             url = huggingface_hub.hf_hub_url(request.repo, name, revision=pinned or request.revision)
@@ -109,16 +112,29 @@ def resolve(request: Request) -> Plan:
                     f"at revision {request.revision!r}", transient=False) from exc  # fmt: skip
             pinned = pinned or metadata.commit_hash
             files[name] = metadata.size
-        return Plan(commit=pinned or request.revision, files=files)
+            digest = checksum.of_hub_etag(metadata.etag)
+            if digest is not None:
+                digests[name] = digest
+        return Plan(commit=pinned or request.revision, files=files, digests=digests)
     api = huggingface_hub.HfApi(token=token)
     info = api.repo_info(request.repo, revision=request.revision)
     commit = info.sha or request.revision
-    listed = {
-        entry.path: entry.size
+    entries = [
+        entry
         for entry in api.list_repo_tree(request.repo, revision=commit, recursive=True)
         if isinstance(entry, huggingface_hub.hf_api.RepoFile)
-    }
-    return Plan(commit=commit, files=listed)
+    ]
+    return Plan(commit=commit, files={e.path: e.size for e in entries},
+                digests={e.path: d for e in entries if (d := _tree_digest(e)) is not None})  # fmt: skip
+
+
+def _tree_digest(entry: Any) -> checksum.Digest | None:
+    """An LFS file's SHA-256, else the git blob id (SHA-1 of the content) of a regular file."""
+    lfs = getattr(entry, "lfs", None)
+    sha256 = getattr(lfs, "sha256", None) if lfs is not None else None
+    if sha256:
+        return checksum.Digest("sha256", str(sha256).lower())
+    return checksum.of_hub_etag(getattr(entry, "blob_id", None))
 
 
 def partial_dir(request: Request) -> pathlib.Path:

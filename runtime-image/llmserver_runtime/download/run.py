@@ -12,7 +12,7 @@ import pathlib
 import time
 from collections.abc import Callable
 
-from llmserver_runtime.download import errors, fetch, progress
+from llmserver_runtime.download import checksum, direct, errors, fetch, progress
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +83,79 @@ def _attempt(
     )  # fmt: skip
     with monitor:
         path = fetch.download(request, plan)
-    fetch.mark_complete(request, plan)
+    digests = _verify_hub_files(request, plan)
+    fetch.mark_complete(request, plan, digests)
     monitor.tick(final=True, snapshot=progress.measure(request, plan, "complete"))
     return path
+
+
+def _verify_hub_files(request: fetch.Request, plan: fetch.Plan) -> dict[str, str]:
+    """Checks every file against the digest the Hub declared (a mismatch deletes it and fails);
+    files the Hub declared nothing for are recorded by their SHA-256."""
+    digests: dict[str, str] = {}
+    for name in plan.files:
+        expected = plan.digests.get(name)
+        path = request.target / name
+        found = checksum.verify(path, name, expected) if expected else checksum.compute(path, "sha256")
+        digests[name] = str(found)
+    return digests
+
+
+def run_direct(
+    source: direct.DirectSource,
+    *,
+    emit: Callable[[str], None],
+    report: Callable[[progress.Snapshot], None] | None = None,
+    retry: Retry = Retry(),
+    interval: float = 1.0,
+    report_interval: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> pathlib.Path:
+    """Downloads an S3 or URL source the same way: skip if complete, retry transient failures with
+    backoff (each attempt resumes the part files), verify, mark. Raises DownloadError."""
+    done = direct.completed(source)
+    if done is not None:
+        emit(f"already complete: {source.label} in {source.target}")
+        files = done.get("files") or {}
+        total = sum(size or 0 for size in files.values())
+        final = progress.Snapshot(total, total, len(files), len(files), "complete")
+        progress.Monitor(lambda: final, emit, report).tick(final=True, snapshot=final)
+        return source.served_path
+    delay = retry.delay
+    for attempt in range(1, retry.attempts + 1):
+        try:
+            return _attempt_direct(source, emit, report, interval, report_interval)
+        except Exception as exc:  # noqa: BLE001 - classified below
+            failure = source.classify(exc)
+            if not failure.transient or attempt == retry.attempts:
+                if failure.transient:
+                    failure = errors.DownloadError(
+                        f"{failure.message}; gave up after {retry.attempts} attempts", transient=True
+                    )
+                raise failure from None
+            emit(f"attempt {attempt}/{retry.attempts} failed: {failure.message}; retrying in {delay:.0f}s")
+            sleep(delay)
+            delay = min(delay * 2, retry.max_delay)
+    raise AssertionError("unreachable")
+
+
+def _attempt_direct(
+    source: direct.DirectSource,
+    emit: Callable[[str], None],
+    report: Callable[[progress.Snapshot], None] | None,
+    interval: float,
+    report_interval: float,
+) -> pathlib.Path:
+    plan = source.resolve()
+    files = f"{len(plan.files)} file{'s' if len(plan.files) != 1 else ''}"
+    emit(f"downloading {source.label}: {files} into {source.target}")
+    direct.check_disk_space(source, plan)
+    monitor = progress.Monitor(
+        lambda: direct.measure(source, plan, "downloading"), emit, report,
+        interval=interval, report_interval=report_interval,
+    )  # fmt: skip
+    with monitor:
+        digests = direct.download(source, plan)
+    direct.mark_complete(source, plan, digests)
+    monitor.tick(final=True, snapshot=direct.measure(source, plan, "complete"))
+    return source.served_path
