@@ -90,7 +90,10 @@ class MlxBackend(mlx_worker.MlxWorkerBackend[list[int]]):
             prepared,
             max_tokens=max_tokens,
             sampler=sample_utils.make_sampler(
-                temp=params.temperature, top_p=mlx_generation.top_p(params.top_p), min_p=params.min_p, top_k=params.top_k
+                temp=params.temperature,
+                top_p=mlx_generation.top_p(params.top_p),
+                min_p=params.min_p,
+                top_k=params.top_k,
             ),
             logits_processors=sample_utils.make_logits_processors(
                 **mlx_generation.sampling_kwargs(params, self.context_length)

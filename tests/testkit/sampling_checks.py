@@ -100,11 +100,13 @@ class SamplingChecks:
 
     def test_completion_logprobs_plain_and_streamed(self, server: runtime_server.RuntimeServer) -> None:
         client = server.client()
-        kwargs: dict[str, Any] = {"model": self.model, "prompt": "Once", "max_tokens": 8, "temperature": 0, "logprobs": 2}
+        kwargs: dict[str, Any] = {"model": self.model, "prompt": "Once", "max_tokens": 8, "temperature": 0}
+        kwargs["logprobs"] = 2
         plain = client.completions.create(**kwargs)
         logprobs = plain.choices[0].logprobs
         assert logprobs is not None and logprobs.tokens and logprobs.token_logprobs and logprobs.top_logprobs
-        assert len(logprobs.tokens) == plain.usage.completion_tokens == len(logprobs.token_logprobs)  # type: ignore[union-attr]
+        assert plain.usage is not None
+        assert len(logprobs.tokens) == plain.usage.completion_tokens == len(logprobs.token_logprobs)
         assert logprobs.text_offset == sorted(logprobs.text_offset or [])
         assert all(1 <= len(top) <= 2 and max(top.values()) <= 0 for top in logprobs.top_logprobs)
         streamed: list[str] = []

@@ -80,7 +80,9 @@ class ChatCompletionRequest(common.SamplingFields):
         default=None, description="text, json_object or json_schema output."
     )
     tools: list[Any] | None = pydantic.Field(default=None, description="Functions the model may call.")
-    tool_choice: str | dict[str, Any] | None = pydantic.Field(default=None, description="none, auto, required or one tool.")
+    tool_choice: str | dict[str, Any] | None = pydantic.Field(
+        default=None, description="none, auto, required or one tool."
+    )
     parallel_tool_calls: bool | None = pydantic.Field(default=None, description="Allow several tool calls per turn.")
     functions: list[Any] | None = pydantic.Field(default=None, description="Deprecated form of tools.")
     function_call: str | dict[str, Any] | None = pydantic.Field(default=None, description="Deprecated tool_choice.")
@@ -143,7 +145,9 @@ class TopLogprob(pydantic.BaseModel):
 
     token: str = pydantic.Field(description="The token's text.")
     logprob: float = pydantic.Field(description="Natural log of its probability.")
-    bytes: list[int] | None = pydantic.Field(description="The token's UTF-8 bytes (a token may hold part of a character).")
+    bytes: list[int] | None = pydantic.Field(
+        description="The token's UTF-8 bytes (a token may hold part of a character)."
+    )
 
 
 class TokenLogprob(TopLogprob):

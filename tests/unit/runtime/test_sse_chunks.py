@@ -41,7 +41,8 @@ def _writer(rng: random.Random, obj: str) -> tuple[sse.ChunkWriter, dict[str, ob
         "model": _text(rng, 12) or "m",
         "system_fingerprint": "fp_" + _text(rng, 10),
     }
-    writer = sse.ChunkWriter(head["id"], head["created"], head["model"], obj, head["system_fingerprint"])  # type: ignore[arg-type]
+    fingerprint = str(head["system_fingerprint"])
+    writer = sse.ChunkWriter(str(head["id"]), int(head["created"]), str(head["model"]), obj, fingerprint)
     return writer, head
 
 
@@ -90,7 +91,8 @@ def test_completion_templates_equal_the_completion_model(seed: int) -> None:
 def test_models_serialise_as_openai_sends_them() -> None:
     """The reference itself: minimal deltas, logprobs null, `usage` only on the usage chunk."""
     chunk = chat.ChatCompletionChunk(
-        id="c", created=1, model="m", system_fingerprint="fp", choices=[chat.ChunkChoice(index=0, delta=chat.ChunkDelta())]
+        id="c", created=1, model="m", system_fingerprint="fp",
+        choices=[chat.ChunkChoice(index=0, delta=chat.ChunkDelta())],
     )
     assert json.loads(stream.chunk_json(chunk)) == {
         "id": "c", "object": CHAT, "created": 1, "model": "m", "service_tier": "default", "system_fingerprint": "fp",

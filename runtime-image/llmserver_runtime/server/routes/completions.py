@@ -55,6 +55,6 @@ async def create_completion(body: completions.CompletionRequest, request: reques
     prefixes = [prompt for prompt in prompts for _ in range(body.n)] if body.echo else None
     return await generate.respond(
         request, runtime, gate, body, runtime.backend.complete, len(prompts), functools.partial(generate.ready, prompts),
-        max_tokens=body.max_tokens, arrived=arrived, kind=KIND, whole=functools.partial(_whole, prefixes, body.logprobs is not None),
-        prefixes=prefixes,
+        max_tokens=body.max_tokens, arrived=arrived, kind=KIND,
+        whole=functools.partial(_whole, prefixes, body.logprobs is not None), prefixes=prefixes,
     )  # fmt: skip
