@@ -89,16 +89,18 @@ def _download(spec: llmserver_api.LLMServerSpec, observed: Observed, previous: M
         if not observed.claim_found:
             return "False", "ClaimNotFound", f"PersistentVolumeClaim {spec.source.pvc.claim_name!r} (spec.source.pvc.claimName) was not found"
         return "True", "ModelOnClaim", f"the model is read from PersistentVolumeClaim {spec.source.pvc.claim_name!r}"
-    hf = spec.source.hugging_face
-    assert hf is not None
+    hf, s3, url = spec.source.hugging_face, spec.source.s3, spec.source.url
+    what = (f"{hf.repo}@{hf.revision}" if hf is not None else
+            f"s3://{s3.bucket}/{s3.path}" if s3 is not None else url.url if url is not None else "the model")  # fmt: skip
     job = observed.job
     if job is not None and (workloads.job_condition(job, "Complete") or (job.get("status") or {}).get("succeeded")):
-        return "True", "DownloadComplete", f"{hf.repo}@{hf.revision} is in the model cache"
-    problem = secret_problem(hf.token_secret_ref, observed.secrets, "spec.source.huggingFace.tokenSecretRef")
-    if problem:
-        return "False", "SecretNotFound", problem
+        return "True", "DownloadComplete", f"{what} is in the model cache"
+    if hf is not None:
+        problem = secret_problem(hf.token_secret_ref, observed.secrets, "spec.source.huggingFace.tokenSecretRef")
+        if problem:
+            return "False", "SecretNotFound", problem
     if job is None:
-        return "False", "DownloadPending", f"creating the download Job for {hf.repo}"
+        return "False", "DownloadPending", f"creating the download Job for {hf.repo if hf is not None else what}"
     if workloads.job_condition(job, "Failed"):
         return "False", "DownloadFailed", workloads.job_failure_message(job, observed.job_pods)
     return "False", "Downloading", _progress(previous)

@@ -92,6 +92,10 @@ def model_path(server: llmserver_api.LLMServer) -> str:
         raise ValueError("spec.source is required for a self-hosted LLMServer")
     if source.pvc is not None:
         relative = source.pvc.path
+    elif source.s3 is not None:
+        relative = paths.s3_path(source.s3.bucket, source.s3.path, source.s3.endpoint)
+    elif source.url is not None:
+        relative = paths.url_path(source.url.url, source.url.sha256)
     else:
         assert source.hugging_face is not None
         hf = source.hugging_face

@@ -16,23 +16,40 @@ from llmserver_operator.builders import common
 Manifest = common.Manifest
 
 
-def _hf(server: llmserver_api.LLMServer) -> llmserver_api.llmserver.HuggingFaceSource:
+def _source(server: llmserver_api.LLMServer) -> llmserver_api.llmserver.Source:
     source = server.spec.source
-    if source is None or source.hugging_face is None:
-        raise ValueError("spec.source.huggingFace is required for a download")
-    return source.hugging_face
+    if source is None or (source.hugging_face is None and source.s3 is None and source.url is None):
+        raise ValueError("spec.source.huggingFace, s3 or url is required for a download")
+    return source
 
 
 def needs_download(server: llmserver_api.LLMServer) -> bool:
-    """Only a Hugging Face source is downloaded; a PVC source is used in place."""
+    """Hugging Face, S3 and URL sources are downloaded; a PVC source is used in place."""
     source = server.spec.source
-    return source is not None and source.hugging_face is not None
+    return source is not None and source.pvc is None and (
+        source.hugging_face is not None or source.s3 is not None or source.url is not None
+    )
 
 
 def source_hash(server: llmserver_api.LLMServer) -> str:
-    """8 hex chars identifying what is downloaded (repo, file, revision; not the token)."""
-    hf = _hf(server)
-    return common.digest({"file": hf.file, "repo": hf.repo, "revision": hf.revision}, length=8)
+    """8 hex chars identifying what is downloaded (repo, file, revision; bucket, key or prefix,
+    endpoint; url and sha256), never the credentials. A Hub source hashes as it always did, so
+    its Job keeps its name across operator upgrades."""
+    source = _source(server)
+    if source.hugging_face is not None:
+        hf = source.hugging_face
+        return common.digest({"file": hf.file, "repo": hf.repo, "revision": hf.revision}, length=8)
+    if source.s3 is not None:
+        s3 = source.s3
+        return common.digest({"s3": {"bucket": s3.bucket, "endpoint": s3.endpoint, "key": s3.key,
+                                     "prefix": s3.prefix, "region": s3.region}}, length=8)  # fmt: skip
+    assert source.url is not None
+    return common.digest({"url": {"sha256": source.url.sha256.lower(), "url": source.url.url}}, length=8)
+
+
+def s3_uri(s3: llmserver_api.llmserver.S3Source) -> str:
+    """`s3://bucket/key`, or `s3://bucket/prefix/` (the trailing '/' means: everything under it)."""
+    return f"s3://{s3.bucket}/{s3.key}" if s3.key else f"s3://{s3.bucket}/{s3.prefix}/"
 
 
 def job_name(server: llmserver_api.LLMServer) -> str:
@@ -87,32 +104,54 @@ def build_download_role_binding(server: llmserver_api.LLMServer, settings: setti
     }
 
 
+def source_args(source: llmserver_api.llmserver.Source) -> list[str]:
+    """The downloader's source flags (docs/contracts.md); no secret ever appears here."""
+    if source.s3 is not None:
+        args = ["--s3", s3_uri(source.s3)]
+        if source.s3.endpoint:
+            args += ["--s3-endpoint", source.s3.endpoint]
+        if source.s3.region:
+            args += ["--s3-region", source.s3.region]
+        return args
+    if source.url is not None:
+        return ["--url", source.url.url, "--sha256", source.url.sha256.lower()]
+    hf = source.hugging_face
+    assert hf is not None
+    return ["--repo", hf.repo, *(["--file", hf.file] if hf.file else []), "--revision", hf.revision]
+
+
 def download_args(server: llmserver_api.LLMServer) -> list[str]:
-    """Arguments after `llmserver-runtime`; the token never appears here (it comes through env)."""
-    hf = _hf(server)
-    args = ["download", "--repo", hf.repo]
-    if hf.file:
-        args += ["--file", hf.file]
-    args += [
-        "--revision", hf.revision,
+    """Arguments after `llmserver-runtime`; tokens and keys never appear here (they come through env)."""
+    return [
+        "download", *source_args(_source(server)),
         "--cache-dir", paths.CACHE_MOUNT,
         "--report-to", f"{common.namespace_of(server)}/{common.name_of(server)}",
-    ]
-    return args
+    ]  # fmt: skip
+
+
+def _secret_env(source: llmserver_api.llmserver.Source) -> dict[str, str | Manifest]:
+    """The Hub token, or the S3 keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and an optional
+    AWS_SESSION_TOKEN, same key names in the Secret), as env from the Secret."""
+    if source.hugging_face is not None and source.hugging_face.token_secret_ref is not None:
+        ref = source.hugging_face.token_secret_ref
+        return {"HF_TOKEN": {"secretKeyRef": {"key": ref.key, "name": ref.name, "optional": False}}}
+    if source.s3 is not None and source.s3.credentials_secret_ref is not None:
+        name = source.s3.credentials_secret_ref.name
+        return {
+            key: {"secretKeyRef": {"key": key, "name": name, "optional": key == "AWS_SESSION_TOKEN"}}
+            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+        }
+    return {}
 
 
 def build_download_job(server: llmserver_api.LLMServer, settings: settings_mod.Settings) -> Manifest:
     """Job `N-download-<hash8>`: retries with the Job's exponential backoff, resumes in the cache."""
-    hf = _hf(server)
     variables: dict[str, str | Manifest] = {
         "HF_HOME": "/tmp/huggingface",
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "HOME": "/tmp",
+        **_secret_env(_source(server)),
     }
-    if hf.token_secret_ref is not None:
-        variables["HF_TOKEN"] = {
-            "secretKeyRef": {"key": hf.token_secret_ref.key, "name": hf.token_secret_ref.name, "optional": False}
-        }
     claim = common.cache_claim_name(server, settings)
     labels = common.labels(server, "download")
     container: Manifest = {
