@@ -245,7 +245,7 @@ class Reconciler:
         job_pods: list[Manifest] = []
         claim_found = True
         secrets: dict[str, frozenset[str]] = {}
-        if source.hugging_face is not None:
+        if source.pvc is None:  # huggingFace, s3 or url: downloaded by the Job
             job, job_pods, secrets = self._download(server, raw, keep)
             downloaded = job is not None and _succeeded(job)
         else:
