@@ -28,7 +28,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         args: tuple[str, ...] = ("fake", "unused", "tiny")
     else:
         gguf = request.getfixturevalue("tiny_gguf")
-        args = ("llama-cpp", gguf, "tiny", "--capabilities", "TextGeneration,Embeddings", "--n-ctx", "512", "--n-threads", "2")
+        args = ("llama-cpp", gguf, "tiny", "--capabilities", "TextGeneration,Embeddings", "--n-ctx", "2048", "--n-threads", "2")
     with runtime_server.start(tmp, *args) as running:
         yield running
 
@@ -66,6 +66,44 @@ def test_chat_stream_with_usage(server: runtime_server.RuntimeServer) -> None:
     events = _stream(server, "/v1/chat/completions", request, validate.CHAT_CHUNK)
     assert events[-1]["usage"]["total_tokens"] > 0
     assert any(event["choices"] and event["choices"][0]["finish_reason"] for event in events)
+
+
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object", "properties": {"city": {"type": "string", "enum": ["Paris", "Rome"]}},
+            "required": ["city"], "additionalProperties": False,
+        },
+    },
+}  # fmt: skip
+SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"], "additionalProperties": False}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"tools": [TOOL], "tool_choice": {"type": "function", "function": {"name": "get_weather"}}},
+        {"tools": [TOOL], "tool_choice": "required"},
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "r", "schema": SCHEMA, "strict": True}}},
+    ],
+    ids=["named-tool", "required-tool", "json-schema"],
+)
+def test_chat_tool_calls_and_structured_output(server: runtime_server.RuntimeServer, extra: dict[str, Any]) -> None:
+    """Tool-call messages and deltas validate too (where the engine constrains decoding)."""
+    request = {"model": "tiny", "messages": MESSAGES, "max_tokens": 96, **extra}
+    response = httpx.post(server.url + "/v1/chat/completions", json=request, timeout=120)
+    if response.status_code == 400 and response.json()["error"]["code"] == "unsupported_parameter":
+        pytest.skip(f"this engine refuses {response.json()['error']['param']}")
+    assert response.status_code == 200, response.text
+    validate.check(response.json(), validate.CHAT)
+    events = _stream(server, "/v1/chat/completions", request, validate.CHAT_CHUNK)
+    choice = response.json()["choices"][0]
+    if "tools" in extra and choice["finish_reason"] != "length":  # a random model may not close the array
+        assert choice["message"]["tool_calls"] and choice["finish_reason"] == "tool_calls"
+    if "tools" in extra and events[-1]["choices"][0]["finish_reason"] != "length":
+        assert any(e["choices"] and e["choices"][0]["delta"].get("tool_calls") for e in events)
 
 
 def test_completion_whole_and_stream(server: runtime_server.RuntimeServer) -> None:

@@ -43,7 +43,7 @@ def llama(
     tiny_gguf: str,  # noqa: F811
 ) -> Iterator[runtime_server.RuntimeServer]:
     tmp: pathlib.Path = tmp_path_factory.mktemp("llama")
-    flags = ("--n-ctx", "512", "--n-threads", "2")
+    flags = ("--n-ctx", "2048", "--n-threads", "2")  # tool definitions in the template take ~500 tokens
     with runtime_server.start(tmp, "llama-cpp", tiny_gguf, "tiny", *flags) as server:
         yield server
 
@@ -213,3 +213,28 @@ def test_llama_cpp_structured_output_or_refusal_by_name(llama: runtime_server.Ru
     validate.check(response.json(), validate.RESPONSE)
     if response.json()["status"] == "completed":
         assert isinstance(json.loads(response.json()["output"][0]["content"][0]["text"])["n"], int)
+
+
+def test_llama_cpp_forced_function_call_whole_and_streamed(llama: runtime_server.RuntimeServer) -> None:
+    """A named tool_choice (Responses shape) makes llama.cpp call that function with arguments
+    following its schema, whole and streamed; refused by name where tools are not supported."""
+    tool = dict(WEATHER, parameters={
+        "type": "object", "properties": {"city": {"type": "string", "enum": ["Paris", "Rome"]}},
+        "required": ["city"], "additionalProperties": False,
+    })  # fmt: skip
+    request = {"model": "tiny", "input": "Weather in Paris?", "tools": [tool], "max_output_tokens": 32,
+               "tool_choice": {"type": "function", "name": "get_weather"}}  # fmt: skip
+    response = _post(llama, request)
+    if response.status_code == 400:
+        error = response.json()["error"]
+        assert error["code"] == "unsupported_parameter" and error["param"] in ("tools", "tool_choice"), error
+        pytest.skip("llama-cpp declares no tool support yet")
+    validate.check(response.json(), validate.RESPONSE)
+    calls = [item for item in response.json()["output"] if item["type"] == "function_call"]
+    assert [call["name"] for call in calls] == ["get_weather"]
+    assert json.loads(calls[0]["arguments"])["city"] in ("Paris", "Rome")
+    events = _events(llama, request)
+    done = next(event for event in events if event["type"] == "response.function_call_arguments.done")
+    deltas = "".join(e["delta"] for e in events if e["type"] == "response.function_call_arguments.delta")
+    assert done["arguments"] == deltas and json.loads(deltas)["city"] in ("Paris", "Rome")
+    assert events[-1]["response"]["output"][0]["call_id"].startswith("call_")
