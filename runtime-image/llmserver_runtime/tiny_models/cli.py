@@ -18,13 +18,22 @@ WRITERS: dict[str, str] = {
     "hf-rerank": "llmserver_runtime.tiny_models.hf_rerank",
     "hf-vlm": "llmserver_runtime.tiny_models.vlm",
 }
+# Kinds whose writer also takes `size` ("tiny" or "small", see `llama.SIZES`).
+SIZED_KINDS = ("gguf", "hf-causal")
+SIZES = ("tiny", "small")
 
 
-def generate(kind: str, out_dir: pathlib.Path, seed: int = 0) -> pathlib.Path:
+def generate(kind: str, out_dir: pathlib.Path, seed: int = 0, size: str = "tiny") -> pathlib.Path:
     """Writes a tiny model of `kind` into `out_dir`; returns what `serve --model` should load."""
     if kind not in WRITERS:
         raise ValueError(f"unknown tiny model kind {kind!r}; choose one of {', '.join(WRITERS)}")
+    if size not in SIZES:
+        raise ValueError(f"unknown model size {size!r}; choose one of {', '.join(SIZES)}")
+    if size != "tiny" and kind not in SIZED_KINDS:
+        raise ValueError(f"--size {size} exists only for {', '.join(SIZED_KINDS)}")
     writer = importlib.import_module(WRITERS[kind])
+    if kind in SIZED_KINDS:
+        return pathlib.Path(writer.write(out_dir, seed, size))
     return pathlib.Path(writer.write(out_dir, seed))
 
 
@@ -38,13 +47,22 @@ def generate(kind: str, out_dir: pathlib.Path, seed: int = 0) -> pathlib.Path:
     help="Directory to write into (created if missing).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the random weights.")
-def command(kind: str, out_dir: pathlib.Path, seed: int) -> None:
+@click.option(
+    "--size",
+    type=click.Choice(SIZES),
+    default="tiny",
+    show_default=True,
+    help="small: ~51M parameters (gguf, hf-causal only), for throughput benches where compute must dominate.",
+)
+def command(kind: str, out_dir: pathlib.Path, seed: int, size: str) -> None:
     """Write a tiny random-weight model; the last line printed is the path for `serve --model`."""
     try:
-        path = generate(kind, out_dir, seed)
+        path = generate(kind, out_dir, seed, size)
     except ImportError as exc:
         raise click.ClickException(
             f"--kind {kind} needs the package {exc.name!r}; install the matching llmserver-operator extra"
         ) from exc
-    click.echo(f"wrote tiny {kind} model (seed {seed})")
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"wrote {size} {kind} model (seed {seed})")
     click.echo(str(path.resolve()))

@@ -17,6 +17,7 @@ import numpy as np
 from llmserver_runtime.tiny_models import bpe, llama
 
 FILE_NAME = "tiny-llama.gguf"
+SMALL_FILE_NAME = "small-llama.gguf"
 
 # HF per-layer tensor suffix -> GGUF per-layer tensor suffix.
 _LAYER_TENSORS = {
@@ -79,14 +80,15 @@ def _add_tokenizer(writer: gguf.GGUFWriter, tokenizer: object) -> None:
     writer.add_chat_template(bpe.CHATML_TEMPLATE)
 
 
-def write(out_dir: pathlib.Path, seed: int) -> pathlib.Path:
-    """Writes `tiny-llama.gguf` (same weights as `hf_causal.write` with the same seed)."""
+def write(out_dir: pathlib.Path, seed: int, size: str = "tiny") -> pathlib.Path:
+    """Writes `tiny-llama.gguf` or `small-llama.gguf` (same weights as `hf_causal.write` with the
+    same seed and size)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = bpe.train()
-    shape = llama.LlamaShape(vocab_size=tokenizer.get_vocab_size())
-    path = out_dir / FILE_NAME
+    shape = llama.shape_of(size, tokenizer.get_vocab_size())
+    path = out_dir / (FILE_NAME if size == "tiny" else SMALL_FILE_NAME)
     writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_name("tiny-llama")
+    writer.add_name(f"{size}-llama")
     writer.add_context_length(shape.max_position_embeddings)
     writer.add_embedding_length(shape.hidden_size)
     writer.add_block_count(shape.num_hidden_layers)

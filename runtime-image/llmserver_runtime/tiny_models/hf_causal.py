@@ -16,9 +16,9 @@ import transformers
 from llmserver_runtime.tiny_models import bpe, llama
 
 
-def shape_for(tokenizer_vocab_size: int) -> llama.LlamaShape:
+def shape_for(tokenizer_vocab_size: int, size: str = "tiny") -> llama.LlamaShape:
     """The model shape that goes with the trained tokenizer."""
-    return llama.LlamaShape(vocab_size=tokenizer_vocab_size)
+    return llama.shape_of(size, tokenizer_vocab_size)
 
 
 def write_tokenizer(out_dir: pathlib.Path) -> transformers.PreTrainedTokenizerFast:
@@ -70,11 +70,11 @@ def llama_config(shape: llama.LlamaShape, tokenizer: transformers.PreTrainedToke
     )
 
 
-def write(out_dir: pathlib.Path, seed: int) -> pathlib.Path:
+def write(out_dir: pathlib.Path, seed: int, size: str = "tiny") -> pathlib.Path:
     """Writes config, generation config, tokenizer and safetensors; returns the directory."""
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = write_tokenizer(out_dir)
-    shape = shape_for(len(tokenizer))
+    shape = shape_for(len(tokenizer), size)
     config = llama_config(shape, tokenizer)
     config.save_pretrained(str(out_dir))
     transformers.GenerationConfig(

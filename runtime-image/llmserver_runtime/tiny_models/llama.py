@@ -3,6 +3,8 @@
 The HF directory and the GGUF are written from the same arrays, so the two engines can be checked
 against each other. head_dim is 64 because vLLM's CPU attention refuses smaller heads; one KV head
 exercises grouped-query attention (and the GGUF's K permutation with n_head_kv != n_head).
+Size `small` (~51M parameters) is for throughput benches: a decode step of `tiny` takes ~70 µs,
+so it measures Python overhead; `small`'s matrix work dominates a step on CPU, as a real model's.
 """
 
 from __future__ import annotations
@@ -29,6 +31,33 @@ class LlamaShape:
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
+
+    @property
+    def parameter_count(self) -> int:
+        """Number of weights `random_weights` writes for this shape."""
+        hidden, kv_dim = self.hidden_size, self.num_key_value_heads * self.head_dim
+        per_layer = 2 * hidden * hidden + 2 * kv_dim * hidden + 3 * hidden * self.intermediate_size + 2 * hidden
+        return 2 * self.vocab_size * hidden + self.num_hidden_layers * per_layer + hidden
+
+
+# size name -> hyperparameters other than the vocabulary (head_dim stays 64 in both).
+SIZES: dict[str, dict[str, int]] = {
+    "tiny": {},
+    "small": {
+        "hidden_size": 768,
+        "num_attention_heads": 12,
+        "num_key_value_heads": 4,
+        "num_hidden_layers": 8,
+        "intermediate_size": 2048,
+    },
+}
+
+
+def shape_of(size: str, vocab_size: int) -> LlamaShape:
+    """The shape called `size` ("tiny" or "small") with the tokenizer's vocabulary."""
+    if size not in SIZES:
+        raise ValueError(f"unknown model size {size!r}; choose one of {', '.join(SIZES)}")
+    return LlamaShape(vocab_size=vocab_size, **SIZES[size])
 
 
 # Larger than HF's 0.02 initialiser so logits are peaked: greedy decoding then does not hinge on
