@@ -1,18 +1,25 @@
-"""Gateway benchmark: direct vs our gateway vs the LiteLLM proxy, in front of one fake upstream.
+"""Gateway benchmark: direct vs our gateway vs a bare aiohttp proxy vs the LiteLLM proxy, in front
+of one fake upstream.
 
     ~/.cache/llmserver/venv/bin/python bench/gateway.py [--rounds 3] [--litellm-venv .bench-env]
 
 Loopback only; every process is started here and killed at the end; every load loop is bounded in
 count and time. LiteLLM runs from its own virtualenv (created with `pip install 'litellm[proxy]==LITELLM_VERSION'`
-on first use, never in the project's venv). Scenarios:
-  paced     the upstream streams 20 tokens 10 ms apart (like a model), 64 concurrent streams:
-            throughput and time to first byte against direct (what users feel)
-  capacity  the upstream answers at once, plain and 20-chunk streams, 64 concurrent:
-            requests per second of one gateway process against LiteLLM's (what one process carries)
-The last line is `paced_gateway/direct=R1 capacity_gateway/litellm=R2 p50_added_ms=X p99_added_ms=Y`
-(R2 is the lower of the plain and streaming ratios). On a shared 2-core machine the load generator,
-upstream and proxy compete for CPU: compare ratios from one run, never absolute numbers across runs.
-All three sides use uvloop when it is installed (the gateway does by default).
+on first use, never in the project's venv). Scenarios, each measured on what a shared 2-core
+machine can show without saturating itself:
+  paced8    the upstream streams 20 tokens 10 ms apart (like a model), 8 concurrent streams (the
+            CPU is not the bottleneck): throughput and added time to first byte, gateway vs direct
+  cpu       the upstream streams 20 chunks at once, 16 concurrent: CPU milliseconds per streamed
+            request of the gateway process against a bare aiohttp pass-through proxy written here
+            (one client session, bytes copied through: the Python floor for any proxy)
+  capacity  the upstream answers at once, plain and 20-chunk streams, 64 concurrent: requests per
+            second of one gateway process against LiteLLM's (what one process carries)
+The last line is `paced8_gateway/direct=R1 p50_added_ms=X p99_added_ms=Y cpu_gateway/bare=R2
+capacity_gateway/litellm=R3` (X, Y: added TTFB at 8 paced streams; R3 the lower of the plain and
+streaming ratios, nan when LiteLLM could not be installed or started). The load generator,
+upstream and proxies share the CPU: compare ratios from one run, never absolute numbers across
+runs; CPU per request is the figure that carries to other machines.
+All sides use uvloop when it is installed (the gateway does by default).
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ import urllib.request
 import aiohttp
 from aiohttp import web
 
+from gateway_apps import bare_proxy_app, upstream_app
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 KEY = "sk-bench-master"
 # LiteLLM is installed by name from PyPI, so it is pinned: litellm 1.82.7 and 1.82.8 on PyPI were
@@ -43,46 +52,8 @@ KEY = "sk-bench-master"
 # maintainers' all-clear, never to "latest".
 LITELLM_VERSION = "1.82.6"
 CONCURRENCY = 64
-TOKENS = 20
-PACE_S = 0.010
-
-
-# ------------------------------------------------------------------------------------ upstream
-def upstream_app() -> web.Application:
-    """A fake OpenAI chat endpoint: model `paced` streams 20 tokens 10 ms apart, others answer at once."""
-
-    async def chat(request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        model = body.get("model", "")
-        paced = model.endswith("paced")
-        if not body.get("stream"):
-            if paced:
-                await asyncio.sleep(PACE_S * TOKENS)
-            return web.json_response({
-                "id": "chatcmpl-bench", "object": "chat.completion", "created": 1700000000, "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "tok " * TOKENS},
-                             "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 5, "completion_tokens": TOKENS, "total_tokens": TOKENS + 5}})
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        for i in range(TOKENS):
-            if paced:
-                await asyncio.sleep(PACE_S)
-            chunk = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000,
-                     "model": model, "choices": [{"index": 0, "delta": {"content": "tok "},
-                                                  "finish_reason": "stop" if i == TOKENS - 1 else None}]}
-            await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-        await response.write(b"data: [DONE]\n\n")
-        return response
-
-    async def health(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    app.router.add_get("/health", health)
-    app.router.add_get("/ready", health)
-    return app
+PACED_STREAMS = 8
+CPU_STREAMS = 16
 
 
 # ------------------------------------------------------------------------------------ processes
@@ -259,8 +230,14 @@ def start_targets(
                                "--log-level", "warning"], env, tmp / "gateway.log")
     started.append(gateway)
     gateway.wait_http(f"http://127.0.0.1:{gw_port}/ready", 60)
+    bare_port = free_port()
+    bare = Proc("bare", [sys.executable, str(pathlib.Path(__file__).resolve()), "bare", "--port", str(bare_port),
+                         "--upstream", base], env, tmp / "bare.log")
+    started.append(bare)
+    bare.wait_http(f"http://127.0.0.1:{bare_port}/ready", 60)
     targets = {"direct": (upstream, f"{base}/v1/chat/completions", None),
-               "gateway": (gateway, f"http://127.0.0.1:{gw_port}/v1/chat/completions", KEY)}
+               "gateway": (gateway, f"http://127.0.0.1:{gw_port}/v1/chat/completions", KEY),
+               "bare": (bare, f"http://127.0.0.1:{bare_port}/v1/chat/completions", None)}
     if litellm_exe is not None:
         (tmp / "litellm.yaml").write_text(json.dumps({
             "model_list": [{"model_name": m, "litellm_params": {"model": f"openai/{m}", "api_base": f"{base}/v1",
@@ -281,32 +258,35 @@ def start_targets(
     return targets
 
 
+async def _run(targets: dict[str, tuple[Proc, str, str | None]], name: str, scenario: str) -> tuple[Result, float]:
+    """One bounded load of `scenario` on one target, with the target process's CPU seconds spent."""
+    proc, url, key = targets[name]
+    cpu = proc.cpu_seconds()
+    if scenario == "paced8":
+        result = await load(url, "paced", True, PACED_STREAMS * 12, 30.0, key, PACED_STREAMS)
+    elif scenario == "cpu":
+        result = await load(url, "instant", True, 4_000, 4.0, key, CPU_STREAMS)
+    elif name == "litellm":  # slow: fewer requests, more time
+        result = await load(url, "instant", scenario == "stream", 3_000, 20.0, key)
+    else:
+        result = await load(url, "instant", scenario == "stream", 20_000, 4.0, key)
+    return result, proc.cpu_seconds() - cpu
+
+
 async def measure(targets: dict[str, tuple[Proc, str, str | None]], rounds: int) -> dict[str, dict[str, list]]:
+    """Rounds of every scenario, targets interleaved within a round so machine noise hits all alike."""
     out: dict[str, dict[str, list]] = {name: {} for name in targets}
     for _, url, key in targets.values():  # warm-up: connections, caches, lazy imports
         await load(url, "instant", False, 64, 20, key)
         await load(url, "instant", True, 64, 20, key)
-    fast = [n for n in targets if n != "litellm"]
-    # "paced8" (8 streams, informational): the added latency when the CPU is not the bottleneck.
-    for scenario, model, stream in (("paced", "paced", True), ("paced8", "paced", True),
-                                    ("plain", "instant", False), ("stream", "instant", True)):
-        for _ in range(rounds):
-            for name in fast:  # interleaved, so machine noise hits both alike
-                proc, url, key = targets[name]
-                cpu = proc.cpu_seconds()
-                if scenario.startswith("paced"):
-                    workers = 8 if scenario == "paced8" else CONCURRENCY
-                    result = await load(url, model, stream, workers * 6, 30.0, key, workers)
-                else:
-                    result = await load(url, model, stream, 20_000, 4.0, key)
-                out[name].setdefault(scenario, []).append((result, proc.cpu_seconds() - cpu))
-        if scenario == "paced8":
-            continue
-        if "litellm" in targets:  # slow: one bounded round
-            proc, url, key = targets["litellm"]
-            cpu = proc.cpu_seconds()
-            result = await load(url, model, stream, CONCURRENCY * 4 if scenario == "paced" else 3_000, 20.0, key)
-            out["litellm"].setdefault(scenario, []).append((result, proc.cpu_seconds() - cpu))
+    plan = {"paced8": ("direct", "gateway", "bare"), "cpu": ("gateway", "bare"),
+            "plain": ("gateway", "litellm"), "stream": ("gateway", "litellm")}
+    for scenario, names in plan.items():
+        for round_index in range(rounds):
+            for name in names:
+                if name not in targets or (name == "litellm" and round_index > 0):  # LiteLLM: one round
+                    continue
+                out[name].setdefault(scenario, []).append(await _run(targets, name, scenario))
     return out
 
 
@@ -328,23 +308,22 @@ def report(out: dict[str, dict[str, list]]) -> str:
             summary[(name, scenario)] = row
             print(f"{name:8} {scenario:8} {row['rps']:9.1f} {row['ttfb50']:12.2f} {row['ttfb99']:12.2f} "
                   f"{row['lat50']:11.2f} {row['lat99']:11.2f} {row['errors']:7d} {row['cpu']:11.3f}")
-    gw, direct = summary[("gateway", "paced")], summary[("direct", "paced")]
+    gw, direct = summary[("gateway", "paced8")], summary[("direct", "paced8")]
     r1 = gw["rps"] / direct["rps"]
     x = gw["ttfb50"] - direct["ttfb50"]
     y = gw["ttfb99"] - direct["ttfb99"]
-    if ("litellm", "plain") in summary:
+    cpu_gw, cpu_bare = summary[("gateway", "cpu")]["cpu"], summary[("bare", "cpu")]["cpu"]
+    print(f"cpu per streamed request: gateway {cpu_gw:.3f} ms, bare aiohttp proxy {cpu_bare:.3f} ms")
+    r2 = cpu_gw / cpu_bare if cpu_bare > 0 else float("nan")
+    if ("litellm", "plain") in summary and ("litellm", "stream") in summary:
         ratios = [summary[("gateway", s)]["rps"] / max(summary[("litellm", s)]["rps"], 1e-9)
                   for s in ("plain", "stream")]
         print(f"capacity gateway/litellm: plain {ratios[0]:.1f}x, stream {ratios[1]:.1f}x")
-        r2 = f"{min(ratios):.1f}"
+        r3 = f"{min(ratios):.1f}"
     else:
-        r2 = "nan"
-    print(f"paced added latency p50 {gw['lat50'] - direct['lat50']:.2f} ms, p99 {gw['lat99'] - direct['lat99']:.2f} ms")
-    light, light_direct = summary[("gateway", "paced8")], summary[("direct", "paced8")]
-    print(f"paced8 (8 streams) added ttfb p50 {light['ttfb50'] - light_direct['ttfb50']:.2f} ms, "
-          f"p99 {light['ttfb99'] - light_direct['ttfb99']:.2f} ms; throughput ratio "
-          f"{light['rps'] / light_direct['rps']:.3f}")
-    return f"paced_gateway/direct={r1:.3f} capacity_gateway/litellm={r2} p50_added_ms={x:.2f} p99_added_ms={y:.2f}"
+        r3 = "nan"
+    return (f"paced8_gateway/direct={r1:.3f} p50_added_ms={x:.2f} p99_added_ms={y:.2f} "
+            f"cpu_gateway/bare={r2:.2f} capacity_gateway/litellm={r3}")
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:
@@ -362,12 +341,19 @@ def main() -> None:
     sub = parser.add_subparsers(dest="cmd")
     up = sub.add_parser("upstream", help="(internal) run the fake upstream")
     up.add_argument("--port", type=int, required=True)
+    bare = sub.add_parser("bare", help="(internal) run the bare aiohttp pass-through proxy")
+    bare.add_argument("--port", type=int, required=True)
+    bare.add_argument("--upstream", required=True)
     parser.add_argument("--rounds", type=int, default=3, help="rounds per scenario for direct and gateway")
     parser.add_argument("--litellm-venv", type=pathlib.Path, default=REPO / ".bench-env")
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM (no capacity ratio)")
     args = parser.parse_args()
     if args.cmd == "upstream":
         web.run_app(upstream_app(), host="127.0.0.1", port=args.port, print=None, access_log=None,
+                    loop=_event_loop())
+        return
+    if args.cmd == "bare":
+        web.run_app(bare_proxy_app(args.upstream), host="127.0.0.1", port=args.port, print=None, access_log=None,
                     loop=_event_loop())
         return
     exe = None if args.no_litellm else ensure_litellm(args.litellm_venv.resolve())
