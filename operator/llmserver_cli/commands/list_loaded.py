@@ -14,7 +14,7 @@ import rich.text
 import yaml
 
 from llmserver_cli import cluster
-from llmserver_cli.local import client, display, settings, state
+from llmserver_cli.local import cache_index, client, display, settings, state
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,14 +109,45 @@ def render(rows: list[Row], output: str, with_namespace: bool) -> None:
     console.print(view)
 
 
+def render_cache(found: list[cache_index.CachedDownload], output: str) -> None:
+    """The cache's downloads as a table (one line per file digest), JSON or YAML."""
+    if output != "table":
+        data = [dataclasses.asdict(item) for item in found]
+        click.echo(json.dumps(data, indent=2) if output == "json" else yaml.safe_dump(data, sort_keys=False), nl=output == "json")
+        return
+    console = rich.console.Console() if rich.console.Console().is_terminal else rich.console.Console(width=240)
+    if not found:
+        console.print("no finished downloads in the model cache")
+        return
+    view = rich.table.Table()
+    for column in ("PATH", "SOURCE", "FILES", "BYTES", "VERIFIED"):
+        view.add_column(column, overflow="fold")
+    for item in found:
+        verified = "\n".join(f"{name} {digest}" for name, digest in sorted(item.digests.items())) or "-"
+        view.add_row(item.path, item.source, str(item.files), str(item.bytes), verified)
+    console.print(view)
+
+
 @click.command("list-loaded")
 @click.option("--local", is_flag=True, help="Show the servers of the running `llmserver up` instead of a cluster's.")
 @click.option("-A", "--all-namespaces", is_flag=True, help="Cluster: LLMServers of every namespace.")
 @click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True)
 @click.option("--state-dir", type=click.Path(path_type=pathlib.Path), help="Local mode state [env LLMSERVER_STATE_DIR].")
+@click.option("--details", is_flag=True, help="Only the local model cache: each download, its source and verified checksums.")
+@click.option("--cache-dir", type=click.Path(path_type=pathlib.Path), help="--details: local cache [env LLMSERVER_CACHE_DIR].")
 @cluster.options
-def command(target: cluster.Target, local: bool, all_namespaces: bool, output: str, state_dir: pathlib.Path | None) -> None:
-    """List LLMServers: name, mode, backend, capabilities, phase, ready replicas and endpoint."""
+def command(
+    target: cluster.Target, local: bool, all_namespaces: bool, output: str, state_dir: pathlib.Path | None,
+    details: bool, cache_dir: pathlib.Path | None,
+) -> None:
+    """List LLMServers: name, mode, backend, capabilities, phase, ready replicas and endpoint.
+
+    With --details: the downloads in the local model cache instead, each with the digests its
+    files were verified against (read from the downloader's completion markers)."""
+    if details:
+        paths = settings.LocalSettings(**({"cache_dir": cache_dir} if cache_dir else {}))
+        render_cache(cache_index.downloads(paths.cache_dir), output)
+        return
     if local:
         paths = settings.LocalSettings(**({"state_dir": state_dir} if state_dir else {}))
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pathlib
 
 import llmserver_api
+from llmserver_operator.builders import download as download_builders
 from llmserver_operator.builders import engine_args
 
 
@@ -20,11 +21,17 @@ def serve(
 
 
 def download(python: str, server: llmserver_api.LLMServer, cache_dir: pathlib.Path) -> list[str]:
-    """`python -m llmserver_runtime download ...` for a Hugging Face source (token from env HF_TOKEN)."""
-    hf = server.spec.source.hugging_face if server.spec.source else None
-    if hf is None:
-        raise ValueError("only a source.huggingFace is downloaded")
-    return download_repo(python, hf.repo, hf.file, hf.revision, cache_dir)
+    """`python -m llmserver_runtime download ...` for a huggingFace, s3 or url source, with the
+    operator's own source flags (tokens and keys from env: HF_TOKEN, AWS_*)."""
+    source = server.spec.source
+    if source is None or source.pvc is not None:
+        raise ValueError("only a source.huggingFace, s3 or url is downloaded")
+    return download_source(python, download_builders.source_args(source), cache_dir)
+
+
+def download_source(python: str, source_args: list[str], cache_dir: pathlib.Path) -> list[str]:
+    """The downloader's command line for the given source flags (--repo/--s3/--url ...)."""
+    return [python, "-m", "llmserver_runtime", "download", *source_args, "--cache-dir", str(cache_dir)]
 
 
 def download_repo(python: str, repo: str, file: str | None, revision: str, cache_dir: pathlib.Path) -> list[str]:

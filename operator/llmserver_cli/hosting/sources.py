@@ -5,8 +5,8 @@ In a cluster `source.pvc` names a PersistentVolumeClaim; off the cluster there a
 folder: absolute, `~/...`, or relative to the manifest's own folder (`claimName: ./models`,
 `path: tiny.gguf`). On a Mac agent the manifests come from every namespace of the cluster, so a
 claim is a folder under the agent's `models_root` and nothing else: an absolute, `~` or `..`
-claimName (or path) is refused, and the server fails with a message its status shows. A Hugging Face source
-lives in the local model cache at the same relative path the cluster cache uses
+claimName (or path) is refused, and the server fails with a message its status shows. A Hugging Face,
+S3 or URL source lives in the local model cache at the same relative path the cluster cache uses
 (llmserver_api.paths), so downloads are shared between `llmserver download-model` and `llmserver up`.
 """
 
@@ -72,12 +72,23 @@ def huggingface_path(server: llmserver_api.LLMServer, cache_dir: pathlib.Path) -
     return cache_dir / llmserver_api.paths.huggingface_model_path(hf.repo, hf.revision, hf.file)
 
 
+def downloaded_path(server: llmserver_api.LLMServer, cache_dir: pathlib.Path) -> pathlib.Path:
+    """Where the downloader puts a huggingFace, s3 or url source in the local cache (the same
+    cache-relative path as in a cluster's /models)."""
+    source = server.spec.source
+    if source is not None and source.s3 is not None:
+        return cache_dir / llmserver_api.paths.s3_path(source.s3.bucket, source.s3.path, source.s3.endpoint)
+    if source is not None and source.url is not None:
+        return cache_dir / llmserver_api.paths.url_path(source.url.url, source.url.sha256)
+    return huggingface_path(server, cache_dir)
+
+
 def model_path(server: llmserver_api.LLMServer, origin: Origin, cache_dir: pathlib.Path) -> pathlib.Path:
     """The `serve --model` path of a self-hosted server."""
     source = server.spec.source
     if source is not None and source.pvc is not None:
         return pvc_path(server, origin)
-    return huggingface_path(server, cache_dir)
+    return downloaded_path(server, cache_dir)
 
 
 def check_local(server: llmserver_api.LLMServer, origin: pathlib.Path) -> list[str]:

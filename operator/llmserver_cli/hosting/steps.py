@@ -12,6 +12,7 @@ from collections.abc import Callable
 import aiohttp
 
 from llmserver_cli.hosting import argv, hosted, process, settings, sources
+from llmserver_operator.builders import download as download_builders
 
 PROGRESS = re.compile(r"\[bytes=(\d+)/(\d+|\?)\]")
 
@@ -70,12 +71,14 @@ async def http_ok(http: aiohttp.ClientSession, url: str) -> bool:
 
 
 async def download(unit: hosted.Hosted, config: settings.EngineSettings) -> None:
-    """Runs the shared downloader for a Hugging Face source. It returns at once, without network,
+    """Runs the shared downloader for a Hugging Face, S3 or URL source. It returns at once, without network,
     when the cache already holds a complete download, and resumes a partial one."""
     spec = unit.server.spec
-    if spec.source is None or spec.source.hugging_face is None:
+    if spec.source is None or spec.source.pvc is not None:
         return
-    repo = spec.source.hugging_face.repo
+    source = spec.source
+    repo = (source.hugging_face.repo if source.hugging_face else
+            download_builders.s3_uri(source.s3) if source.s3 else source.url.url if source.url else "model")  # fmt: skip
     unit.set("Downloading", f"{repo}: checking the cache")
 
     def on_line(line: str) -> None:
@@ -98,7 +101,7 @@ async def download(unit: hosted.Hosted, config: settings.EngineSettings) -> None
     except asyncio.CancelledError:
         await proc.stop()
         raise
-    target = sources.huggingface_path(unit.server, config.cache_dir)
+    target = sources.downloaded_path(unit.server, config.cache_dir)
     if code != 0 or not target.exists():
         recent = proc.tail(10).splitlines()
         said = next((line for line in reversed(recent) if line.startswith("download failed")), None)

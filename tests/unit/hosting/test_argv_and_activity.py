@@ -39,7 +39,7 @@ def test_transformers_flags() -> None:
 def test_download_and_gateway_commands() -> None:
     s = server({"model": "q", "source": {"huggingFace": {"repo": "Qwen/Q", "file": "q.gguf", "revision": "v1"}}})
     assert argv.download("/py", s, pathlib.Path("/cache")) == [
-        "/py", "-m", "llmserver_runtime", "download", "--repo", "Qwen/Q", "--revision", "v1", "--file", "q.gguf",
+        "/py", "-m", "llmserver_runtime", "download", "--repo", "Qwen/Q", "--file", "q.gguf", "--revision", "v1",
         "--cache-dir", "/cache",
     ]  # fmt: skip
     assert argv.gateway("/py", pathlib.Path("/g.yaml"), "127.0.0.1", 8000) == [
