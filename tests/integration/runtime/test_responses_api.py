@@ -184,6 +184,29 @@ def test_engine_refusals_name_the_responses_field(echo: runtime_server.RuntimeSe
     assert (accepted["store"], accepted["metadata"], accepted["user"]) == (False, {"k": "v"}, "u1")
 
 
+def test_images_reach_the_model_by_url(echo: runtime_server.RuntimeServer) -> None:
+    pixel = (
+        "data:image/png;base64,"
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    )
+    image = {"role": "user", "content": [{"type": "input_text", "text": "What is it?"},
+                                         {"type": "input_image", "image_url": pixel}]}  # fmt: skip
+    seen = _whole(echo, {"model": "tiny", "input": [image]})  # the fake has every capability, Vision too
+    unseen = _whole(echo, {"model": "tiny", "input": "What is it?"})
+    assert seen["usage"]["input_tokens"] == unseen["usage"]["input_tokens"] + 4  # the fake's tokens per image
+    uploaded = {"role": "user", "content": [{"type": "input_image", "file_id": "file-1"}]}
+    error = _error(_post(echo, {"model": "tiny", "input": [uploaded]}))
+    assert (error["param"], error["code"]) == ("input[0].content[0].file_id", "unsupported_parameter")
+
+
+def test_a_failure_mid_stream_is_an_error_event(tmp_path_factory: pytest.TempPathFactory) -> None:
+    tmp = tmp_path_factory.mktemp("failing")
+    with runtime_server.start(tmp, "fake", "unused", "tiny", extra=["fail_after_tokens=3"]) as server:
+        events = _events(server, {"model": "tiny", "input": "hi"})
+    assert [e["type"] for e in events][-2:] == ["response.output_text.delta", "error"]
+    assert events[-1]["code"] == "internal_error" and "internal detail" not in events[-1]["message"]
+
+
 def test_unknown_model_is_404(echo: runtime_server.RuntimeServer) -> None:
     with pytest.raises(openai.NotFoundError):
         echo.client().responses.create(model="nope", input="hi")

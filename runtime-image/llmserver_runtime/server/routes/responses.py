@@ -17,8 +17,9 @@ import pydantic
 from llmserver_backends import base
 from starlette import requests, responses
 
-from llmserver_api.protocol import common, errors
+from llmserver_api.protocol import common
 from llmserver_api.protocol import responses as protocol
+from llmserver_runtime.server import errors as server_errors
 from llmserver_runtime.server import (
     generation,
     messages,
@@ -66,7 +67,7 @@ def _streamer(body: protocol.ResponsesRequest, plan: tool_output.Plan) -> genera
                     yield event
             completed = True
         except Exception as exc:  # noqa: BLE001 - after the headers the error can only go in the stream
-            error = errors.from_exception(exc, KIND.param)
+            error = server_errors.from_exception(exc, KIND.param)
             sse.set_outcome(request, error.status_code)
             completed = True
             yield writer.error(error)
