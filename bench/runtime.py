@@ -1,26 +1,27 @@
-"""Runtime benchmark on the tiny GGUF: raw llama_cpp in-process vs `python -m llama_cpp.server`
-vs our `llmserver-runtime serve --backend llama-cpp`, all in one run.
+"""Runtime benchmark: our `llmserver-runtime serve --backend llama-cpp` against raw llama.cpp
+in-process, `python -m llama_cpp.server` and llama.cpp's own `llama-server --parallel 8`, in one run.
 
-    ~/.cache/llmserver/venv/bin/python bench/runtime.py [--samples 24] [--threads 1]
+    ~/.cache/llmserver/venv/bin/python bench/runtime.py [--samples 4] [--rounds 2] [--threads 1]
 
-Work is identical everywhere: the same GGUF, greedy decoding (temperature 0, repeat penalty 1),
-the same prompt and max_tokens, the same llama.cpp thread count. Measured per system:
-  tokens/s  non-streaming completions (each system's own reported completion tokens / wall time),
-            sequential (one client) and concurrent (several clients at once; both servers run one
-            request at a time on one llama context, so this shows queueing overhead, not batching)
-  TTFT      streaming completions: time to the first chunk carrying text (raw: to the first
-            token out of `Llama.generate`), sequential and concurrent (median)
-raw is the engine's own token loop (`Llama.generate` + detokenize) in this process: the ceiling
-for any server. Systems are interleaved request by request (order rotated each sample), so on a
-machine whose background load swings from second to second every system sees the same load;
-tokens/s is total tokens over total time across all samples.
-The last line is `ours/raw=R1 ours/llama_cpp_server=R2`: R1 compares sequential tokens/s (raw has
-no concurrent mode), R2 concurrent tokens/s (the server-to-server case).
-
-Loopback only; both servers are started here and killed at the end; every loop is bounded in
-count and time. On a shared 2-core machine the client and servers compete for CPU (one llama.cpp
-thread is the default: llama.cpp's spinning thread barrier collapses when its threads outnumber
-free cores), so compare ratios from one run, never absolute numbers across runs.
+The anchors' extra needs are installed at start by bench/runtime_anchors.py (pinned
+starlette-context/sse-starlette for llama_cpp.server in a bench-only folder; llama-server built
+once from the llama.cpp sources llama-cpp-python's sdist vendors, cached under
+~/.cache/llmserver/bench/). Work is identical everywhere: the same GGUF, greedy decoding
+(temperature 0, repeat penalty 1), the same prompts and max_tokens, the same llama.cpp thread count.
+Phases:
+  overhead     tiny GGUF (a decode step is ~70 µs, so Python dominates): raw `Llama.generate` vs
+               ours, sequential; our added time per token in microseconds
+  single       small GGUF (~51M parameters, compute dominates): one stream, raw vs ours vs
+               llama_cpp.server vs llama-server, interleaved request by request (order rotated)
+  concurrency  small GGUF: aggregate tok/s of ours and llama-server at 1, 4 and 8 concurrent
+               streams (non-streaming completions; tokens are each server's reported usage)
+The last line is `ours/raw=R1 ours/llama_cpp_server=R2 c8/c1=R3 ours_c8/llama_server_c8=R4
+overhead_us_per_token=U`: R1, R2 single-stream tok/s ratios on the small model, R3 our aggregate
+tok/s at 8 streams over 1 stream, R4 ours over llama-server at 8 streams, U from the tiny model.
+Loopback only; servers are started here and killed at the end; every loop is bounded. On a shared
+2-core machine everything competes for CPU (one llama.cpp thread is the default: llama.cpp's
+spinning thread barrier collapses when its threads outnumber free cores), so compare ratios from
+one run, never absolute numbers across runs.
 """
 
 from __future__ import annotations
@@ -28,12 +29,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
-import json
 import os
 import pathlib
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,13 +41,28 @@ from collections.abc import Iterator
 
 import aiohttp
 
+import runtime_anchors
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
-PROMPT = "Hello"
-MAX_TOKENS = 256
-TTFT_TOKENS = 8
-CLIENTS = 4
-MODEL = "tiny"
-PHASE_TIMEOUT = 120.0
+# Prompts the small model does not end at once (a random model may emit <|im_end|> first).
+PROMPTS = (
+    "Hello",
+    "The quick brown fox",
+    "What is two plus two?",
+    "Once upon a time",
+    "The capital of France",
+    "Numbers: 1 2 3",
+    "def main():",
+    "The weather is sunny",
+)
+TINY_MAX_TOKENS = 256
+SMALL_MAX_TOKENS = 64
+LEVELS = (1, 4, 8)
+MODEL = "bench"
+REQUEST_TIMEOUT = 600.0
+# Repeat penalty 1 everywhere (llama.cpp servers default to 1.1); each server names the field its way.
+OURS_PENALTY = "repetition_penalty"
+LLAMA_CPP_PENALTY = "repeat_penalty"
 
 
 def _free_port() -> int:
@@ -58,43 +71,40 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _env() -> dict[str, str]:
+def _env(extra_path: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
     paths = [str(REPO / d) for d in ("backends", "runtime-image", "crds", "operator")]
+    paths += [extra_path] if extra_path else []
     env["PYTHONPATH"] = os.pathsep.join(paths + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     return env
 
 
-def tiny_gguf(out: pathlib.Path) -> str:
-    """Generate the tiny GGUF with the project's own generator; returns its path."""
+def generate_gguf(out: pathlib.Path, size: str) -> str:
+    """Generate a GGUF with the project's own generator; returns its path."""
     result = subprocess.run(
-        [sys.executable, "-m", "llmserver_runtime", "tiny-model", "--kind", "gguf", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=_env(),
-        check=True,
+        [sys.executable, "-m", "llmserver_runtime", "tiny-model", "--kind", "gguf", "--size", size, "--out", str(out)],
+        capture_output=True, text=True, timeout=600, env=_env(), check=True,
     )
     return result.stdout.strip().splitlines()[-1]
 
 
 @contextlib.contextmanager
-def server(argv: list[str], port: int, log: pathlib.Path, ready_path: str) -> Iterator[str]:
-    """A server process on loopback, ready within 120 s, killed on exit."""
+def server(argv: list[str], port: int, log: pathlib.Path, ready: str, env: dict[str, str]) -> Iterator[str]:
+    """A server process on loopback, ready within 300 s, killed on exit."""
     with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=_env(), cwd=REPO)
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"{argv[2]} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            with contextlib.suppress(OSError), urllib.request.urlopen(url + ready_path, timeout=1) as response:
+                raise RuntimeError(f"{argv[:3]} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            with contextlib.suppress(OSError), urllib.request.urlopen(url + ready, timeout=1) as response:
                 if response.status == 200:
                     break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{argv[2]} not ready after 120 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.1)
+                raise RuntimeError(f"{argv[:3]} not ready after 300 s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
         yield url
     finally:
         proc.terminate()
@@ -105,186 +115,182 @@ def server(argv: list[str], port: int, log: pathlib.Path, ready_path: str) -> It
             proc.wait(10)
 
 
-def _body(max_tokens: int, stream: bool) -> dict[str, object]:
-    return {
-        "model": MODEL,
-        "prompt": PROMPT,
-        "max_tokens": max_tokens,
-        "temperature": 0.0,
-        "repeat_penalty": 1.0,
-        "stream": stream,
-    }
+def ours_argv(model: str, port: int, threads: int) -> list[str]:
+    argv = [sys.executable, "-m", "llmserver_runtime", "serve", "--backend", "llama-cpp", "--model", model]
+    argv += ["--served-model-name", MODEL, "--host", "127.0.0.1", "--port", str(port), "--n-ctx", "2048"]
+    return argv + ["--n-threads", str(threads), "--log-level", "warning", "--", f"n_threads_batch={threads}"]
 
 
-async def _complete(session: aiohttp.ClientSession, url: str) -> int:
-    async with session.post(url + "/v1/completions", json=_body(MAX_TOKENS, False)) as response:
-        response.raise_for_status()
-        return int((await response.json())["usage"]["completion_tokens"])
+def llama_cpp_server_argv(model: str, port: int, threads: int) -> list[str]:
+    argv = [sys.executable, "-m", "llama_cpp.server", "--model", model, "--model_alias", MODEL, "--host", "127.0.0.1"]
+    argv += ["--port", str(port), "--n_ctx", "2048", "--verbose", "false"]
+    argv += ["--n_threads", str(threads), "--n_threads_batch", str(threads)]
+    return argv + ["--interrupt_requests", "false"]  # its default cuts a running stream for a new request
 
 
-async def _ttft(session: aiohttp.ClientSession, url: str) -> float:
-    started = time.perf_counter()
-    first: float | None = None
-    async with session.post(url + "/v1/completions", json=_body(TTFT_TOKENS, True)) as response:
-        response.raise_for_status()
-        async for raw in response.content:
-            line = raw.strip()
-            if first is None and line.startswith(b"data: {"):
-                choices = json.loads(line[6:]).get("choices") or [{}]
-                if choices[0].get("text"):
-                    first = time.perf_counter() - started
-    if first is None:
-        raise RuntimeError("the stream carried no text")
-    return first
+def llama_server_argv(binary: pathlib.Path, model: str, port: int, threads: int) -> list[str]:
+    # -c is shared by the slots: 8 x 512 tokens, enough for any prompt here plus max_tokens.
+    argv = [str(binary), "-m", model, "--alias", MODEL, "--host", "127.0.0.1", "--port", str(port)]
+    return argv + ["--parallel", "8", "-c", "4096", "--threads", str(threads), "--threads-batch", str(threads)]
 
 
 class Server:
-    """One OpenAI-compatible server."""
+    """One OpenAI-compatible server: non-streaming completions, reported completion tokens."""
 
-    def __init__(self, url: str, session: aiohttp.ClientSession) -> None:
-        self.url = url
-        self.session = session
+    def __init__(self, url: str, session: aiohttp.ClientSession, max_tokens: int, penalty_field: str) -> None:
+        self.url, self.session, self.max_tokens = url, session, max_tokens
+        self.penalty_field = penalty_field  # ours: repetition_penalty (vLLM's name); llama.cpp's: repeat_penalty
 
-    async def tokens(self) -> tuple[int, float]:
-        started = time.perf_counter()
-        return await _complete(self.session, self.url), time.perf_counter() - started
-
-    async def ttft(self) -> float:
-        return await _ttft(self.session, self.url)
+    async def complete(self, prompt: str) -> int:
+        body = {"model": MODEL, "prompt": prompt, "max_tokens": self.max_tokens, "temperature": 0.0,
+                self.penalty_field: 1.0, "stream": False}
+        async with self.session.post(self.url + "/v1/completions", json=body) as response:
+            response.raise_for_status()
+            return int((await response.json())["usage"]["completion_tokens"])
 
 
 class Raw:
     """The engine's own loop in this process: Llama.generate + detokenize, greedy."""
 
-    def __init__(self, llm: object) -> None:
+    def __init__(self, llm: object, max_tokens: int) -> None:
         import llama_cpp
 
-        self.llm = llm
+        self.llm, self.max_tokens = llm, max_tokens
         self.vocab = llama_cpp.llama_model_get_vocab(llm.model)  # type: ignore[attr-defined]
         self.is_eog = llama_cpp.llama_vocab_is_eog
 
-    def _run(self, max_tokens: int) -> tuple[int, float, float]:
+    async def complete(self, prompt: str) -> int:
         llm = self.llm
-        started = time.perf_counter()
-        first = 0.0
-        tokens = llm.tokenize(PROMPT.encode(), add_bos=True, special=True)  # type: ignore[attr-defined]
+        tokens = llm.tokenize(prompt.encode(), add_bos=True, special=True)  # type: ignore[attr-defined]
         produced = 0
         for token in llm.generate(tokens, top_k=0, min_p=0.0, temp=0.0, repeat_penalty=1.0):  # type: ignore[attr-defined]
             if self.is_eog(self.vocab, token):
                 break
             produced += 1
             llm.detokenize([token])  # type: ignore[attr-defined]
-            if produced == 1:
-                first = time.perf_counter() - started
-            if produced >= max_tokens:
+            if produced >= self.max_tokens:
                 break
-        return produced, time.perf_counter() - started, first
-
-    async def tokens(self) -> tuple[int, float]:
-        produced, elapsed, _ = self._run(MAX_TOKENS)
-        return produced, elapsed
-
-    async def ttft(self) -> float:
-        return self._run(TTFT_TOKENS)[2]
+        return produced
 
 
-@dataclasses.dataclass
-class Tally:
-    """One system's measurements."""
-
-    seq_tokens: int = 0
-    seq_seconds: float = 0.0
-    conc_tokens: int = 0
-    conc_seconds: float = 0.0
-    seq_ttft: list[float] = dataclasses.field(default_factory=list)
-    conc_ttft: list[float] = dataclasses.field(default_factory=list)
-
-    def row(self) -> dict[str, float]:
-        nan = float("nan")
-        return {
-            "seq_tps": self.seq_tokens / self.seq_seconds if self.seq_seconds else nan,
-            "conc_tps": self.conc_tokens / self.conc_seconds if self.conc_seconds else nan,
-            "seq_ttft": statistics.median(self.seq_ttft) if self.seq_ttft else nan,
-            "conc_ttft": statistics.median(self.conc_ttft) if self.conc_ttft else nan,
-        }
+async def sequential(systems: dict[str, Raw | Server], samples: int) -> dict[str, float]:
+    """Single-stream tok/s per system, one request each in turn, order rotated every sample."""
+    tokens = dict.fromkeys(systems, 0)
+    seconds = dict.fromkeys(systems, 0.0)
+    names = list(systems)
+    for name in names:  # warm-up
+        await systems[name].complete(PROMPTS[0])
+    for sample in range(samples):
+        for name in names[sample % len(names) :] + names[: sample % len(names)]:
+            started = time.perf_counter()
+            tokens[name] += await systems[name].complete(PROMPTS[sample % len(PROMPTS)])
+            seconds[name] += time.perf_counter() - started
+    return {name: tokens[name] / seconds[name] if seconds[name] else float("nan") for name in names}
 
 
-async def measure(llm: object, urls: dict[str, str], samples: int) -> dict[str, Tally]:
-    """Interleave single measurements of every system, rotating the order each sample."""
-    timeout = aiohttp.ClientTimeout(total=PHASE_TIMEOUT)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        systems: dict[str, Raw | Server] = {"raw": Raw(llm), **{n: Server(u, session) for n, u in urls.items()}}
-        for system in systems.values():  # warm-up: the same prefix-cache state everywhere
-            await system.tokens()
-            await system.ttft()
-        tallies = {name: Tally() for name in systems}
-        names = list(systems)
-        deadline = time.monotonic() + 10 * PHASE_TIMEOUT
-        for sample in range(samples):
-            if time.monotonic() > deadline:
-                break
-            order = names[sample % len(names) :] + names[: sample % len(names)]
-            for name in order:
-                system, tally = systems[name], tallies[name]
-                tokens, seconds = await system.tokens()
-                tally.seq_tokens += tokens
-                tally.seq_seconds += seconds
-                tally.seq_ttft.append(await system.ttft())
-                if isinstance(system, Server):
-                    started = time.perf_counter()
-                    results = await asyncio.gather(*(system.tokens() for _ in range(CLIENTS)))
-                    tally.conc_seconds += time.perf_counter() - started
-                    tally.conc_tokens += sum(tokens for tokens, _ in results)
-                    tally.conc_ttft.extend(await asyncio.gather(*(system.ttft() for _ in range(CLIENTS))))
-    return tallies
+async def concurrent(systems: dict[str, Server], rounds: int) -> dict[tuple[str, int], float]:
+    """Aggregate tok/s per (system, streams): `streams` requests at once, stream i on prompt i."""
+    tokens: dict[tuple[str, int], int] = {}
+    seconds: dict[tuple[str, int], float] = {}
+    names = list(systems)
+    for round_index in range(rounds):
+        for level in LEVELS:
+            for name in names[round_index % len(names) :] + names[: round_index % len(names)]:
+                started = time.perf_counter()
+                counts = await asyncio.gather(*(systems[name].complete(PROMPTS[i % len(PROMPTS)]) for i in range(level)))
+                seconds[(name, level)] = seconds.get((name, level), 0.0) + time.perf_counter() - started
+                tokens[(name, level)] = tokens.get((name, level), 0) + sum(counts)
+    return {key: tokens[key] / seconds[key] for key in tokens}
+
+
+def _session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
+                                 connector=aiohttp.TCPConnector(limit=16))
+
+
+def _llm(model: str, threads: int) -> object:
+    import llama_cpp
+
+    return llama_cpp.Llama(model_path=model, n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False)
+
+
+def overhead_phase(work: pathlib.Path, threads: int, samples: int) -> dict[str, float]:
+    """Tiny model: raw vs ours single-stream tok/s."""
+    model = generate_gguf(work / "tiny", "tiny")
+    port = _free_port()
+    llm = _llm(model, threads)
+    try:
+        with server(ours_argv(model, port, threads), port, work / "ours-tiny.log", "/ready", _env()) as ours:
+
+            async def run() -> dict[str, float]:
+                async with _session() as session:
+                    systems = {"raw": Raw(llm, TINY_MAX_TOKENS), "ours": Server(ours, session, TINY_MAX_TOKENS, OURS_PENALTY)}
+                    return await sequential(systems, samples * 4)
+
+            return asyncio.run(run())
+    finally:
+        llm.close()  # type: ignore[attr-defined]
+
+
+def small_phases(work: pathlib.Path, threads: int, samples: int, rounds: int,
+                 binary: pathlib.Path, extras: str | None) -> tuple[dict[str, float], dict[tuple[str, int], float]]:
+    """Small model: single-stream tok/s of all four, then the concurrency levels of the two servers."""
+    model = generate_gguf(work / "small", "small")
+    ports = [_free_port() for _ in range(3)]
+    llm = _llm(model, threads)
+    try:
+        with (
+            server(ours_argv(model, ports[0], threads), ports[0], work / "ours.log", "/ready", _env()) as ours,
+            server(llama_cpp_server_argv(model, ports[1], threads), ports[1], work / "lcs.log", "/v1/models",
+                   _env(extras)) as theirs,
+            server(llama_server_argv(binary, model, ports[2], threads), ports[2], work / "ls.log", "/health",
+                   _env()) as native,
+        ):
+
+            async def run() -> tuple[dict[str, float], dict[tuple[str, int], float]]:
+                async with _session() as session:
+                    servers = {
+                        "ours": Server(ours, session, SMALL_MAX_TOKENS, OURS_PENALTY),
+                        "llama_cpp.server": Server(theirs, session, SMALL_MAX_TOKENS, LLAMA_CPP_PENALTY),
+                        "llama-server": Server(native, session, SMALL_MAX_TOKENS, LLAMA_CPP_PENALTY),
+                    }
+                    single = await sequential({"raw": Raw(llm, SMALL_MAX_TOKENS), **servers}, samples)
+                    levels = await concurrent({n: servers[n] for n in ("ours", "llama-server")}, rounds)
+                    return single, levels
+
+            return asyncio.run(run())
+    finally:
+        llm.close()  # type: ignore[attr-defined]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--samples", type=int, default=24, help="interleaved samples per system")
+    parser.add_argument("--samples", type=int, default=4, help="single-stream requests per system (x4 on tiny)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of the 1/4/8-stream levels")
     parser.add_argument("--threads", type=int, default=1, help="llama.cpp threads for every system")
-    parser.add_argument("--n-ctx", type=int, default=2048)
     args = parser.parse_args()
-
-    import llama_cpp
-
+    extras = runtime_anchors.server_pythonpath()
+    binary = runtime_anchors.llama_server()
     with tempfile.TemporaryDirectory(prefix="bench-runtime-") as tmp:
         work = pathlib.Path(tmp)
-        model = tiny_gguf(work / "model")
-        threads, n_ctx = str(args.threads), str(args.n_ctx)
-        theirs_port, ours_port = _free_port(), _free_port()
-        theirs_argv = [sys.executable, "-m", "llama_cpp.server", "--model", model, "--model_alias", MODEL]
-        theirs_argv += ["--host", "127.0.0.1", "--port", str(theirs_port), "--n_ctx", n_ctx, "--verbose", "false"]
-        theirs_argv += ["--n_threads", threads, "--n_threads_batch", threads]
-        theirs_argv += ["--interrupt_requests", "false"]  # its default cuts a running stream for a new request
-        ours_argv = [sys.executable, "-m", "llmserver_runtime", "serve", "--backend", "llama-cpp", "--model", model]
-        ours_argv += ["--served-model-name", MODEL, "--host", "127.0.0.1", "--port", str(ours_port), "--n-ctx", n_ctx]
-        ours_argv += ["--n-threads", threads, "--log-level", "warning", "--", f"n_threads_batch={threads}"]
-        llm = llama_cpp.Llama(
-            model_path=model, n_ctx=args.n_ctx, n_threads=args.threads, n_threads_batch=args.threads, verbose=False
-        )
-        with (
-            server(theirs_argv, theirs_port, work / "theirs.log", "/v1/models") as theirs,
-            server(ours_argv, ours_port, work / "ours.log", "/ready") as ours,
-        ):
-            tallies = asyncio.run(measure(llm, {"llama_cpp.server": theirs, "ours": ours}, args.samples))
-        llm.close()
+        tiny = overhead_phase(work, args.threads, args.samples)
+        single, levels = small_phases(work, args.threads, args.samples, args.rounds, binary, extras)
 
-    print(
-        f"tiny GGUF, prompt {PROMPT!r}, greedy, max_tokens {MAX_TOKENS}, {args.threads} llama.cpp thread(s), "
-        f"{args.samples} interleaved samples; concurrent = {CLIENTS} clients"
-    )
-    print(f"{'system':18} {'seq tok/s':>10} {'conc tok/s':>11} {'seq TTFT ms':>12} {'conc TTFT ms':>13}")
-    summary: dict[str, dict[str, float]] = {}
-    for name, tally in tallies.items():
-        row = summary[name] = tally.row()
-        print(
-            f"{name:18} {row['seq_tps']:10.0f} {row['conc_tps']:11.0f} "
-            f"{row['seq_ttft'] * 1000:12.2f} {row['conc_ttft'] * 1000:13.2f}"
-        )
-    r1 = summary["ours"]["seq_tps"] / summary["raw"]["seq_tps"]
-    r2 = summary["ours"]["conc_tps"] / summary["llama_cpp.server"]["conc_tps"]
-    print(f"ours/raw={r1:.2f} ours/llama_cpp_server={r2:.2f}")
+    print(f"greedy, {args.threads} llama.cpp thread(s); prompts {len(PROMPTS)} fixed strings")
+    print(f"tiny GGUF, max_tokens {TINY_MAX_TOKENS}, single stream: raw {tiny['raw']:.0f} tok/s, ours {tiny['ours']:.0f} tok/s")
+    print(f"small GGUF (~51M params), max_tokens {SMALL_MAX_TOKENS}, single stream tok/s:")
+    for name, tps in single.items():
+        print(f"  {name:18} {tps:8.1f}")
+    print("small GGUF, aggregate tok/s at " + "/".join(map(str, LEVELS)) + " concurrent streams:")
+    for name in ("ours", "llama-server"):
+        print(f"  {name:18} " + " ".join(f"{levels[(name, level)]:8.1f}" for level in LEVELS))
+    r1 = single["ours"] / single["raw"]
+    r2 = single["ours"] / single["llama_cpp.server"]
+    r3 = levels[("ours", 8)] / levels[("ours", 1)]
+    r4 = levels[("ours", 8)] / levels[("llama-server", 8)]
+    overhead = (1 / tiny["ours"] - 1 / tiny["raw"]) * 1e6
+    print(f"ours/raw={r1:.2f} ours/llama_cpp_server={r2:.2f} c8/c1={r3:.2f} ours_c8/llama_server_c8={r4:.2f} "
+          f"overhead_us_per_token={overhead:.0f}")
 
 
 if __name__ == "__main__":
