@@ -82,7 +82,8 @@ class Resolver:
             return Result(server, _status(spec.backend, [], reason))
         hf = spec.source.hugging_face
         if hf is None:
-            reason = ("spec.source is a PersistentVolumeClaim: the operator cannot see its files, so the "
+            kind = "a PersistentVolumeClaim" if spec.source.pvc is not None else "an S3 or URL source"
+            reason = (f"spec.source is {kind}: the operator cannot see its files, so the "
                       "runtime detects the backend from them at start (llmserver-runtime serve --backend auto)")
             return Result(server, _status(None, spec.capabilities, reason), ("Unknown", "DecidedByRuntime", reason))
         model = self._model_files(server)
