@@ -4,7 +4,6 @@ whose file does not match its advertised digest against testkit.hub_server."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -260,10 +259,3 @@ def test_hub_download_records_verified_digests(tmp_path: pathlib.Path) -> None:
     (marker,) = markers(tmp_path)
     assert marker["digests"]["config.json"] == "git-sha1:" + hashlib.sha1(b"blob 2\0{}").hexdigest()  # noqa: S324
 
-
-def test_s3_checksum_from_base64(tmp_path: pathlib.Path) -> None:
-    from llmserver_runtime.download import checksum
-
-    encoded = base64.b64encode(hashlib.sha256(b"x").digest()).decode()
-    assert str(checksum.of_s3(encoded, '"abc-2"')) == "sha256:" + _sha256(b"x")
-    assert checksum.of_s3(None, '"0123456789abcdef0123456789abcdef-3"') is None  # multipart ETag: no digest
