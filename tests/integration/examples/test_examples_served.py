@@ -38,6 +38,9 @@ STAND_INS = {
     "testkit/minilm": "minilm",
 }
 CLAIM_PATH = f"tiny/{GGUF_FILE}"
+# S3 and URL stand-ins: the simulated download Job succeeds; the GGUF waits at their cache paths.
+S3_STAND_IN = {"s3": {"bucket": "testkit", "key": f"tiny/{GGUF_FILE}"}}
+URL_STAND_IN = {"url": {"url": f"https://models.testkit.example/{GGUF_FILE}", "sha256": "ab" * 32}}
 
 
 def model_path(kind: str) -> pathlib.Path:
@@ -58,6 +61,10 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
             os.symlink(model_path(kind), target)
     (root / CLAIM_PATH).parent.mkdir(parents=True)
     os.symlink(model_path("gguf"), root / CLAIM_PATH)
+    for relative in (paths.s3_path(S3_STAND_IN["s3"]["bucket"], S3_STAND_IN["s3"]["key"]),
+                     paths.url_path(URL_STAND_IN["url"]["url"], URL_STAND_IN["url"]["sha256"])):  # fmt: skip
+        (root / relative).parent.mkdir(parents=True)
+        os.symlink(model_path("gguf"), root / relative)
     return root
 
 
@@ -125,7 +132,9 @@ CPU_EXAMPLES: dict[str, Served] = {
     "llama-cpp-qwen-gguf.yaml": Served(_hf("testkit/tiny-gguf", GGUF_FILE), "llama-cpp", _chat),
     "pvc-source-gguf.yaml": Served({"pvc": {"claimName": "model-store", "path": CLAIM_PATH}}, "llama-cpp", _chat),
     "rerank-bge-reranker.yaml": Served(_hf("testkit/tiny-reranker"), "transformers", _rerank),
+    "s3-source-gguf.yaml": Served(S3_STAND_IN, "llama-cpp", _chat),
     "transformers-8bit-cpu.yaml": Served(_hf("testkit/tiny-llama"), "transformers", _chat),
+    "url-source-gguf.yaml": Served(URL_STAND_IN, "llama-cpp", _chat),
 }
 
 
@@ -147,7 +156,7 @@ def stand_in(document: dict[str, Any], served: Served) -> dict[str, Any]:
     out = copy.deepcopy(document)
     out["metadata"].setdefault("namespace", "default")
     spec = out["spec"]
-    kind = "pvc" if "pvc" in spec["source"] else HF
+    [kind] = spec["source"]  # huggingFace, pvc, s3 or url
     assert kind in served.source, "the stand-in keeps the example's kind of source"
     if kind == HF:
         assert ("file" in spec["source"][HF]) == ("file" in served.source[HF]), "a single file stays a single file"
