@@ -59,6 +59,30 @@ class Children:
     def __init__(self, kube: kube_mod.Kube) -> None:
         self.kube = kube
 
+    # --- reading ---------------------------------------------------------------------------
+    def read(self, kind: str, namespace: str, name: str, labelled: bool = True) -> Manifest | None:
+        """The live object: from the watch cache when it keeps `kind` and the object would carry our
+        label (a miss there is "not ours": creating it answers 409 if a foreign one holds the name),
+        else from the API."""
+        cache = self.kube.cache
+        if labelled and cache is not None and cache.covers(kind):
+            return cache.get(kind, namespace, name)
+        return self.kube.get(kind, namespace, name)
+
+    def exists(self, kind: str, namespace: str, name: str) -> bool:
+        """Whether the object exists, ours or not: the cache when it has it, else the API."""
+        cache = self.kube.cache
+        if cache is not None and cache.covers(kind) and cache.get(kind, namespace, name) is not None:
+            return True
+        return self.kube.get(kind, namespace, name) is not None
+
+    def list(self, kind: str, namespace: str, labels: Mapping[str, str]) -> list[Manifest]:
+        """Our objects of `kind` carrying `labels` (the watch selects them by our label too)."""
+        cache = self.kube.cache
+        if cache is not None and cache.covers(kind):
+            return cache.list(kind, namespace, {**labels, "app.kubernetes.io/managed-by": common.MANAGED_BY})
+        return self.kube.list(kind, namespace, labels)
+
     # --- ownership -------------------------------------------------------------------------
     def claim(self, current: Manifest | None, owner: Manifest) -> Manifest | None:
         """`current` when this owner may write it; None when it was an earlier server's (now deleted)."""
@@ -110,7 +134,7 @@ class Children:
         obj = self.prepared(desired, owner)
         meta = obj["metadata"]
         if current is False:
-            current = self.kube.get(obj["kind"], meta["namespace"], meta["name"])
+            current = self.read(obj["kind"], meta["namespace"], meta["name"], labelled=ours(obj))
         assert current is not True
         current = self.claim(current, owner)
         if current is None:

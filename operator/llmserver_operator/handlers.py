@@ -17,7 +17,7 @@ from llmserver_operator import kube as kube_mod
 from llmserver_operator import metrics as metrics_mod
 from llmserver_operator import model_claims
 from llmserver_operator import reconciler as reconciler_mod
-from llmserver_operator import retries, server_locks, triggers
+from llmserver_operator import retries, server_locks, triggers, watch_cache
 from llmserver_operator import settings as settings_mod
 from llmserver_operator.apple import handlers as apple_handlers
 from llmserver_operator.builders import common
@@ -37,6 +37,9 @@ CHILD_RESOURCES = (
     ("rbac.authorization.k8s.io", "v1", "rolebindings", OURS),
     ("", "v1", "persistentvolumeclaims", OURS),
 )
+# The kinds the reconciler reads from the watch cache instead of the API (watch_cache.py).
+CACHED_KINDS = ("LLMServer", "Job", "Deployment", "Pod", "Service", "ServiceAccount", "Role", "RoleBinding",
+                "PersistentVolumeClaim")
 # The Mac's EndpointSlice `N-apple` (only ours: the EndpointSlice controller's slices copy the
 # Service's labels, and every pod IP change would re-trigger the server).
 APPLE_CHILD_RESOURCES = (
@@ -48,11 +51,13 @@ def make_memo(settings: settings_mod.Settings) -> kopf.Memo:
     """The operator's dependencies, built once in the entrypoint (or a test) before kopf starts."""
     config = kube_mod.configuration(settings.kubeconfig, pool_size=settings.workers)
     metrics = metrics_mod.OperatorMetrics()
-    kube = kube_mod.Kube(config, observe=metrics.api_request)
+    cache = watch_cache.WatchCache(CACHED_KINDS)
+    kube = kube_mod.Kube(config, observe=metrics.api_request, cache=cache)
     claims = model_claims.ModelClaims()
     return kopf.Memo(
         settings=settings,
         kube_config=config,
+        cache=cache,
         metrics=metrics,
         claims=claims,
         reconciler=reconciler_mod.Reconciler(kube, settings, metrics=metrics, post_event=post_event, claims=claims),
@@ -67,6 +72,11 @@ def _served_model(body: kopf.Body) -> str | None:
         return llmserver_api.LLMServer.model_validate(dict(body)).spec.model
     except pydantic.ValidationError:
         return None
+
+
+def _plain(body: kopf.Body) -> dict[str, Any]:
+    """The event's object as plain dicts (the cache copies it)."""
+    return {key: body[key] for key in body}
 
 
 def post_event(body: dict[str, Any], type: str, reason: str, message: str) -> None:
@@ -138,9 +148,16 @@ def register(registry: kopf.OperatorRegistry, apple: bool = True) -> None:
     def server_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
         triggers.reconcile(memo, namespace, name, coalesce=False)  # retried by us, never by kopf
 
+    # kopf runs indexing handlers for every event before any other handler, and starts no other
+    # handler before every indexed kind's initial listing is in: passes read a complete cache.
+    @kopf.index(llmserver_api.GROUP, llmserver_api.VERSION, "llmservers", registry=registry, id="seen-llmservers")
+    def server_seen(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        memo.cache.store(_plain(body))
+
     @kopf.on.event(llmserver_api.GROUP, llmserver_api.VERSION, "llmservers", registry=registry, id="forget")
     def server_event(type: str | None, body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
         if type == "DELETED":  # after any reconcile of it still running: it must not count afterwards
+            memo.cache.forget(_plain(body))
             memo.server_locks.run((namespace, name), lambda: memo.metrics.server_deleted(namespace, name))
             memo.retries.succeeded((namespace, name))
         # Every server's model name, from the events already watched (no list calls): a changed
@@ -153,8 +170,14 @@ def register(registry: kopf.OperatorRegistry, apple: bool = True) -> None:
 
     for group, version, plural, labels in children:
 
+        @kopf.index(group, version, plural, labels=labels, registry=registry, id=f"seen-{plural}")
+        def child_seen(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+            memo.cache.store(_plain(body))
+
         @kopf.on.event(group, version, plural, labels=labels, registry=registry, id=f"child-{plural}")
         def child_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+            if type == "DELETED":
+                memo.cache.forget(_plain(body))
             owner = body.metadata.labels.get(common.SERVER_LABEL)
             # None: the initial listing (every LLMServer is resumed anyway). ADDED: the echo of a create
             # (ours, or a pod's by its ReplicaSet) that tells nothing new until its status is written.

@@ -23,6 +23,8 @@ import kubernetes.dynamic
 import kubernetes.dynamic.exceptions
 import urllib3.exceptions
 
+from llmserver_operator import watch_cache
+
 Manifest = dict[str, Any]
 # (verb, resource, HTTP status or None without a response, seconds): how metrics see each request.
 RequestObserver = Callable[[str, str, int | None, float], None]
@@ -145,8 +147,9 @@ class Kube:
     """Synchronous, thread-safe access to the objects the operator reads and writes."""
 
     def __init__(self, config: kubernetes.client.Configuration, observe: RequestObserver | None = None,
-                 timeout: tuple[float, float] = REQUEST_TIMEOUT) -> None:
+                 timeout: tuple[float, float] = REQUEST_TIMEOUT, cache: watch_cache.WatchCache | None = None) -> None:
         self.config = config
+        self.cache = cache  # what the watches saw; our writes' answers go into it too (write-through)
         self._client = kubernetes.dynamic.DynamicClient(kubernetes.client.ApiClient(config), discoverer=_NoDiscovery)
         self._observe = observe
         self.timeout = timeout
@@ -187,12 +190,12 @@ class Kube:
     def create(self, obj: Manifest) -> Manifest:
         """POST; raises ApiError(409) when the name is taken."""
         meta, kind = obj["metadata"], KINDS[obj["kind"]]
-        return self._call("create", kind, "post", kind.path(meta.get("namespace")), body=obj)
+        return self._written(self._call("create", kind, "post", kind.path(meta.get("namespace")), body=obj))
 
     def replace(self, obj: Manifest) -> Manifest:
         """PUT, guarded by the body's resourceVersion (409 when the object changed meanwhile)."""
         meta, kind = obj["metadata"], KINDS[obj["kind"]]
-        return self._call("update", kind, "put", kind.path(meta.get("namespace"), meta["name"]), body=obj)
+        return self._written(self._call("update", kind, "put", kind.path(meta.get("namespace"), meta["name"]), body=obj))
 
     def delete(self, kind: str, namespace: str | None, name: str, uid: str | None = None) -> bool:
         """Deletes with background propagation; False when it was already gone. With `uid`, only
@@ -203,12 +206,26 @@ class Kube:
         try:
             self._call("delete", KINDS[kind], "delete", KINDS[kind].path(namespace, name), body=body)
         except ApiError as exc:
+            if exc.status == 404:
+                self._deleted(kind, namespace, name, uid)
             if exc.status == 404 or (uid is not None and exc.status == 409):
                 return False
             raise
+        self._deleted(kind, namespace, name, uid)
         return True
+
+    def _deleted(self, kind: str, namespace: str | None, name: str, uid: str | None) -> None:
+        if self.cache is not None:
+            self.cache.forget({"kind": kind, "metadata": {"namespace": namespace or "", "name": name, "uid": uid}})
 
     def patch_status(self, kind: str, namespace: str | None, name: str, status: Manifest) -> Manifest:
         """Merge-patches the status subresource (null removes a field)."""
-        return self._call("patch", KINDS[kind], "patch", KINDS[kind].path(namespace, name, "status"),
-                          body={"status": status}, subresource="status", content_type="application/merge-patch+json")
+        return self._written(self._call("patch", KINDS[kind], "patch", KINDS[kind].path(namespace, name, "status"),
+                                        body={"status": status}, subresource="status",
+                                        content_type="application/merge-patch+json"))
+
+    def _written(self, answer: Manifest) -> Manifest:
+        """The API's answer to a write, kept in the cache so the next pass reads at least this version."""
+        if self.cache is not None and isinstance(answer, dict):
+            self.cache.store(answer)
+        return answer

@@ -94,7 +94,7 @@ class Reconciler:
         """Reads the LLMServer fresh and converges it; a deleted server is left to garbage collection."""
         started, result = time.perf_counter(), "error"
         try:
-            raw = self.kube.get("LLMServer", namespace, name)
+            raw = self.children.read("LLMServer", namespace, name)
             if raw is None or raw["metadata"].get("deletionTimestamp"):
                 self.metrics.server_deleted(namespace, name)
                 outcome = Outcome(None)
@@ -249,11 +249,11 @@ class Reconciler:
             job, job_pods, secrets = self._download(server, raw, keep)
             downloaded = job is not None and _succeeded(job)
         else:
-            claim_found = self.kube.get("PersistentVolumeClaim", namespace, source.pvc.claim_name) is not None if source.pvc else False
+            claim_found = self.children.exists("PersistentVolumeClaim", namespace, source.pvc.claim_name) if source.pvc else False
             downloaded = claim_found
         if spec_changed:  # children of an older spec can only exist after a spec change
             self._remove_children(server, keep)
-        current = self.kube.get("Deployment", namespace, name)
+        current = self.children.read("Deployment", namespace, name)
         if downloaded:
             current = self.apply(deployment.build_deployment(server, settings), raw, current)
         self.apply(service.build_service(server, settings), raw)
@@ -261,7 +261,7 @@ class Reconciler:
         if current is not None:
             ready = int((current.get("status") or {}).get("readyReplicas") or 0)
             if ready < server.spec.replicas or current["metadata"].get("generation") != (current.get("status") or {}).get("observedGeneration"):
-                pods = self.kube.list("Pod", namespace, common.selector(server))
+                pods = self.children.list("Pod", namespace, common.selector(server))
         return status.Observed(secrets=secrets, claim_found=claim_found, job=job, job_pods=job_pods,
                                deployment=current, pods=pods)
 
@@ -273,10 +273,10 @@ class Reconciler:
         assert children is not None
         namespace = common.namespace_of(server)
         keep.update((obj["kind"], obj["metadata"]["name"]) for obj in children.in_apply_order())
-        job = self.children.claim(self.kube.get("Job", namespace, children.job["metadata"]["name"]), raw)
+        job = self.children.claim(self.children.read("Job", namespace, children.job["metadata"]["name"]), raw)
         if job is not None and _succeeded(job):
             claim = children.cache["metadata"]["name"]
-            if self.kube.get("PersistentVolumeClaim", namespace, claim) is not None:
+            if self.children.exists("PersistentVolumeClaim", namespace, claim):
                 return job, [], {}
             # the cache claim (and the model on it) is gone: download again onto a new claim
             self.kube.delete("Job", namespace, job["metadata"]["name"], uid=job["metadata"].get("uid"))
@@ -296,7 +296,7 @@ class Reconciler:
     def _ensure_cache(self, server: llmserver_api.LLMServer, pvc: Manifest, raw: Manifest) -> None:
         """Creates the cache claim when missing; a shared claim is never patched or adopted later."""
         pvc = copy.deepcopy(pvc)
-        if self.kube.get("PersistentVolumeClaim", pvc["metadata"]["namespace"], pvc["metadata"]["name"]) is not None:
+        if self.children.exists("PersistentVolumeClaim", pvc["metadata"]["namespace"], pvc["metadata"]["name"]):
             return
         if cache.owned_by_server(server):
             kopf.adopt(pvc, owner=raw)

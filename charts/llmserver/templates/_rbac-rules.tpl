@@ -5,13 +5,15 @@
      llmserver_operator.kube, plus kopf's own watching, finalizer patches and events). Granted by a
      Role in each watched namespace, or by the ClusterRole when it watches every namespace.
      - llmservers: kopf lists/watches and patches finalizers and annotations; the reconciler reads
-       each one fresh and patches its status subresource.
+       them from what kopf's watch saw (llmserver_operator.watch_cache, no get) and patches their
+       status subresource.
      - llmservers/finalizers (update): never called; kopf.adopt sets blockOwnerDeletion on every
        child's ownerReference, which clusters enforcing OwnerReferencesPermissionEnforcement
        (OpenShift) allow only to who may update the owner's finalizers.
      - deployments, services, serviceaccounts, roles, rolebindings: create-or-replace (PUT) and
        deletion of children a spec no longer has (listed by label); watched (kopf, by label) so a
-       deleted or edited child is repaired at once.
+       deleted or edited child is repaired at once, and read from that watch's cache; `get` only
+       after a create answered 409 (a name held by an object not ours, or a lost race).
      - jobs: the download Job is created, never updated (its template is immutable), deleted when
        it failed for good or its source changed; kopf watches it.
      - pods: watched (kopf) and listed for failure reasons; never written.
@@ -28,7 +30,7 @@
 {{- define "llmserver.operatorNamespacedRules" -}}
 - apiGroups: ["serving.llmserver.dev"]
   resources: ["llmservers"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 - apiGroups: ["serving.llmserver.dev"]
   resources: ["llmservers/status"]
   verbs: ["get", "patch"]

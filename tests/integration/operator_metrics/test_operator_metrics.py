@@ -142,7 +142,7 @@ def test_good_and_failing_servers(cluster: fake_cluster.FakeCluster, url: str) -
     count = "llmserver_operator_kube_requests_total"
     assert value(after, count, verb="create", resource="jobs", code="201") >= 2
     assert value(after, count, verb="patch", resource="llmservers/status", code="200") >= 3
-    assert value(after, count, verb="get", resource="llmservers", code="200") >= 3
+    assert value(after, count, verb="get", resource="llmservers", code="200") == 0  # read from kopf's watch
     assert value(after, "llmserver_operator_kube_request_duration_seconds_count", verb="create", resource="jobs") >= 2
     assert value(after, "llmserver_operator_reconcile_duration_seconds_count") == sum(
         reconciles(after, result) for result in ("success", "retry", "conflict", "error"))

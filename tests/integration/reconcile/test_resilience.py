@@ -26,7 +26,8 @@ def test_a_500_right_after_the_job_completes_is_retried(cluster: Cluster, ns: st
     cluster.apply_server("after500", ns, **gguf("after500"))
     cluster.wait_phase("after500", "Downloading", ns)
     [job] = cluster.kube.list("batch/v1", "Job", ns)
-    fault = cluster.kube.faults.add(verb="get", kind="Job", namespace=ns, status=500, times=2)
+    # the pass reads the Job from the watch cache; its first call is the Deployment's create
+    fault = cluster.kube.faults.add(verb="create", kind="Deployment", namespace=ns, status=500, times=2)
     cluster.kubelet.finish_job(ns, job["metadata"]["name"], "succeed")
     cluster.wait_phase("after500", "Ready", ns)
     assert fault.hits == 2
@@ -41,7 +42,7 @@ def test_throttled_and_failing_writes_are_retried(cluster: Cluster, ns: str) -> 
 
 
 def test_slow_answers_are_waited_for(cluster: Cluster, ns: str) -> None:
-    slow = cluster.kube.faults.add(verb="get", kind="Deployment", namespace=ns, delay=0.5, times=3)
+    slow = cluster.kube.faults.add(verb="create", namespace=ns, delay=0.5, times=3)  # reads come from the watch cache
     cluster.apply_server("slow", ns, **gguf("slow"))
     cluster.wait_phase("slow", "Ready", ns)
     assert slow.hits == 3
