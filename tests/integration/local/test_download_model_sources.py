@@ -95,3 +95,43 @@ def test_s3_key_and_prefix(tmp_path: pathlib.Path) -> None:
         assert listed[1]["digests"] == {"tiny.gguf": f"md5:{md5}"}
     finally:
         server.stop()
+
+
+def test_up_serves_a_url_source_and_fails_a_wrong_checksum(tmp_path: pathlib.Path) -> None:
+    import textwrap
+
+    from testkit import models
+
+    gguf = pathlib.Path(models.tiny_model_path("gguf"))
+    content = gguf.read_bytes()
+    good = hashlib.sha256(content).hexdigest()
+    with file_server.FileServer({"tiny.gguf": content}) as mirror:
+        servers = tmp_path / "url.yaml"
+        servers.write_text(textwrap.dedent(f"""\
+            apiVersion: serving.llmserver.dev/v1alpha1
+            kind: LLMServer
+            metadata: {{name: mirrored}}
+            spec:
+              model: mirrored
+              backend: llama-cpp
+              source: {{url: {{url: "{mirror.url}/tiny.gguf", sha256: "{good}"}}}}
+            ---
+            apiVersion: serving.llmserver.dev/v1alpha1
+            kind: LLMServer
+            metadata: {{name: tampered}}
+            spec:
+              model: tampered
+              backend: llama-cpp
+              source: {{url: {{url: "{mirror.url}/tiny.gguf", sha256: "{"0" * 64}"}}}}
+        """))
+        with local_up.Up(tmp_path, "-f", str(servers)) as up:
+            up.wait_phase("mirrored", "Ready")
+            failed = up.wait_phase("tampered", "Failed")
+            assert failed["message"].startswith("download failed: checksum mismatch for tiny.gguf")
+            up.wait_routed("mirrored")
+            reply = up.client().chat.completions.create(model="mirrored", messages=[{"role": "user", "content": "Hi"}],
+                                                        max_tokens=4)  # fmt: skip
+            assert reply.usage is not None and reply.usage.completion_tokens > 0
+            code, _ = up.interrupt()
+            assert code == 0
+    assert (tmp_path / "cache" / paths.url_path(f"{mirror.url}/tiny.gguf", good)).read_bytes() == content
