@@ -100,6 +100,12 @@ class ChatCompletionRequest(common.SamplingFields):
     prompt_cache_key: str | None = pydantic.Field(default=None, description="Cache routing hint (accepted).")
     safety_identifier: str | None = pydantic.Field(default=None, description="End-user id for abuse checks.")
 
+    @pydantic.field_validator("n", "stream", mode="before")
+    @classmethod
+    def _null_is_default(cls, value: Any, info: pydantic.ValidationInfo) -> Any:
+        """OpenAI's published document lets these be null, meaning the default (found by fuzzing)."""
+        return cls.model_fields[str(info.field_name)].default if value is None else value
+
     @pydantic.field_validator("stop")
     @classmethod
     def _few_stops(cls, value: common.StopSequences) -> common.StopSequences:

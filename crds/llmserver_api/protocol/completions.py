@@ -34,6 +34,12 @@ class CompletionRequest(common.SamplingFields):
     best_of: int | None = pydantic.Field(default=None, ge=1, le=16, description="Candidates per choice (== n only).")
     user: str | None = pydantic.Field(default=None, description="End-user id (accepted, not used).")
 
+    @pydantic.field_validator("n", "echo", "stream", mode="before")
+    @classmethod
+    def _null_is_default(cls, value: Any, info: pydantic.ValidationInfo) -> Any:
+        """OpenAI's published document lets these be null, meaning the default (found by fuzzing)."""
+        return cls.model_fields[str(info.field_name)].default if value is None else value
+
     @pydantic.field_validator("stop")
     @classmethod
     def _few_stops(cls, value: common.StopSequences) -> common.StopSequences:

@@ -144,3 +144,13 @@ def test_the_validator_catches_what_openai_clients_rely_on() -> None:
     embedding = {"object": "list", "model": "tiny", "data": [{"object": "embedding", "index": 0}],
                  "usage": {"prompt_tokens": 1, "total_tokens": 1}}  # fmt: skip
     assert validate.violations(embedding, validate.EMBEDDING)
+
+
+def test_documented_nulls_mean_the_default(server: runtime_server.RuntimeServer) -> None:
+    """The document lets `n`, `stream` (and completions' `echo`) be null; found by fuzzing."""
+    nulls = {"n": None, "stream": None}
+    chat = _post(server, "/v1/chat/completions", {"model": "tiny", "messages": MESSAGES, "max_tokens": 2, **nulls})
+    validate.check(chat, validate.CHAT)
+    body = _post(server, "/v1/completions", {"model": "tiny", "prompt": "hi", "max_tokens": 2, "echo": None, **nulls})
+    validate.check(body, validate.COMPLETION)
+    assert len(body["choices"]) == 1
