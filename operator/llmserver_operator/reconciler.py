@@ -282,9 +282,9 @@ class Reconciler:
             self.kube.delete("Job", namespace, job["metadata"]["name"], uid=job["metadata"].get("uid"))
             job = None
         desired = self.children.prepared(children.job, raw)
-        ref = server.spec.source.hugging_face.token_secret_ref if server.spec.source and server.spec.source.hugging_face else None
-        secrets = self._secrets(namespace, ref)
-        if status.secret_problem(ref, secrets, "") is not None:
+        refs = [ref for ref, _ in status.download_secret_refs(server.spec.source)] if server.spec.source else []
+        secrets = self._secrets(namespace, *refs)
+        if any(status.secret_problem(ref, secrets, "") is not None for ref in refs):
             return job, [], secrets
         for identity in children.identity:
             self.children.apply(identity, raw)

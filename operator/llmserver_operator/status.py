@@ -64,6 +64,18 @@ def secret_problem(ref: llmserver_api.SecretKeyRef | None, secrets: Mapping[str,
     return None
 
 
+def download_secret_refs(source: llmserver.Source) -> list[tuple[llmserver_api.SecretKeyRef, str]]:
+    """The Secret keys the download Job reads, each with the spec field that names it: the Hub
+    token, or the S3 access key id and secret key (AWS_SESSION_TOKEN is optional)."""
+    if source.hugging_face is not None and source.hugging_face.token_secret_ref is not None:
+        return [(source.hugging_face.token_secret_ref, "spec.source.huggingFace.tokenSecretRef")]
+    if source.s3 is not None and source.s3.credentials_secret_ref is not None:
+        name = source.s3.credentials_secret_ref.name
+        return [(llmserver_api.SecretKeyRef(name=name, key=key), "spec.source.s3.credentialsSecretRef")
+                for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
+    return []
+
+
 def _human_bytes(count: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if count < 1024 or unit == "TiB":
@@ -95,8 +107,8 @@ def _download(spec: llmserver_api.LLMServerSpec, observed: Observed, previous: M
     job = observed.job
     if job is not None and (workloads.job_condition(job, "Complete") or (job.get("status") or {}).get("succeeded")):
         return "True", "DownloadComplete", f"{what} is in the model cache"
-    if hf is not None:
-        problem = secret_problem(hf.token_secret_ref, observed.secrets, "spec.source.huggingFace.tokenSecretRef")
+    for ref, field in download_secret_refs(spec.source):
+        problem = secret_problem(ref, observed.secrets, field)
         if problem:
             return "False", "SecretNotFound", problem
     if job is None:

@@ -80,3 +80,26 @@ def test_deployment_serves_where_the_downloader_writes(settings: settings_mod.Se
     assert common.model_path(url) == f"/models/url/mirror.internal/{SHA}/qwen.gguf"
     args = job_container(deployment.build_deployment(url, settings))["args"]
     assert common.model_path(url) in args
+
+
+def _downloaded(source: dict[str, Any], observed: Any) -> dict[str, Any]:
+    from llmserver_operator import status
+
+    spec = llmserver_api.LLMServerSpec.model_validate({"model": "tiny", "backend": "llama-cpp", "source": source})
+    result = status.compute(spec=spec, generation=1, previous=None, observed=observed, endpoint="http://gw/v1",
+                            now="2026-01-01T00:00:00Z")  # fmt: skip
+    return next(c for c in result["conditions"] if c["type"] == "Downloaded")
+
+
+def test_s3_credentials_secret_must_hold_both_keys() -> None:
+    from llmserver_operator import status
+
+    missing = _downloaded({"s3": S3_KEY}, status.Observed())
+    assert missing["reason"] == "SecretNotFound" and "spec.source.s3.credentialsSecretRef" in missing["message"]
+    half = _downloaded({"s3": S3_KEY}, status.Observed(secrets={"s3-creds": frozenset({"AWS_ACCESS_KEY_ID"})}))
+    assert "no key 'AWS_SECRET_ACCESS_KEY'" in half["message"]
+    both = status.Observed(secrets={"s3-creds": frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"})})
+    assert _downloaded({"s3": S3_KEY}, both)["reason"] == "DownloadPending"
+    done = status.Observed(job={"status": {"succeeded": 1}})
+    url = {"url": {"url": "https://m.internal/a.gguf", "sha256": SHA}}
+    assert _downloaded(url, done)["message"] == "https://m.internal/a.gguf is in the model cache"
