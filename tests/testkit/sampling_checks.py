@@ -53,6 +53,13 @@ class SamplingChecks:
             )
             assert sampled.choices[0].message.content == greedy.choices[0].message.content, extra
 
+    def test_top_k_over_the_vocabulary_filters_nothing(self, server: runtime_server.RuntimeServer) -> None:
+        client = server.client()
+        kwargs: dict[str, Any] = {"model": self.model, "messages": CHAT, "max_tokens": 8, "temperature": 1.0, "seed": 9}
+        plain = client.chat.completions.create(**kwargs)
+        huge = client.chat.completions.create(**kwargs, extra_body={"top_k": 2**31 - 1})
+        assert huge.choices[0].message.content == plain.choices[0].message.content
+
     def test_penalties_leave_fewer_repeats(self, server: runtime_server.RuntimeServer) -> None:
         client = server.client()
 

@@ -101,7 +101,7 @@ class SamplingFields(pydantic.BaseModel):
         default=None, gt=0.0, le=10.0, description="Multiplicative repeat penalty (vLLM/HF extension; 1 = off)."
     )
     top_k: int | None = pydantic.Field(
-        default=None, ge=-1, description="Sample among the k likeliest tokens (extension; 0 or -1 = off)."
+        default=None, ge=-1, le=2**31 - 1, description="Sample among the k likeliest tokens (extension; 0 or -1 = off)."
     )
     min_p: float | None = pydantic.Field(
         default=None, ge=0.0, le=1.0, description="Drop tokens below min_p x the top probability (extension)."

@@ -63,6 +63,9 @@ def generation_options(body: GenerationRequest, backend: base.ModelBackend) -> d
         backend.check_parameters(options)
     except base.UnsupportedParameter as exc:
         raise errors.invalid_request(str(exc), param=exc.param, code="unsupported_parameter") from exc
+    vocab = backend.vocab_size
+    if vocab is not None and options.get("top_k", 0) >= vocab:
+        del options["top_k"]  # keeping every token is no top_k at all (and no engine overflows on it)
     return options
 
 
