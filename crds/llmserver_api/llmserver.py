@@ -128,7 +128,7 @@ class S3Source(common.ApiModel):
         "segments may not start with '.'. Exactly one of key and prefix.",
     )  # fmt: skip
     endpoint: str | None = pydantic.Field(
-        None, max_length=500, pattern=r"^https?://[^\s/?#]+/?$",
+        None, max_length=500, pattern=r"^https?://[^\s/?#@]+/?$",
         description="Endpoint URL of an S3-compatible store (e.g. http://minio.storage:9000); unset: AWS S3.",
     )  # fmt: skip
     region: str | None = pydantic.Field(

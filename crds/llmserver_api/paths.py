@@ -25,7 +25,7 @@ REPO_ID = rf"^[A-Za-z0-9][-A-Za-z0-9_.]*/{SEGMENT}$"
 # An S3 bucket name (the S3 naming rules: lowercase letters, digits, `-` and `.`, 3-63 characters).
 S3_BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 # An http(s) URL of one file (no whitespace), and a hex SHA-256.
-HTTP_URL = r"^https?://[^\s/?#]+/[^\s]*$"
+HTTP_URL = r"^https?://[^\s/?#@]+/[^\s]*$"  # no user:password@ (the URL is in the Job's args)
 SHA256_HEX = r"^[0-9a-fA-F]{64}$"
 SAFE_PATH_RULE = (
     "segments separated by '/', each starting with a letter, digit or '_' (no '..', no absolute path, "
