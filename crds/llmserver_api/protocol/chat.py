@@ -67,7 +67,9 @@ class ChatCompletionRequest(common.SamplingFields):
         default=None, ge=1, description="Newer name for max_tokens; wins when both are set."
     )
     temperature: float | None = pydantic.Field(default=None, ge=0.0, le=2.0, description="Sampling temperature.")
-    top_p: float | None = pydantic.Field(default=None, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    top_p: float | None = pydantic.Field(
+        default=None, ge=0.0, le=1.0, description="Nucleus sampling mass (0: only the likeliest token, i.e. greedy)."
+    )
     stop: common.StopSequences = pydantic.Field(default=None, description="Up to 16 stop strings.")
     n: int = pydantic.Field(default=1, ge=1, le=16, description="Number of choices to generate.")
     stream: bool = pydantic.Field(default=False, description="Stream chunks as server-sent events.")
@@ -92,6 +94,9 @@ class ChatCompletionRequest(common.SamplingFields):
     reasoning_effort: str | None = pydantic.Field(default=None, description="Reasoning models' effort.")
     verbosity: str | None = pydantic.Field(default=None, description="Reasoning models' answer length.")
     web_search_options: dict[str, Any] | None = pydantic.Field(default=None, description="Web search tool.")
+    moderation: dict[str, Any] | None = pydantic.Field(
+        default=None, description="Moderation of input and output (no engine runs one here: refused when set)."
+    )
     # Accepted; they do not change what is generated.
     user: str | None = pydantic.Field(default=None, description="End-user id (accepted, not used).")
     metadata: dict[str, str] | None = pydantic.Field(default=None, description="Stored-completion tags (accepted).")
@@ -99,6 +104,12 @@ class ChatCompletionRequest(common.SamplingFields):
     service_tier: str | None = pydantic.Field(default=None, description="Processing tier (accepted; one tier here).")
     prompt_cache_key: str | None = pydantic.Field(default=None, description="Cache routing hint (accepted).")
     safety_identifier: str | None = pydantic.Field(default=None, description="End-user id for abuse checks.")
+    prompt_cache_options: dict[str, Any] | None = pydantic.Field(
+        default=None, description="Provider prompt-cache settings (accepted; this server keeps no prompt cache)."
+    )
+    prompt_cache_retention: str | None = pydantic.Field(
+        default=None, description="Deprecated prompt-cache retention (accepted; nothing is cached)."
+    )
 
     @pydantic.field_validator("n", "stream", mode="before")
     @classmethod
@@ -140,7 +151,7 @@ class ChatCompletionRequest(common.SamplingFields):
             options["parallel_tool_calls"] = self.parallel_tool_calls
         if self.modalities is not None and self.modalities != ["text"]:
             options["modalities"] = self.modalities
-        for name in ("audio", "prediction", "reasoning_effort", "verbosity", "web_search_options"):
+        for name in ("audio", "prediction", "reasoning_effort", "verbosity", "web_search_options", "moderation"):
             if getattr(self, name) is not None:
                 options[name] = getattr(self, name)
         return options

@@ -114,3 +114,12 @@ class SamplingFields(pydantic.BaseModel):
     @classmethod
     def _bias_range(cls, value: dict[str, float] | None) -> dict[str, float] | None:
         return check_logit_bias(value)
+
+    @pydantic.model_validator(mode="after")
+    def _top_p_zero_is_greedy(self) -> SamplingFields:
+        """OpenAI allows `top_p: 0` (keep only the likeliest token): that is greedy decoding, which
+        every engine does at temperature 0, while an empty nucleus would break their samplers."""
+        if getattr(self, "top_p", None) == 0:
+            self.top_p = None
+            self.temperature = 0.0
+        return self

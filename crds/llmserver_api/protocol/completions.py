@@ -21,7 +21,9 @@ class CompletionRequest(common.SamplingFields):
     )
     max_tokens: int | None = pydantic.Field(default=16, ge=1, description="Cap on generated tokens (default 16).")
     temperature: float | None = pydantic.Field(default=None, ge=0.0, le=2.0, description="Sampling temperature.")
-    top_p: float | None = pydantic.Field(default=None, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    top_p: float | None = pydantic.Field(
+        default=None, ge=0.0, le=1.0, description="Nucleus sampling mass (0: only the likeliest token, i.e. greedy)."
+    )
     stop: common.StopSequences = pydantic.Field(default=None, description="Stop strings.")
     n: int = pydantic.Field(default=1, ge=1, le=16, description="Choices per prompt.")
     echo: bool = pydantic.Field(default=False, description="Prepend the prompt to each choice's text.")

@@ -23,12 +23,14 @@ CORE = {
     "stream", "stream_options", "echo",
 }  # fmt: skip
 # Accepted and without effect on what is generated.
-NEUTRAL = {"user", "metadata", "store", "service_tier", "prompt_cache_key", "safety_identifier"}
+NEUTRAL = {"user", "metadata", "store", "service_tier", "prompt_cache_key", "safety_identifier", "prompt_cache_options",
+           "prompt_cache_retention"}
 # Generation-changing: honoured where the engine declares them, else 400 unsupported_parameter.
 OPTIONAL = (
     "seed", "presence_penalty", "frequency_penalty", "repetition_penalty", "top_k", "min_p", "logit_bias",
     "logprobs", "top_logprobs", "response_format", "tools", "tool_choice", "parallel_tool_calls", "functions",
     "function_call", "modalities", "audio", "prediction", "reasoning_effort", "verbosity", "web_search_options",
+    "moderation",
     "suffix", "best_of",
 )  # fmt: skip
 
