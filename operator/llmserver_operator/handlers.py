@@ -62,6 +62,7 @@ def make_memo(settings: settings_mod.Settings) -> kopf.Memo:
         claims=claims,
         reconciler=reconciler_mod.Reconciler(kube, settings, metrics=metrics, post_event=post_event, claims=claims),
         server_locks=server_locks.ServerLocks(),
+        essences={},  # (namespace, name) -> the last triggers.essence seen of each LLMServer
         retries=retries.Retries(base=min(1.0, settings.retry_delay_seconds), cap=10 * settings.retry_delay_seconds),
     )
 
@@ -142,12 +143,6 @@ def register(registry: kopf.OperatorRegistry, apple: bool = True) -> None:
             private_key_path=config.key_file,
         )
 
-    @kopf.on.resume(llmserver_api.GROUP, llmserver_api.VERSION, "llmservers", registry=registry, id="reconcile")
-    @kopf.on.create(llmserver_api.GROUP, llmserver_api.VERSION, "llmservers", registry=registry, id="reconcile")
-    @kopf.on.update(llmserver_api.GROUP, llmserver_api.VERSION, "llmservers", registry=registry, id="reconcile")
-    def server_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
-        triggers.reconcile(memo, namespace, name, coalesce=False)  # retried by us, never by kopf
-
     # kopf runs indexing handlers for every event before any other handler, and starts no other
     # handler before every indexed kind's initial listing is in: passes read a complete cache.
     @kopf.index(llmserver_api.GROUP, llmserver_api.VERSION, "llmservers", registry=registry, id="seen-llmservers")
@@ -160,6 +155,7 @@ def register(registry: kopf.OperatorRegistry, apple: bool = True) -> None:
             memo.cache.forget(_plain(body))
             memo.server_locks.run((namespace, name), lambda: memo.metrics.server_deleted(namespace, name))
             memo.retries.succeeded((namespace, name))
+            memo.essences.pop((namespace, name), None)
         # Every server's model name, from the events already watched (no list calls): a changed
         # claim re-checks the servers sharing its old or new name (ModelNameConflict comes and goes).
         gone = type == "DELETED" or body.metadata.get("deletionTimestamp")
@@ -167,6 +163,12 @@ def register(registry: kopf.OperatorRegistry, apple: bool = True) -> None:
         for rival_namespace, rival in sorted(memo.claims.record(namespace, name, None if gone else _served_model(body),
                                                                 created)):
             triggers.reconcile(memo, rival_namespace, rival, coalesce=True)
+        # The initial listing (a resume), a new server, a new spec, labels or annotations, a deletion:
+        # a pass, after its claim is recorded. Status writes (ours, the downloader's progress) are not
+        # changes. Driven from events, kopf keeps no progress or last-handled annotations: no patches.
+        if type != "DELETED" and memo.essences.get((namespace, name)) != (now := triggers.essence(body)):
+            memo.essences[(namespace, name)] = now
+            triggers.reconcile(memo, namespace, name, coalesce=True)  # retried by us, never by kopf
 
     for group, version, plural, labels in children:
 

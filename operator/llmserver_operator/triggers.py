@@ -9,6 +9,8 @@ and posts no event per attempt. A pass that fails is logged on the module logger
 from __future__ import annotations
 
 import logging
+from collections.abc import Hashable, Mapping
+from typing import Any
 
 import kopf
 
@@ -42,3 +44,11 @@ def reconcile(memo: kopf.Memo, namespace: str, name: str, coalesce: bool) -> Non
         memo.retries.waiting(key, again, outcome.retry_after)
     else:
         memo.retries.succeeded(key)
+
+
+def essence(body: Mapping[str, Any]) -> Hashable:
+    """What of an LLMServer a pass depends on besides its status: spec (by generation), labels,
+    annotations, deletion. Two events with the same essence need one pass, not two."""
+    meta = body.get("metadata") or {}
+    return (meta.get("uid"), meta.get("generation"), bool(meta.get("deletionTimestamp")),
+            tuple(sorted((meta.get("labels") or {}).items())), tuple(sorted((meta.get("annotations") or {}).items())))

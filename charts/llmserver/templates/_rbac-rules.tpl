@@ -4,9 +4,9 @@
 {{/* Namespaced objects the operator reads and writes (llmserver_operator.reconciler through
      llmserver_operator.kube, plus kopf's own watching, finalizer patches and events). Granted by a
      Role in each watched namespace, or by the ClusterRole when it watches every namespace.
-     - llmservers: kopf lists/watches and patches finalizers and annotations; the reconciler reads
-       them from what kopf's watch saw (llmserver_operator.watch_cache, no get) and patches their
-       status subresource.
+     - llmservers: kopf lists and watches them (no kopf patches: passes start from watch events,
+       so kopf keeps no progress annotations and there are no finalizers); the reconciler reads them
+       from what the watch saw (llmserver_operator.watch_cache, no get) and patches their status.
      - llmservers/finalizers (update): never called; kopf.adopt sets blockOwnerDeletion on every
        child's ownerReference, which clusters enforcing OwnerReferencesPermissionEnforcement
        (OpenShift) allow only to who may update the owner's finalizers.
@@ -14,6 +14,9 @@
        deletion of children a spec no longer has (listed by label); watched (kopf, by label) so a
        deleted or edited child is repaired at once, and read from that watch's cache; `get` only
        after a create answered 409 (a name held by an object not ours, or a lost race).
+     - networkpolicies: NetworkPolicy `N` of a cluster-hosted server (builders.network_policy),
+       create-or-replace and deleted on a mode switch like the Service; not watched, so read (get)
+       from the API on every pass.
      - jobs: the download Job is created, never updated (its template is immutable), deleted when
        it failed for good or its source changed; kopf watches it.
      - pods: watched (kopf) and listed for failure reasons; never written.
@@ -30,7 +33,7 @@
 {{- define "llmserver.operatorNamespacedRules" -}}
 - apiGroups: ["serving.llmserver.dev"]
   resources: ["llmservers"]
-  verbs: ["list", "watch", "patch"]
+  verbs: ["list", "watch"]
 - apiGroups: ["serving.llmserver.dev"]
   resources: ["llmservers/status"]
   verbs: ["get", "patch"]
@@ -46,6 +49,9 @@
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
   verbs: ["get", "list", "watch", "create", "update", "delete"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "list", "create", "update", "delete"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "delete"]

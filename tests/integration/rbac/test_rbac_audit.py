@@ -131,13 +131,14 @@ def _repair_scenario(cluster: fake_cluster.FakeCluster) -> None:
     cluster.wait_phase("fix", "Downloading", NS)
     for api_version, kind in IDENTITY:
         kube.patch(api_version, kind, "fix-download", STALE, NS)
-    kube.wait_for(lambda: kube.get("v1", "Service", "fix", NS), 30)
+    kube.wait_for(lambda: kube.get("networking.k8s.io/v1", "NetworkPolicy", "fix", NS), 30)  # written after the Service
     kube.patch("v1", "Service", "fix", STALE, NS)
+    kube.patch("networking.k8s.io/v1", "NetworkPolicy", "fix", STALE, NS)
     cluster.apply_server("fix", NS, model="fix", backend="llama-cpp", replicas=2, source=SOURCE)
 
     def repaired() -> bool:
         objects = [kube.get(api_version, kind, "fix-download", NS) for api_version, kind in IDENTITY]
-        objects.append(kube.get("v1", "Service", "fix", NS))
+        objects += [kube.get("v1", "Service", "fix", NS), kube.get("networking.k8s.io/v1", "NetworkPolicy", "fix", NS)]
         return all(o["metadata"]["annotations"]["serving.llmserver.dev/config-hash"] != "older" for o in objects)
 
     kube.wait_for(repaired, 30)
@@ -164,7 +165,10 @@ def test_operator_rbac_namespaced(recorded: list[rbac.Request]) -> None:
     assert {g.namespace for g in granted} == {NS, helm.NAMESPACE}, "a namespaced install must grant nothing cluster-wide"
     assert {(g.verb, g.resource) for g in granted if g.namespace == helm.NAMESPACE} == {
         ("create", "leases"), ("get", "leases"), ("update", "leases")}  # its own leader Lease only
-    assert not helm.by_kind(helm.template(values), "ClusterRole")
+    # the operator's own grants are namespaced; the only ClusterRoles are the users' (aggregated into admin/edit/view)
+    assert all(role["metadata"].get("labels", {}).get(f"rbac.authorization.k8s.io/aggregate-to-{kind}") == "true"
+               for role in helm.by_kind(helm.template(values), "ClusterRole")
+               for kind in [role["metadata"]["name"].rsplit("-", 1)[-1]])
     # With Macs on, the only cluster-wide grants are the Apple ones (AppleNodes are cluster-scoped).
     with_macs = _check(recorded, {"operator": {"watchNamespaces": [NS]}}, "operator")
     cluster_wide = {(g.verb, g.group, g.resource) for g in with_macs if g.namespace is None}
