@@ -48,9 +48,11 @@ def transitions(before: Mapping[str, Any] | None, after: Mapping[str, Any],
     if settled and had is not None and has is not None and has != had:
         out.append(Happened("Normal", "Scaled", f"runtime replicas went from {had} to {has}"))
     ready_before, ready = int((before or {}).get("readyReplicas") or 0), int(after.get("readyReplicas") or 0)
-    if ready > ready_before and after.get("replicas"):
-        out.append(Happened("Normal", "ReplicaReady", f"{ready}/{after.get('replicas')} replicas ready"))
     was_ready, is_ready = _condition(before, "Ready"), _condition(after, "Ready")
+    # every replica ready as the server becomes Ready (always so with one): the Ready event says it
+    folded = is_ready.get("status") == "True" and was_ready.get("status") != "True" and ready == after.get("replicas")
+    if ready > ready_before and after.get("replicas") and not folded:
+        out.append(Happened("Normal", "ReplicaReady", f"{ready}/{after.get('replicas')} replicas ready"))
     if is_ready.get("status") == "True" and was_ready.get("status") != "True":
         out.append(Happened("Normal", "Ready", after.get("message") or is_ready.get("message") or "ready"))
     was_degraded, degraded = _condition(before, "Degraded"), _condition(after, "Degraded")

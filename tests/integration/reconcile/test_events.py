@@ -37,7 +37,7 @@ def test_a_download_and_rollout_post_one_event_per_step(cluster: Cluster, ns: st
     cluster.apply_server("steps", ns, model="steps", backend="llama-cpp", replicas=2,
                          source={"huggingFace": {"repo": "acme/steps", "file": "m.gguf"}})
     cluster.kube.wait_for(lambda: cluster.status("steps", ns).get("readyReplicas") == 2, 30)
-    wanted = [("Normal", "DownloadStarted"), ("Normal", "DownloadFinished"), ("Normal", "ReplicaReady"), ("Normal", "Ready"),
+    wanted = [("Normal", "DownloadStarted"), ("Normal", "DownloadFinished"), ("Normal", "Ready"),  # 1/1: folded into Ready
               ("Normal", "Scaled"), ("Normal", "ReplicaReady")]
     cluster.kube.wait_for(lambda: events(cluster, ns, "steps") == wanted, 10, f"events: {events(cluster, ns, 'steps')}")
     time.sleep(1)  # resyncs and child events meanwhile post nothing more

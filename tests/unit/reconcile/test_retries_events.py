@@ -61,7 +61,9 @@ def test_each_step_posts_once() -> None:
     assert reasons(_status("Downloading"), _status("Downloading")) == []
     assert reasons(_status("Downloading"), _status("DownloadComplete")) == ["Normal/DownloadFinished"]
     assert reasons(_status("DownloadComplete"), _status("DownloadComplete", "True", ready_replicas=1)) == [
-        "Normal/ReplicaReady", "Normal/Ready"]
+        "Normal/Ready"]  # one replica: ReplicaReady is folded into Ready
+    assert reasons(_status("DownloadComplete", replicas=2), _status("DownloadComplete", "True", replicas=2, ready_replicas=1)) == [
+        "Normal/ReplicaReady", "Normal/Ready"]  # not every replica yet: both
     assert reasons(_status("DownloadComplete", "True", ready_replicas=1, phase="Ready"),
                    _status("DownloadComplete", "True", replicas=3, ready_replicas=1)) == ["Normal/Scaled"]
     assert reasons(_status("DownloadComplete", "True", ready_replicas=1),
