@@ -63,6 +63,7 @@ KINDS: dict[str, Kind] = {
         Kind("apps/v1", "Deployment", "deployments"),
         Kind("batch/v1", "Job", "jobs"),
         Kind("v1", "Service", "services"),
+        Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
         Kind("v1", "Pod", "pods"),
         Kind("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
         Kind("v1", "Secret", "secrets"),

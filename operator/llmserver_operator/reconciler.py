@@ -28,13 +28,14 @@ from llmserver_operator import settings as settings_mod
 from llmserver_operator.apple import identity as apple_identity
 from llmserver_operator.apple import publishing as apple_publishing
 from llmserver_operator.apple import scheduler as apple_scheduler
-from llmserver_operator.builders import cache, common, deployment, plan, service
+from llmserver_operator.builders import cache, common, deployment, network_policy, plan, service
 
 Manifest = dict[str, Any]
 # (LLMServer body, Event type, reason, message): how the reconciler tells a user what happened.
 PostEvent = Callable[[Manifest, str, str, str], None]
 # Every kind of child, in every mode; after a spec change whatever the new mode does not keep goes.
-CHILD_KINDS = ("Deployment", "Service", "Job", "ServiceAccount", "Role", "RoleBinding", "EndpointSlice")
+CHILD_KINDS = ("Deployment", "Service", "NetworkPolicy", "Job", "ServiceAccount", "Role", "RoleBinding",
+               "EndpointSlice")
 # Our own slice only: the EndpointSlice controller's slices carry the Service's labels too.
 OWN_SLICES = {"EndpointSlice": {"endpointslice.kubernetes.io/managed-by": apple_publishing.SLICE_MANAGER}}
 CONTROLLER_SLICES = "endpointslice-controller.k8s.io"
@@ -64,7 +65,7 @@ def _kept(where: plan.Placement, server: llmserver_api.LLMServer) -> set[tuple[s
     """The children a mode keeps besides its download children (the rest goes after a switch)."""
     name = common.name_of(server)
     if where == plan.Placement.KUBERNETES:
-        return {("Deployment", name), ("Service", name)}
+        return {("Deployment", name), ("Service", name), ("NetworkPolicy", name)}
     if where == plan.Placement.APPLE:
         grant = apple_identity.status_grant_name(server)
         return {("Service", name), ("EndpointSlice", apple_publishing.slice_name(server)), ("Role", grant),
@@ -257,6 +258,8 @@ class Reconciler:
         if downloaded:
             current = self.apply(deployment.build_deployment(server, settings), raw, current)
         self.apply(service.build_service(server, settings), raw)
+        if (policy := network_policy.build_network_policy(server, settings)) is not None:
+            self.apply(policy, raw)
         pods: list[Manifest] = []
         if current is not None:
             ready = int((current.get("status") or {}).get("readyReplicas") or 0)

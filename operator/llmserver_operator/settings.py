@@ -8,13 +8,23 @@ from __future__ import annotations
 
 import socket
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 import pydantic_settings
 from llmserver_api import proxy_policy
 
 from llmserver_operator import images
+
+
+def default_network_policy_peers(namespace: str, release: str, chart: str) -> list[dict[str, Any]]:
+    """The chart's gateway and operator pods (release `release` in `namespace`) and Prometheus: what the
+    chart passes with its default values, so `llmserver render` shows a policy that admits them."""
+    in_release = {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+    components = [{"namespaceSelector": in_release, "podSelector": {"matchLabels": {
+        "app.kubernetes.io/component": component, "app.kubernetes.io/instance": release,
+        "app.kubernetes.io/name": chart}}} for component in ("gateway", "operator")]
+    return [*components, {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}]
 
 
 class Settings(pydantic_settings.BaseSettings):
@@ -108,6 +118,16 @@ class Settings(pydantic_settings.BaseSettings):
     )
     leader_election_retry_seconds: float = pydantic.Field(
         2.0, gt=0, description="Seconds between attempts to take or renew the Lease."
+    )
+
+    network_policy: bool = pydantic.Field(
+        True, description="Write NetworkPolicy `N` for each cluster-hosted server, so that only `network_policy_peers` "
+        "reach its runtime pods (around the gateway's keys otherwise). Needs a CNI that enforces NetworkPolicy.",
+    )
+    network_policy_peers: list[dict[str, Any]] = pydantic.Field(
+        default_factory=lambda: default_network_policy_peers("llmserver-system", "llmserver", "llmserver"),
+        description="Who may reach runtime pods (JSON list of NetworkPolicyPeer objects): the chart's gateway and "
+        "operator pods in its namespace, Prometheus, and networkPolicy.extraFrom. Empty admits nobody.",
     )
 
     apple_enabled: bool = pydantic.Field(

@@ -77,6 +77,7 @@ BUILTIN: tuple[Resource, ...] = (
     _r("coordination.k8s.io", "v1", "leases", "Lease", status=False),
     _r("events.k8s.io", "v1", "events", "Event", status=False),
     _r("networking.k8s.io", "v1", "ingresses", "Ingress", short=("ing",)),
+    _r("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", short=("netpol",), status=False),
     _r("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", short=("pdb",)),
     _r("monitoring.coreos.com", "v1", "servicemonitors", "ServiceMonitor", status=False),
     _r("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", namespaced=False,

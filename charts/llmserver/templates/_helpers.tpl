@@ -125,10 +125,3 @@ imagePullSecrets:
 {{- define "llmserver.gatewayKeysSecret" -}}
 {{- .Values.gateway.auth.existingSecret | default (include "llmserver.componentName" (list . "gateway-api-keys")) }}
 {{- end }}
-
-{{/* Namespaces the runtime NetworkPolicy is rendered in (JSON list): networkPolicy.namespaces,
-     else the watched namespaces, else `default` (a NetworkPolicy is namespaced and the operator may
-     run LLMServers anywhere; list every namespace you use). */}}
-{{- define "llmserver.networkPolicyNamespaces" -}}
-{{- .Values.networkPolicy.namespaces | default .Values.operator.watchNamespaces | default (list "default") | toJson }}
-{{- end }}

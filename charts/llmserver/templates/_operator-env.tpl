@@ -59,6 +59,10 @@
   value: {{ .Values.apple.enabled | quote }}
 - name: LLMSERVER_OPERATOR_APPLE_NAMESPACE
   value: {{ .Release.Namespace | quote }}
+- name: LLMSERVER_OPERATOR_NETWORK_POLICY
+  value: {{ .Values.networkPolicy.enabled | quote }}
+- name: LLMSERVER_OPERATOR_NETWORK_POLICY_PEERS
+  value: {{ include "llmserver.networkPolicyPeers" . | quote }}
 {{- with .Values.proxy.allowedHosts }}
 - name: LLMSERVER_OPERATOR_PROXY_ALLOWED_HOSTS
   value: {{ join "," . | quote }}
@@ -86,4 +90,23 @@
   value: {{ .retryPeriod | quote }}
 {{- end }}
 {{- end }}
+{{- end -}}
+
+
+{{/* Who may reach runtime pods (JSON list of NetworkPolicyPeer): the gateway's and the operator's
+     pods in the release namespace, Prometheus, networkPolicy.extraFrom. The operator writes them into
+     NetworkPolicy `N` next to each cluster-hosted LLMServer (llmserver_operator.builders.network_policy). */}}
+{{- define "llmserver.networkPolicyPeers" -}}
+{{- $release := dict "matchLabels" (dict "kubernetes.io/metadata.name" .Release.Namespace) -}}
+{{- $peers := list -}}
+{{- range $component := list "gateway" "operator" -}}
+{{- if (index $.Values $component).enabled -}}
+{{- $pods := dict "matchLabels" (include "llmserver.selectorLabels" (list $ $component) | fromYaml) -}}
+{{- $peers = append $peers (dict "namespaceSelector" $release "podSelector" $pods) -}}
+{{- end -}}
+{{- end -}}
+{{- with .Values.networkPolicy.prometheus -}}
+{{- $peers = append $peers (dict "namespaceSelector" .namespaceSelector "podSelector" .podSelector) -}}
+{{- end -}}
+{{- concat $peers (default (list) .Values.networkPolicy.extraFrom) | toJson -}}
 {{- end -}}

@@ -8,13 +8,13 @@ import enum
 import llmserver_api
 
 from llmserver_operator import settings as settings_mod
-from llmserver_operator.builders import cache, common, deployment, download, service
+from llmserver_operator.builders import cache, common, deployment, download, network_policy, service
 
 
 class Placement(str, enum.Enum):
     """Where a server's model runs, which decides its children."""
 
-    KUBERNETES = "Kubernetes"  # download Job + Deployment + Service
+    KUBERNETES = "Kubernetes"  # download Job + Deployment + Service + NetworkPolicy
     PROXY = "Proxy"  # nothing: the gateway forwards to the provider
     APPLE = "Apple"  # a registered Mac (placement is done by the apple/ package)
 
@@ -67,8 +67,10 @@ def all_children(server: llmserver_api.LLMServer, settings: settings_mod.Setting
     if placement(server.spec) != Placement.KUBERNETES:
         return []
     downloading = download_children(server, settings)
+    policy = network_policy.build_network_policy(server, settings)
     return [
         *(downloading.in_apply_order() if downloading else []),
         deployment.build_deployment(server, settings),
         service.build_service(server, settings),
+        *([policy] if policy else []),
     ]

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.timeout(120)
 NS = "same"
 KINDS = (("v1", "ServiceAccount"), ("rbac.authorization.k8s.io/v1", "Role"),
          ("rbac.authorization.k8s.io/v1", "RoleBinding"), ("v1", "PersistentVolumeClaim"), ("batch/v1", "Job"),
-         ("apps/v1", "Deployment"), ("v1", "Service"))
+         ("apps/v1", "Deployment"), ("v1", "Service"), ("networking.k8s.io/v1", "NetworkPolicy"))
 SERVER_SET = ("uid", "resourceVersion", "generation", "creationTimestamp", "ownerReferences", "managedFields")
 
 

@@ -23,7 +23,7 @@ def test_default_notes() -> None:
     assert 'Authorization: Bearer $API_KEY' in notes  # auth is on by default
     assert f"kubectl -n {helm.NAMESPACE} get secret {keys} -o jsonpath='{{.data.apiKeys}}'" in notes
     assert "generated the first key" in notes
-    assert f"NetworkPolicy {helm.RELEASE}-llmserver-runtime in: default" in notes
+    assert "the operator writes a NetworkPolicy named like each LLMServer next to its pods" in notes
     assert f"llmserver agent-credentials <node> --address <Mac IP> --namespace {helm.NAMESPACE}" in notes
     assert "plain HTTP" in notes
 
@@ -45,6 +45,5 @@ def test_nodeport_auth_and_namespaced_notes() -> None:
     assert 'Authorization: Bearer $API_KEY' in notes
     assert f"Secret\n  {helm.NAMESPACE}/keys," in notes
     assert f"get secret keys -o jsonpath" in notes and "generated" not in notes
-    assert "NetworkPolicy llms-llmserver-runtime in: team-a" in notes
     assert _first_llmserver(notes)["metadata"]["namespace"] == "team-a"
     assert "reconciles LLMServers in: team-a" in notes

@@ -4,14 +4,17 @@ a NetworkPolicy that lets only the gateway, the operator and Prometheus reach ru
 from __future__ import annotations
 
 import base64
+import os
 import subprocess
 from typing import Any
 
+import pytest
 import yaml
 
 from llmserver_api import llmserver
 from llmserver_gateway import config as gateway_config
-from llmserver_operator.builders import common
+from llmserver_operator import settings as operator_settings
+from llmserver_operator.builders import common, network_policy
 from testkit import emulator, helm
 
 KEYS = f"{helm.RELEASE}-llmserver-gateway-api-keys"
@@ -88,46 +91,58 @@ def test_namespaced_gateway_reads_only_the_generated_key_secret() -> None:
     assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": [KEYS], "verbs": ["get"]}]
 
 
+def _policy(objects: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, namespace: str = "anywhere") -> dict[str, Any] | None:
+    """The NetworkPolicy the operator, configured by this chart's env, writes for a server in `namespace`."""
+    for name in list(os.environ):
+        if name.startswith("LLMSERVER_OPERATOR_"):
+            monkeypatch.delenv(name)
+    for name, value in helm.container_env(_one(objects, "Deployment", f"{helm.RELEASE}-llmserver-operator")).items():
+        monkeypatch.setenv(name, value)
+    return network_policy.build_network_policy(_server(namespace), operator_settings.Settings())
+
+
+def _server(namespace: str) -> llmserver.LLMServer:
+    return llmserver.LLMServer.model_validate({"metadata": {"name": "m", "namespace": namespace},
+                                               "spec": {"model": "m", "source": {"pvc": {"claimName": "c"}}}})
+
+
 def _runtime_labels() -> dict[str, str]:
-    server = llmserver.LLMServer.model_validate({"metadata": {"name": "m", "namespace": "default"},
-                                                 "spec": {"model": "m", "source": {"pvc": {"claimName": "c"}}}})
-    return common.labels(server, "runtime")  # what the operator puts on runtime pods
+    return common.labels(_server("anywhere"), "runtime")  # what the operator puts on runtime pods
 
 
 def _matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     return all(labels.get(key) == value for key, value in (selector.get("matchLabels") or {}).items())
 
 
-def test_network_policy_admits_only_gateway_operator_and_prometheus(rendered: dict[str, list[dict[str, Any]]]) -> None:
+def test_network_policy_admits_only_gateway_operator_and_prometheus(rendered: dict[str, list[dict[str, Any]]],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     objects = rendered["default"]
-    policy = _one(objects, "NetworkPolicy", f"{helm.RELEASE}-llmserver-runtime", "default")
+    assert not [o for o in objects if o["kind"] == "NetworkPolicy"]  # the operator writes one per server instead
+    policy = _policy(objects, monkeypatch)
+    assert policy is not None and policy["metadata"]["namespace"] == "anywhere"  # a namespace the chart never heard of
     spec = policy["spec"]
     assert _matches(spec["podSelector"], _runtime_labels()) and spec["policyTypes"] == ["Ingress"]
     [rule] = spec["ingress"]
-    assert "ports" not in rule
-    peers = rule["from"]
+    assert rule["ports"] == [{"port": common.HTTP_PORT, "protocol": "TCP"}]
     release = {"matchLabels": {"kubernetes.io/metadata.name": helm.NAMESPACE}}
-    gateway, operator, prometheus = peers
+    gateway, operator, prometheus = rule["from"]
     assert gateway["namespaceSelector"] == release and _matches(gateway["podSelector"], _pod_labels(objects, "gateway"))
     assert operator["namespaceSelector"] == release and _matches(operator["podSelector"], _pod_labels(objects, "operator"))
     assert not _matches(gateway["podSelector"], _pod_labels(objects, "operator"))  # each peer is one component
     assert prometheus == {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
 
 
-def test_network_policy_namespaces_and_selectors_follow_values() -> None:
-    watched = helm.template({"operator": {"watchNamespaces": ["team-a", "team-b"]}})
-    assert sorted(o["metadata"]["namespace"] for o in watched if o["kind"] == "NetworkPolicy") == ["team-a", "team-b"]
+def test_network_policy_selectors_follow_values(monkeypatch: pytest.MonkeyPatch) -> None:
     custom = helm.template({"networkPolicy": {
-        "namespaces": ["ml"],
         "prometheus": {"namespaceSelector": {"matchLabels": {"name": "monitoring"}},
                        "podSelector": {"matchLabels": {"app": "prom", "app.kubernetes.io/name": None}}},
         "extraFrom": [{"podSelector": {"matchLabels": {"app": "ingress"}}}]}})
-    policy = _one(custom, "NetworkPolicy", f"{helm.RELEASE}-llmserver-runtime", "ml")
+    policy = _policy(custom, monkeypatch)
+    assert policy is not None
     peers = policy["spec"]["ingress"][0]["from"]
     assert peers[2] == {"namespaceSelector": {"matchLabels": {"name": "monitoring"}},
                         "podSelector": {"matchLabels": {"app": "prom"}}}
     assert peers[3] == {"podSelector": {"matchLabels": {"app": "ingress"}}}
-    assert not [o for o in helm.template({"networkPolicy": {"enabled": False}}) if o["kind"] == "NetworkPolicy"]
-    no_gateway = helm.template({"gateway": {"enabled": False}})
-    peers = _one(no_gateway, "NetworkPolicy", f"{helm.RELEASE}-llmserver-runtime")["spec"]["ingress"][0]["from"]
+    assert _policy(helm.template({"networkPolicy": {"enabled": False}}), monkeypatch) is None
+    peers = _policy(helm.template({"gateway": {"enabled": False}}), monkeypatch)["spec"]["ingress"][0]["from"]  # type: ignore[index]
     assert len(peers) == 2 and "operator" in str(peers[0])  # no gateway: nothing admitted in its name

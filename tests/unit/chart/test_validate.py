@@ -76,7 +76,7 @@ def test_strict_validation_catches_unknown_fields(rendered: dict[str, list[dict[
 def test_each_value_set_renders_what_it_enables(rendered: dict[str, list[dict[str, Any]]]) -> None:
     kinds = {name: sorted({obj["kind"] for obj in objects}) for name, objects in rendered.items()}
     assert kinds["default"] == ["ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment",
-                                "NetworkPolicy", "Role", "RoleBinding", "Secret", "Service",
+                                "Role", "RoleBinding", "Secret", "Service",
                                 "ServiceAccount"]  # Role: the operator reads Mac Leases; Secret: gateway API keys
     assert {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ConfigMap"} <= set(kinds["monitoring"])
     assert {"HorizontalPodAutoscaler", "PodDisruptionBudget"} <= set(kinds["production"])

@@ -243,7 +243,8 @@ def test_placement_by_mode_and_backend(settings: settings_mod.Settings) -> None:
     assert plan.placement(server(backend="mlx").spec) == plan.Placement.APPLE
     assert plan.placement(server(backend="auto", apple={}).spec) == plan.Placement.APPLE
     kinds = [obj["kind"] for obj in plan.all_children(server(), settings)]
-    assert kinds == ["ServiceAccount", "Role", "RoleBinding", "PersistentVolumeClaim", "Job", "Deployment", "Service"]
+    assert kinds == ["ServiceAccount", "Role", "RoleBinding", "PersistentVolumeClaim", "Job", "Deployment", "Service",
+                     "NetworkPolicy"]
 
 
 @pytest.mark.parametrize("spec", [

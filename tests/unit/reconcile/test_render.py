@@ -48,8 +48,8 @@ def test_render_prints_the_builders_objects(tmp_path: pathlib.Path, monkeypatch:
     printed = [doc for doc in yaml.safe_load_all(result.output) if doc]
     server = llmserver_api.LLMServer.model_validate(yaml.safe_load(MANIFESTS.split("---")[0]))
     assert printed == plan.all_children(server, settings_mod.Settings())
-    assert [doc["kind"] for doc in printed][-2:] == ["Deployment", "Service"]
-    assert printed[-2]["spec"]["template"]["spec"]["containers"][0]["image"] == "reg.example/rt-cuda:9.9.9"
+    assert [doc["kind"] for doc in printed][-3:] == ["Deployment", "Service", "NetworkPolicy"]
+    assert printed[-3]["spec"]["template"]["spec"]["containers"][0]["image"] == "reg.example/rt-cuda:9.9.9"
     assert "image reg.example/rt-cuda:9.9.9 (flavour cuda carries vllm for nvidia.com/gpu)" in result.output
     assert "# LLMServer default/gpt: Proxy mode, no objects" in result.output
 
