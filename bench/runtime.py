@@ -163,7 +163,8 @@ class Raw:
         llm = self.llm
         tokens = llm.tokenize(prompt.encode(), add_bos=True, special=True)  # type: ignore[attr-defined]
         produced = 0
-        for token in llm.generate(tokens, top_k=0, min_p=0.0, temp=0.0, repeat_penalty=1.0):  # type: ignore[attr-defined]
+        greedy = llm.generate(tokens, top_k=0, min_p=0.0, temp=0.0, repeat_penalty=1.0)  # type: ignore[attr-defined]
+        for token in greedy:
             if self.is_eog(self.vocab, token):
                 break
             produced += 1
@@ -197,7 +198,8 @@ async def concurrent(systems: dict[str, Server], rounds: int) -> dict[tuple[str,
         for level in LEVELS:
             for name in names[round_index % len(names) :] + names[: round_index % len(names)]:
                 started = time.perf_counter()
-                counts = await asyncio.gather(*(systems[name].complete(PROMPTS[i % len(PROMPTS)]) for i in range(level)))
+                prompts = [PROMPTS[i % len(PROMPTS)] for i in range(level)]
+                counts = await asyncio.gather(*(systems[name].complete(prompt) for prompt in prompts))
                 seconds[(name, level)] = seconds.get((name, level), 0.0) + time.perf_counter() - started
                 tokens[(name, level)] = tokens.get((name, level), 0) + sum(counts)
     return {key: tokens[key] / seconds[key] for key in tokens}
@@ -224,7 +226,8 @@ def overhead_phase(work: pathlib.Path, threads: int, samples: int) -> dict[str, 
 
             async def run() -> dict[str, float]:
                 async with _session() as session:
-                    systems = {"raw": Raw(llm, TINY_MAX_TOKENS), "ours": Server(ours, session, TINY_MAX_TOKENS, OURS_PENALTY)}
+                    systems = {"raw": Raw(llm, TINY_MAX_TOKENS),
+                               "ours": Server(ours, session, TINY_MAX_TOKENS, OURS_PENALTY)}
                     return await sequential(systems, samples * 4)
 
             return asyncio.run(run())
@@ -277,7 +280,8 @@ def main() -> None:
         single, levels = small_phases(work, args.threads, args.samples, args.rounds, binary, extras)
 
     print(f"greedy, {args.threads} llama.cpp thread(s); prompts {len(PROMPTS)} fixed strings")
-    print(f"tiny GGUF, max_tokens {TINY_MAX_TOKENS}, single stream: raw {tiny['raw']:.0f} tok/s, ours {tiny['ours']:.0f} tok/s")
+    print(f"tiny GGUF, max_tokens {TINY_MAX_TOKENS}, single stream: "
+          f"raw {tiny['raw']:.0f} tok/s, ours {tiny['ours']:.0f} tok/s")
     print(f"small GGUF (~51M params), max_tokens {SMALL_MAX_TOKENS}, single stream tok/s:")
     for name, tps in single.items():
         print(f"  {name:18} {tps:8.1f}")

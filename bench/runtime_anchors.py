@@ -35,7 +35,8 @@ def server_pythonpath() -> str | None:
         return str(target)
     print(f"installing {' '.join(SERVER_EXTRAS)} into {target} (for llama_cpp.server)", flush=True)
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--upgrade", "--target", str(target), *SERVER_EXTRAS],
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--upgrade", "--target", str(target),
+         *SERVER_EXTRAS],
         check=True,
         timeout=600,
     )
@@ -78,7 +79,8 @@ def llama_server() -> pathlib.Path:
     print(f"building llama-server from {source} (2 compile jobs; several minutes)", flush=True)
     env = {**os.environ, "CMAKE_BUILD_PARALLEL_LEVEL": "2"}
     configure = ["cmake", "-S", str(source), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF"]
-    configure += ["-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_BUILD_TOOLS=ON", "-DBUILD_SHARED_LIBS=OFF"]
+    configure += ["-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=ON",
+                  "-DLLAMA_BUILD_TOOLS=ON", "-DBUILD_SHARED_LIBS=OFF"]
     subprocess.run(configure, check=True, env=env, timeout=600, stdout=subprocess.DEVNULL)
     subprocess.run(
         ["cmake", "--build", str(build), "--target", "llama-server", "--config", "Release"],
