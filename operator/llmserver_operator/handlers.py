@@ -32,14 +32,15 @@ CHILD_RESOURCES = (
     ("apps", "v1", "deployments", OURS),
     ("", "v1", "pods", {**OURS, "app.kubernetes.io/component": "runtime"}),
     ("", "v1", "services", OURS),
+    ("networking.k8s.io", "v1", "networkpolicies", OURS),
     ("", "v1", "serviceaccounts", OURS),
     ("rbac.authorization.k8s.io", "v1", "roles", OURS),
     ("rbac.authorization.k8s.io", "v1", "rolebindings", OURS),
     ("", "v1", "persistentvolumeclaims", OURS),
 )
 # The kinds the reconciler reads from the watch cache instead of the API (watch_cache.py).
-CACHED_KINDS = ("LLMServer", "Job", "Deployment", "Pod", "Service", "ServiceAccount", "Role", "RoleBinding",
-                "PersistentVolumeClaim")
+CACHED_KINDS = ("LLMServer", "Job", "Deployment", "Pod", "Service", "NetworkPolicy", "ServiceAccount", "Role",
+                "RoleBinding", "PersistentVolumeClaim")
 # The Mac's EndpointSlice `N-apple` (only ours: the EndpointSlice controller's slices copy the
 # Service's labels, and every pod IP change would re-trigger the server).
 APPLE_CHILD_RESOURCES = (

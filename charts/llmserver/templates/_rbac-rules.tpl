@@ -15,8 +15,8 @@
        deleted or edited child is repaired at once, and read from that watch's cache; `get` only
        after a create answered 409 (a name held by an object not ours, or a lost race).
      - networkpolicies: NetworkPolicy `N` of a cluster-hosted server (builders.network_policy),
-       create-or-replace and deleted on a mode switch like the Service; not watched, so read (get)
-       from the API on every pass.
+       create-or-replace and deleted on a mode switch like the Service; watched (kopf, by label) and
+       read from that watch's cache like the Service (`get` only after a create answered 409).
      - jobs: the download Job is created, never updated (its template is immutable), deleted when
        it failed for good or its source changed; kopf watches it.
      - pods: watched (kopf) and listed for failure reasons; never written.
@@ -51,7 +51,7 @@
   verbs: ["get", "list", "watch", "create", "update", "delete"]
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
-  verbs: ["get", "list", "create", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "update", "delete"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "delete"]

@@ -40,6 +40,7 @@ UNUSED_OK = {
        "the API only after its create answered 409 (a foreign object holds the name: ChildConflict, or a lost "
        "race): test_resilience, test_operator_metrics"
        for group, resource in (("apps", "deployments"), ("batch", "jobs"), ("", "serviceaccounts"), ("", "services"),
+                               ("networking.k8s.io", "networkpolicies"),
                                ("rbac.authorization.k8s.io", "roles"), ("rbac.authorization.k8s.io", "rolebindings"))},
     ("update", "coordination.k8s.io", "leases"): "leader election runs before kopf: test_operator_ha_rbac",
 }
