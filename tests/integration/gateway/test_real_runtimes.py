@@ -65,13 +65,21 @@ def test_chat_and_completions_equal_the_direct_answer(runtimes, gateway) -> None
 def test_streaming_through_the_gateway_matches_and_arrives_incrementally(gateway) -> None:
     _, client = gateway
     whole = client.chat.completions.create(model="tiny", messages=CHAT, max_tokens=20, seed=1)
-    arrivals, pieces = [], []
-    for chunk in client.chat.completions.create(model="tiny", messages=CHAT, max_tokens=20, seed=1, stream=True):
-        if chunk.choices and chunk.choices[0].delta.content:
-            arrivals.append(time.monotonic())
-            pieces.append(chunk.choices[0].delta.content)
-    assert "".join(pieces) == whole.choices[0].message.content
-    assert len(pieces) > 5 and arrivals[-1] - arrivals[0] > 0.05  # 10 ms per token at the runtime
+    spans = []
+    # A gateway that buffers makes every attempt arrive at once; a busy machine that stalls this
+    # client for a moment makes one attempt look bunched. So: the same stream, up to three times.
+    for _ in range(3):
+        arrivals, pieces = [], []
+        for chunk in client.chat.completions.create(model="tiny", messages=CHAT, max_tokens=20, seed=1, stream=True):
+            if chunk.choices and chunk.choices[0].delta.content:
+                arrivals.append(time.monotonic())
+                pieces.append(chunk.choices[0].delta.content)
+        assert "".join(pieces) == whole.choices[0].message.content
+        assert len(pieces) > 5
+        spans.append(arrivals[-1] - arrivals[0])
+        if spans[-1] > 0.05:  # 10 ms per token at the runtime
+            break
+    assert max(spans) > 0.05, spans
 
 
 def test_embeddings_and_rerank_pass_through(runtimes, gateway) -> None:
