@@ -147,7 +147,7 @@ def register(registry: kopf.OperatorRegistry, apple: bool = True) -> None:
     # kopf runs indexing handlers for every event before any other handler, and starts no other
     # handler before every indexed kind's initial listing is in: passes read a complete cache.
     @kopf.index(llmserver_api.GROUP, llmserver_api.VERSION, "llmservers", registry=registry, id="seen-llmservers")
-    def server_seen(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    async def server_seen(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:  # async: no thread hop
         memo.cache.store(_plain(body))
 
     @kopf.on.event(llmserver_api.GROUP, llmserver_api.VERSION, "llmservers", registry=registry, id="forget")
@@ -174,7 +174,7 @@ def register(registry: kopf.OperatorRegistry, apple: bool = True) -> None:
     for group, version, plural, labels in children:
 
         @kopf.index(group, version, plural, labels=labels, registry=registry, id=f"seen-{plural}")
-        def child_seen(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        async def child_seen(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:  # a dict copy: no thread hop
             memo.cache.store(_plain(body))
 
         @kopf.on.event(group, version, plural, labels=labels, registry=registry, id=f"child-{plural}")
