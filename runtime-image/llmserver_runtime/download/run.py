@@ -44,13 +44,29 @@ def run(
         progress.Monitor(lambda: final, emit, report).tick(final=True, snapshot=final)
         return request.served_path
 
+    return _with_retries(
+        lambda: _attempt(request, emit, report, interval, report_interval),
+        lambda exc: errors.classify(exc, repo=request.repo, revision=request.revision, file=request.file,
+                                    token=request.token),
+        retry, emit, sleep,
+    )
+
+
+def _with_retries(
+    attempt_once: Callable[[], pathlib.Path],
+    classify: Callable[[Exception], errors.DownloadError],
+    retry: Retry,
+    emit: Callable[[str], None],
+    sleep: Callable[[float], None],
+) -> pathlib.Path:
+    """Runs `attempt_once` until it succeeds, retrying transient failures with capped exponential
+    backoff; the last failure (or the first permanent one) is raised as a DownloadError."""
     delay = retry.delay
     for attempt in range(1, retry.attempts + 1):
         try:
-            return _attempt(request, emit, report, interval, report_interval)
+            return attempt_once()
         except Exception as exc:  # noqa: BLE001 - classified below
-            failure = errors.classify(exc, repo=request.repo, revision=request.revision, file=request.file,
-                                      token=request.token)  # fmt: skip
+            failure = classify(exc)
             if not failure.transient or attempt == retry.attempts:
                 if failure.transient:
                     failure = errors.DownloadError(
@@ -121,22 +137,9 @@ def run_direct(
         final = progress.Snapshot(total, total, len(files), len(files), "complete")
         progress.Monitor(lambda: final, emit, report).tick(final=True, snapshot=final)
         return source.served_path
-    delay = retry.delay
-    for attempt in range(1, retry.attempts + 1):
-        try:
-            return _attempt_direct(source, emit, report, interval, report_interval)
-        except Exception as exc:  # noqa: BLE001 - classified below
-            failure = source.classify(exc)
-            if not failure.transient or attempt == retry.attempts:
-                if failure.transient:
-                    failure = errors.DownloadError(
-                        f"{failure.message}; gave up after {retry.attempts} attempts", transient=True
-                    )
-                raise failure from None
-            emit(f"attempt {attempt}/{retry.attempts} failed: {failure.message}; retrying in {delay:.0f}s")
-            sleep(delay)
-            delay = min(delay * 2, retry.max_delay)
-    raise AssertionError("unreachable")
+    return _with_retries(
+        lambda: _attempt_direct(source, emit, report, interval, report_interval), source.classify, retry, emit, sleep
+    )
 
 
 def _attempt_direct(
