@@ -207,6 +207,9 @@ def _extra_args_rule(name: str, pattern: str, message: str, backends: tuple[str,
     )
 
 
+# vLLM's short spellings of flags a typed field owns (its argparse aliases).
+_VLLM_ALIASES = {"tensor_parallel_size": ("-tp",)}
+
 # Arguments of `llmserver-runtime serve` that the operator (or the agent) sets from the spec.
 _SERVE_OWNED = (
     ("model", "spec.source sets the model's path"),
@@ -259,7 +262,11 @@ def extra_args_rules() -> tuple[Rule, ...]:
             f"spec.extraArgs must not set {flag.option} ({flag.name}) for backend {' or '.join(backends)}: "
             f"use {' or '.join(fields)}"
         )
-        found.append(_extra_args_rule(f"extra-args-not-{flag.option[2:]}", _key(flag.name), message, backends))
+        pattern = _key(flag.name)
+        if llmserver.Backend.VLLM in flag.engines:  # vLLM's argparse also takes abbreviations and short aliases
+            pattern = "|".join((pattern, _abbreviations(flag.option), *(
+                f"^{_WS}*{alias}{_WS}*(=|$)" for alias in _VLLM_ALIASES.get(flag.name, ()))))
+        found.append(_extra_args_rule(f"extra-args-not-{flag.option[2:]}", pattern, message, backends))
     return tuple(found)
 
 

@@ -108,3 +108,14 @@ def test_extra_args_are_bounded(crds: dict[str, dict[str, Any]]) -> None:
         with pytest.raises(pydantic.ValidationError):
             llmserver.LLMServer.model_validate(_manifest("vllm", args))
         assert crd_validation.api_server_problems(crds, _manifest("vllm", args))
+
+
+@pytest.mark.parametrize("spelling", ["-tp", "-tp=2", "--tensor-parallel", "--tensor-parallel=2", "--te"])
+def test_vllm_short_and_abbreviated_spellings_of_an_owned_flag_are_refused(
+    crds: dict[str, dict[str, Any]], spelling: str
+) -> None:
+    """vLLM's argparse takes `-tp` and unambiguous abbreviations: they set the typed field's flag too."""
+    refused, messages = _refusals(crds, _manifest("vllm", [spelling]))
+    assert refused is not None and "spec.vllm.tensorParallelSize" in refused, spelling
+    assert len(messages) == 1, messages
+    assert _refusals(crds, _manifest("vllm", ["--max-num-seqs=8"])) == (None, [])
