@@ -86,6 +86,18 @@ def sampling_options(request: pydantic.BaseModel) -> dict[str, Any]:
     return {name: value for name, skip in neutral.items() if (value := getattr(request, name)) not in skip}
 
 
+def null_is_default(model: type[pydantic.BaseModel], value: Any, info: pydantic.ValidationInfo) -> Any:
+    """A field OpenAI's published document lets be null means its default (found by fuzzing)."""
+    return model.model_fields[str(info.field_name)].default if value is None else value
+
+
+def check_stops(value: StopSequences) -> StopSequences:
+    """Every stop string is matched against every generated piece: the list stays short (OpenAI: 4)."""
+    if isinstance(value, list) and len(value) > 16:
+        raise ValueError("at most 16 stop sequences are allowed")
+    return value
+
+
 class SamplingFields(pydantic.BaseModel):
     """The sampling fields chat and completions share beyond temperature/top_p. Engines honour a
     subset (see `ModelBackend.supported_parameters`); the server refuses the rest with a 400."""

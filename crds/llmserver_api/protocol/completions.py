@@ -39,16 +39,12 @@ class CompletionRequest(common.SamplingFields):
     @pydantic.field_validator("n", "echo", "stream", mode="before")
     @classmethod
     def _null_is_default(cls, value: Any, info: pydantic.ValidationInfo) -> Any:
-        """OpenAI's published document lets these be null, meaning the default (found by fuzzing)."""
-        return cls.model_fields[str(info.field_name)].default if value is None else value
+        return common.null_is_default(cls, value, info)
 
     @pydantic.field_validator("stop")
     @classmethod
     def _few_stops(cls, value: common.StopSequences) -> common.StopSequences:
-        # Every stop string is matched against every generated piece: keep the list short.
-        if isinstance(value, list) and len(value) > 16:
-            raise ValueError("at most 16 stop sequences are allowed")
-        return value
+        return common.check_stops(value)
 
     def generation_options(self) -> dict[str, Any]:
         """Optional fields set to a value that changes what is generated, by name (see chat's)."""
