@@ -90,6 +90,10 @@ class BackendConfig:
     capabilities: frozenset[llmserver_api.Capability] | None = None  # None: detect from the model
     trust_remote_code: bool = False
     extra_args: tuple[str, ...] = ()
+    # LoRA adapters loaded with the model: adapter name -> local path (a peft folder, a GGUF LoRA
+    # file, ...). Each is served as `<served_model_name>:<name>`; requests pick one by
+    # `SamplingParams.adapter`.
+    adapters: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +139,9 @@ class SamplingParams:
     constraint: structured.JsonConstraint | None = None
     # OpenAI tool definitions the chat template shows the model (`tools`, unless tool_choice none).
     tools: tuple[Mapping[str, Any], ...] = ()
+    # The LoRA adapter this request runs with (a name in `ModelBackend.adapters`); None: the base
+    # model. The server resolves `<model>:<adapter>` names and refuses unknown ones before this.
+    adapter: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,8 +201,25 @@ class ModelBackend(abc.ABC):
     # depends on the value or on the loaded model is checked per request by `check_parameters`.
     supported_parameters: ClassVar[frozenset[str]] = frozenset()
 
+    # True when adapters can be added and removed while the model stays loaded (`load_adapter`);
+    # False: adapters are fixed at load (`BackendConfig.adapters`), a change needs a restart.
+    supports_live_adapters: ClassVar[bool] = False
+
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
+
+    @property
+    def adapters(self) -> tuple[str, ...]:
+        """Names of the LoRA adapters loaded now (served as `<model>:<name>`)."""
+        return tuple(self.config.adapters)
+
+    async def load_adapter(self, name: str, path: str) -> None:
+        """Loads one more LoRA adapter while the model stays loaded (engines with live adapters)."""
+        raise UnsupportedRequest(f"the {self.kind} backend loads adapters only at start")
+
+    async def unload_adapter(self, name: str) -> None:
+        """Removes a loaded adapter while the model stays loaded (engines with live adapters)."""
+        raise UnsupportedRequest(f"the {self.kind} backend loads adapters only at start")
 
     @property
     @abc.abstractmethod

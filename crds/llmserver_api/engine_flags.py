@@ -67,6 +67,9 @@ class EngineFlags(pydantic.BaseModel):
     n_threads: Annotated[int | None, _source(_LLAMA, crd_field="n_threads")] = pydantic.Field(
         default=None, ge=1, description="CPU threads for generation."
     )
+    parallel: Annotated[int | None, _source(_LLAMA, crd_field="parallel")] = pydantic.Field(
+        default=None, ge=1, le=256, description="Sequences decoded together (continuous batching slots)."
+    )
     tensor_parallel_size: Annotated[int | None, _source(_VLLM, crd_field="tensor_parallel_size")] = pydantic.Field(
         default=None, ge=1, description="GPUs one replica shards over."
     )
@@ -84,6 +87,9 @@ class EngineFlags(pydantic.BaseModel):
     )
     load_in_8bit: Annotated[bool | None, _source(_HF, crd_field="load_in_8bit")] = pydantic.Field(
         default=None, description="Quantise weights to 8 bit with bitsandbytes."
+    )
+    max_batch_size: Annotated[int | None, _source(_HF, crd_field="max_batch_size")] = pydantic.Field(
+        default=None, ge=1, le=256, description="Requests decoded together in one forward pass."
     )
     max_kv_size: Annotated[int | None, _source(_MLX, _MLX_VLM, crd_field="max_kv_size")] = pydantic.Field(
         default=None, ge=1, description="Rotating KV cache size in tokens."

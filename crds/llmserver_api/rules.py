@@ -125,6 +125,35 @@ SPEC_RULES: tuple[Rule, ...] = (
         holds=lambda spec: spec.get("backend") != "vllm"
         or all(c in ("TextGeneration", "Vision") for c in spec.get("capabilities") or ()),
     ),
+    Rule(
+        name="autoscaling-selfhosted-only",
+        cel="self.mode != 'Proxy' || !has(self.autoscaling)",
+        message="spec.autoscaling must not be set when spec.mode is Proxy (no replicas run)",
+        field_path=".autoscaling",
+        holds=lambda spec: spec.get("mode") != "Proxy" or "autoscaling" not in spec,
+    ),
+    Rule(
+        name="fallback-is-another-model",
+        cel="!has(self.autoscaling) || !has(self.autoscaling.fallback) || self.autoscaling.fallback != self.model",
+        message="spec.autoscaling.fallback must name another model than spec.model",
+        field_path=".autoscaling.fallback",
+        holds=lambda spec: (spec.get("autoscaling") or {}).get("fallback") in (None, "")
+        or spec["autoscaling"]["fallback"] != spec.get("model"),
+    ),
+    Rule(
+        name="adapters-selfhosted-only",
+        cel="self.mode != 'Proxy' || !has(self.adapters) || size(self.adapters) == 0",
+        message="spec.adapters must be empty when spec.mode is Proxy (the provider hosts the model)",
+        field_path=".adapters",
+        holds=lambda spec: spec.get("mode") != "Proxy" or not spec.get("adapters"),
+    ),
+    Rule(
+        name="adapter-names-unique",
+        cel="!has(self.adapters) || self.adapters.all(a, self.adapters.exists_one(b, b.name == a.name))",
+        message="spec.adapters names an adapter twice: each spec.adapters[].name must be unique",
+        field_path=".adapters",
+        holds=lambda spec: len({a.get("name") for a in spec.get("adapters") or ()}) == len(spec.get("adapters") or ()),
+    ),
     _config_rule("llamaCpp", "llama-cpp"),
     _config_rule("vllm", "vllm"),
     _config_rule("transformers", "transformers"),
@@ -141,6 +170,16 @@ SOURCE_RULES: tuple[Rule, ...] = (
         message="exactly one of spec.source.huggingFace, spec.source.pvc, spec.source.s3 and spec.source.url must be set",
         field_path="",
         holds=lambda source: sum(kind in source for kind in SOURCE_KINDS) == 1,
+    ),
+)
+
+AUTOSCALING_RULES: tuple[Rule, ...] = (
+    Rule(
+        name="autoscaling-min-within-max",
+        cel="!has(self.minReplicas) || self.minReplicas <= self.maxReplicas",
+        message="spec.autoscaling.minReplicas must not exceed spec.autoscaling.maxReplicas",
+        field_path=".minReplicas",
+        holds=lambda block: block.get("minReplicas", 1) <= block.get("maxReplicas", 1),
     ),
 )
 
@@ -318,3 +357,10 @@ def _is_dns_label(name: str) -> bool:
 def broken(rules: tuple[Rule, ...], wire: Wire) -> list[Rule]:
     """The rules that `wire` violates, in declaration order."""
     return [rule for rule in rules if not rule.holds(wire)]
+
+
+def enforce(rule_set: tuple[Rule, ...], wire: Wire) -> None:
+    """Raises one ValueError whose text names the field of every broken rule."""
+    failed = broken(rule_set, wire)
+    if failed:
+        raise ValueError("; ".join(rule.message for rule in failed))

@@ -108,6 +108,10 @@ def llmserver_schema() -> Schema:
     _attach(spec, ("source",), rules.SOURCE_RULES)
     _attach(spec, ("source", "s3"), rules.S3_RULES)
     _attach(spec, ("transformers",), rules.TRANSFORMERS_RULES)
+    _attach(spec, ("autoscaling",), rules.AUTOSCALING_RULES)
+    adapter_source = spec["properties"]["adapters"]["items"]["properties"]["source"]
+    _attach(adapter_source, (), rules.SOURCE_RULES)
+    _attach(adapter_source, ("s3",), rules.S3_RULES)
     schema = _top_level(
         spec,
         structural_schema(llmserver.LLMServerStatus),

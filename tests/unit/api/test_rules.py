@@ -40,6 +40,7 @@ OWNED_ARGS = [
     "--n-gpu-layers=0", "n_gpu_layers=-1", "--n_ctx=4", "n_ctx=4", "n-batch=8", "n_threads = 2",
     "--tensor-parallel-size=2", "--tensor_parallel_size", "--gpu-memory-utilization=0.5", "--max-model-len=9",
     "--dtype=half", "dtype=float16", "load_in_4bit=true", "--load-in-8bit", "max_kv_size=9", "max_tokens=3",
+    "--parallel=4", "parallel=8", "max_batch_size=4",
 ]  # fmt: skip
 EXTRA_ARGS = HARMLESS_ARGS + REMOTE_CODE_ARGS + NEAR_MISSES + OWNED_ARGS
 
@@ -80,6 +81,12 @@ def _spec_variants(count: int, seed: int = 7) -> list[dict[str, Any]]:
             spec["extraArgs"] = chooser.sample(EXTRA_ARGS, chooser.randint(0, 2))
         if chooser.random() < 0.3:
             spec["trustRemoteCode"] = chooser.choice([True, False])
+        if chooser.random() < 0.3:
+            spec["autoscaling"] = {"maxReplicas": chooser.choice([1, 3]), "minReplicas": chooser.choice([0, 2, 4]),
+                                   **({"fallback": chooser.choice(["m", "other"])} if chooser.random() < 0.6 else {})}
+        if chooser.random() < 0.3:
+            names = chooser.choice([["a"], ["a", "b"], ["a", "a"], []])
+            spec["adapters"] = [{"name": name, "source": {"pvc": {"claimName": "c"}}} for name in names]
         variants.append(spec)
     return variants
 
@@ -101,6 +108,7 @@ RULE_SETS = [
     (("source",), rules.SOURCE_RULES),
     (("source", "s3"), rules.S3_RULES),
     (("transformers",), rules.TRANSFORMERS_RULES),
+    (("autoscaling",), rules.AUTOSCALING_RULES),
 ]
 
 
