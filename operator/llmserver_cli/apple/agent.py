@@ -11,6 +11,11 @@ refreshes before it expires (token_refresh), and relays download progress to the
 so that no child needs API credentials. Unified memory is the scarce resource: before a model loads,
 least-recently-used models are stopped until it fits, and idle ones can be unloaded on a timer.
 
+spec.replicas is 0 or 1 on a Mac: 0 unloads the runtime (the server stays listed as Unloaded) and
+1 loads it again, without a restart for any other change of replicas or of spec.autoscaling. An
+autoscaled server is never unloaded by the agent's idle timer: the operator's autoscaler scales it
+to zero through spec.replicas (hosting.elastic).
+
 The API server may go away (an upgrade, a network cut) while the Mac keeps serving: every API call
 is retried with capped backoff, the heartbeat runs on its own task (a slow sync never delays it),
 and the runtimes stay loaded and answering through the outage; only `stop` unloads them.
@@ -86,16 +91,26 @@ def model_report(unit: hosted.Hosted) -> dict[str, Any]:
 def engine_settings(settings: agent_settings.AgentSettings, api_key: str,
                     environ: dict[str, str] | None = None) -> hosting_settings.EngineSettings:
     """The hosting engine's knobs on a Mac: ports in order from the node's range, eviction by
-    memory, no wake on request (an unloaded model reloads on its next spec change), clean child
-    environments, and no `--report-to` (the agent relays download progress itself)."""
+    memory, no wake on request (an unloaded model reloads on its next spec change), autoscaled
+    servers left to spec.replicas, clean child environments, and no `--report-to` (the agent relays
+    download progress itself)."""
     base = dict(os.environ if environ is None else environ)
     return hosting_settings.EngineSettings(
         python=settings.python, cache_dir=settings.cache_dir, log_dir=settings.log_dir,
         env=clean_env.runtime_env(base, api_key), download_env=clean_env.download_env(base),
         ready_timeout=settings.ready_timeout, bind_host=settings.bind_host,
         port_range_start=settings.port_range_start, idle_unload=settings.idle_unload_seconds,
-        report_downloads=False, where=settings.node_name,
+        autoscaled_idle_unload=False, report_downloads=False, where=settings.node_name,
     )  # fmt: skip
+
+
+def runtime_fingerprint(server: llmserver_api.LLMServer) -> str:
+    """What the runtime is started from: the spec without replicas and autoscaling, whose changes
+    load or unload it but never restart it."""
+    wire = server.spec.to_wire()
+    for field in ("replicas", "autoscaling"):
+        wire.pop(field, None)
+    return json.dumps(wire, sort_keys=True)
 
 
 def download_report(unit: hosted.Hosted) -> dict[str, Any] | None:
@@ -124,7 +139,8 @@ class AppleAgent:
         budget = hosting_settings.MemoryBudget(estimate=model_memory_bytes,
                                                available=lambda: system.available_memory_bytes())
         self.engine = engine.Engine(engine_settings(settings, self.api_key), self._changed, budget=budget)
-        self.generations: dict[str, int | None] = {}
+        self.fingerprints: dict[str, str] = {}  # per hosted server: runtime_fingerprint of its spec
+        self.replicas: dict[str, int] = {}  # per hosted server: the spec.replicas last seen
         self._reported: Any = None
         self._report_lock = asyncio.Lock()
         self._dirty = asyncio.Event()
@@ -172,7 +188,7 @@ class AppleAgent:
 
     # --- models --------------------------------------------------------------------------------
     async def placed_here(self) -> dict[str, tuple[llmserver_api.LLMServer, int | None]]:
-        """The servers whose status.placement names this node and that want replicas."""
+        """The servers whose status.placement names this node (with their generation)."""
         wanted = {}
         for raw in await self._api("list", "LLMServer", None):
             if ((raw.get("status") or {}).get("placement") or {}).get("node") != self.settings.node_name:
@@ -181,22 +197,37 @@ class AppleAgent:
                 server = llmserver_api.LLMServer.model_validate(raw)
             except ValueError:
                 continue
-            if server.spec.replicas > 0:
-                meta = raw["metadata"]
-                wanted[f"{meta.get('namespace') or 'default'}/{meta['name']}"] = (server, meta.get("generation"))
+            meta = raw["metadata"]
+            wanted[f"{meta.get('namespace') or 'default'}/{meta['name']}"] = (server, meta.get("generation"))
         return wanted
 
     async def sync(self) -> None:
-        """Starts what was placed here, restarts what changed, stops what left; then reports."""
+        """Starts what was placed here, restarts what changed, stops what left, unloads what is
+        scaled to 0 and loads it again at 1; then reports."""
         wanted = await self.placed_here()
-        for key in [k for k in self.engine.units if k not in wanted or self.generations.get(k) != wanted[k][1]]:
+        changed = [key for key in self.engine.units
+                   if key not in wanted or self.fingerprints.get(key) != runtime_fingerprint(wanted[key][0])]
+        for key in changed:
             await self.engine.remove(key)
-            self.generations.pop(key, None)
+            self.fingerprints.pop(key, None)
+            self.replicas.pop(key, None)
         origin = sources.ModelsRoot(self.settings.models_root)  # pvc claims resolve under it, never outside
-        for key, (server, generation) in wanted.items():
-            if key not in self.engine.units:
-                self.generations[key] = generation
-                self.engine.launch(self.engine.add(key, server, origin))
+        for key, (server, _generation) in wanted.items():
+            unit = self.engine.units.get(key)
+            replicas, seen = server.spec.replicas, self.replicas.get(key)
+            self.replicas[key] = replicas
+            if unit is None:
+                if replicas > 0:
+                    self.fingerprints[key] = runtime_fingerprint(server)
+                    self.engine.launch(self.engine.add(key, server, origin))
+                else:
+                    self.replicas.pop(key, None)
+                continue
+            unit.server = server  # replicas or autoscaling changed: read by the engine's idle rules
+            if replicas == 0 and unit.phase != "Unloaded":
+                await self.engine.unload(unit, "spec.replicas is 0 (scaled to zero)", wakeable=False)
+            elif replicas > 0 and seen != replicas and unit.phase == "Unloaded":
+                self.engine.load(unit)
         await self.engine.track_usage()
         await self.report()
 

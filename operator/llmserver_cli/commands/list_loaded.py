@@ -1,4 +1,9 @@
-"""`llmserver list-loaded`: the LLMServers of a cluster namespace, or of the running `llmserver up`."""
+"""`llmserver list-loaded`: the LLMServers of a cluster namespace, or of the running `llmserver up`.
+
+An autoscaled model at zero replicas, which its next request loads (the gateway holds it, or
+its fallback answers), shows phase `Cold`; the AUTOSCALING column gives spec.autoscaling's
+`min..max` replicas (shown only when some server has it).
+"""
 
 from __future__ import annotations
 
@@ -31,6 +36,15 @@ class Row:
     ready: str
     endpoint: str
     message: str
+    autoscaling: str = ""  # "MIN..MAX" replicas of spec.autoscaling; "" when not autoscaled
+
+COLD = "Cold"
+
+
+def _bounds(block: Any) -> str:
+    if not isinstance(block, dict) or "maxReplicas" not in block:
+        return ""
+    return f"{block.get('minReplicas', 1)}..{block['maxReplicas']}"
 
 
 def _get(obj: Any, *keys: str, default: Any = None) -> Any:
@@ -51,6 +65,9 @@ def cluster_row(item: dict[str, Any]) -> Row:
         backend = f"auto→{resolved['backend']}"
     capabilities = spec.get("capabilities") or resolved.get("capabilities") or []
     phase = str(status.get("phase") or "Pending")
+    autoscaling = _bounds(spec.get("autoscaling")) if mode != "Proxy" else ""
+    if autoscaling and spec.get("replicas", 1) == 0 and not status.get("readyReplicas"):
+        phase = COLD  # the operator says Unloaded; the autoscaler brings it back on a request
     if mode == "Proxy":
         backend, ready = "-", ("yes" if phase == "Ready" else "no")
     else:
@@ -66,12 +83,15 @@ def cluster_row(item: dict[str, Any]) -> Row:
         ready=ready,
         endpoint=str(status.get("endpoint") or ""),
         message=str(status.get("message") or ""),
+        autoscaling=autoscaling,
     )
 
 
 def local_row(current: state.LocalState, server: state.ServerState) -> Row:
     """A row from the state of the running `llmserver up` (every model is called via its gateway)."""
     ready = ("yes" if server.ready else "no") if server.mode == "Proxy" else ("1/1" if server.ready else "0/1")
+    if server.cold:
+        ready = "0/0"
     return Row(
         namespace="(local)",
         name=server.name,
@@ -79,10 +99,11 @@ def local_row(current: state.LocalState, server: state.ServerState) -> Row:
         mode=server.mode,
         backend=server.backend,
         capabilities=",".join(server.capabilities) or "auto",
-        phase=server.phase,
+        phase=COLD if server.cold else server.phase,
         ready=ready,
         endpoint=f"{current.gateway_url}/v1",
         message=display.detail(server),
+        autoscaling=f"{server.min_replicas}..{server.max_replicas}" if server.min_replicas is not None else "",
     )
 
 
@@ -99,12 +120,15 @@ def render(rows: list[Row], output: str, with_namespace: bool) -> None:
         console.print("no LLMServers")
         return
     view = rich.table.Table()
-    columns = ["NAME", "MODEL", "MODE", "BACKEND", "CAPABILITIES", "PHASE", "READY", "ENDPOINT", "MESSAGE"]
+    scaled = any(row.autoscaling for row in rows)
+    columns = ["NAME", "MODEL", "MODE", "BACKEND", "CAPABILITIES", "PHASE", "READY",
+               *(["AUTOSCALING"] if scaled else []), "ENDPOINT", "MESSAGE"]
     for column in (["NAMESPACE"] if with_namespace else []) + columns:
         view.add_column(column, overflow="fold")
     for row in rows:
         phase = rich.text.Text(row.phase, style=display.PHASE_STYLES.get(row.phase, ""))
-        cells = [row.name, row.model, row.mode, row.backend, row.capabilities, phase, row.ready, row.endpoint, row.message]
+        cells = [row.name, row.model, row.mode, row.backend, row.capabilities, phase, row.ready,
+                 *([row.autoscaling or "-"] if scaled else []), row.endpoint, row.message]
         view.add_row(*(([row.namespace] if with_namespace else []) + cells))
     console.print(view)
 

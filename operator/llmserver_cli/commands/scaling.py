@@ -3,10 +3,19 @@
 In a cluster, unloading scales `spec.replicas` to 0 and remembers the previous count in the
 annotation `serving.llmserver.dev/unloaded-replicas`; loading puts it back (1 if unknown) and
 drops the annotation. Locally the running `llmserver up` stops or restarts the process.
+
+With spec.autoscaling the autoscaler owns spec.replicas and would bring an unloaded model back on
+its next request (or at once, minReplicas >= 1). So unloading also takes the block out of the
+way: it is kept, as JSON, in the annotation `serving.llmserver.dev/unloaded-autoscaling` and
+removed from the spec (no hold, no fallback: the gateway answers 503 as for any unloaded model);
+loading puts it back with the remembered replicas clamped to its [max(1, minReplicas),
+maxReplicas]. `load-model` on a cold autoscaled model (replicas 0, block in place) scales it to
+max(1, minReplicas) now; the autoscaler may scale it to zero again after scaleDownDelaySeconds.
 """
 
 from __future__ import annotations
 
+import json
 import pathlib
 from typing import Any
 
@@ -19,24 +28,53 @@ from llmserver_cli.local import client, settings
 ANNOTATION = "serving.llmserver.dev/unloaded-replicas"
 
 
+AUTOSCALING_ANNOTATION = "serving.llmserver.dev/unloaded-autoscaling"
+
+
 def unload_patch(obj: dict[str, Any]) -> dict[str, Any] | None:
     """The merge patch that unloads `obj`; None when it is already unloaded."""
-    replicas = int((obj.get("spec") or {}).get("replicas", 1))
-    if replicas == 0:
+    spec = obj.get("spec") or {}
+    replicas = int(spec.get("replicas", 1))
+    block = spec.get("autoscaling")
+    if replicas == 0 and block is None:
         return None
-    return {"metadata": {"annotations": {ANNOTATION: str(replicas)}}, "spec": {"replicas": 0}}
+    annotations: dict[str, Any] = {ANNOTATION: str(replicas)}
+    patch: dict[str, Any] = {"metadata": {"annotations": annotations}, "spec": {"replicas": 0}}
+    if block is not None:
+        annotations[AUTOSCALING_ANNOTATION] = json.dumps(block, sort_keys=True, separators=(",", ":"))
+        patch["spec"]["autoscaling"] = None
+    return patch
+
+
+def _saved_autoscaling(annotations: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        block = json.loads(annotations.get(AUTOSCALING_ANNOTATION) or "null")
+    except ValueError:
+        return None
+    return block if isinstance(block, dict) and "maxReplicas" in block else None
 
 
 def load_patch(obj: dict[str, Any]) -> dict[str, Any] | None:
     """The merge patch that loads `obj` again; None when it already has replicas."""
-    if int((obj.get("spec") or {}).get("replicas", 1)) > 0:
+    spec = obj.get("spec") or {}
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    saved = _saved_autoscaling(annotations)
+    if int(spec.get("replicas", 1)) > 0 and AUTOSCALING_ANNOTATION not in annotations:
         return None
-    remembered = ((obj.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION, "1")
     try:
-        replicas = max(1, int(remembered))
+        replicas = max(1, int(annotations.get(ANNOTATION, "1")))
     except ValueError:
         replicas = 1
-    return {"metadata": {"annotations": {ANNOTATION: None}}, "spec": {"replicas": replicas}}
+    block = saved or spec.get("autoscaling")
+    if isinstance(block, dict) and "maxReplicas" in block:
+        low = max(1, int(block.get("minReplicas", 1)))
+        replicas = min(max(replicas, low), max(low, int(block["maxReplicas"])))
+    patch: dict[str, Any] = {"metadata": {"annotations": {ANNOTATION: None}}, "spec": {"replicas": replicas}}
+    if AUTOSCALING_ANNOTATION in annotations:
+        patch["metadata"]["annotations"][AUTOSCALING_ANNOTATION] = None
+        if saved is not None:
+            patch["spec"]["autoscaling"] = saved
+    return patch
 
 
 def run(action: str, name: str, local: bool, state_dir: pathlib.Path | None, target: cluster.Target) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import aiohttp
 
 import llmserver_api
-from llmserver_cli.hosting import activity, hosted, settings, sources, steps
+from llmserver_cli.hosting import activity, elastic, hosted, settings, sources, steps
 
 
 def _no_runtime(unit: hosted.Hosted) -> str:
@@ -211,6 +211,20 @@ class Engine:
             await asyncio.sleep(0.1)
         return unit.phase == "Ready"
 
+    def wake(self, unit: hosted.Hosted) -> bool:
+        """For a gateway that holds requests itself: (re)starts `unit` if allowed and returns at
+        once; True when it is Ready or on its way (an idle unload under way is called off)."""
+        unit.touch()
+        if unit.draining:
+            unit.wanted = True
+            return True
+        if unit.phase == "Ready" or unit.loading:
+            return True
+        if unit.wakeable and (unit.task is None or unit.task.done()):
+            self.launch(unit)
+            return True
+        return False
+
     # -- use ------------------------------------------------------------------------------------
 
     async def track_usage(self) -> None:
@@ -225,10 +239,22 @@ class Engine:
                 if activity.used_since(unit.usage, current):
                     unit.touch()
                 unit.usage = current
+            limit = self.idle_limit(unit)
+            if limit is not None and unit.last_used is None and elastic.autoscaling(unit.server) is not None:
+                unit.touch()  # an autoscaled model scales to zero unused too: its clock starts once Ready
             idle = time.time() - (unit.last_used or time.time())
-            if self.config.idle_unload and idle >= self.config.idle_unload:
+            if limit is not None and idle >= limit:
                 await self.unload(unit, f"idle for {idle:.0f}s", wakeable=True, keep_if_used=True)
                 unit.usage = None
+
+    def idle_limit(self, unit: hosted.Hosted) -> float | None:
+        """Seconds unused before `unit` is unloaded (spec.autoscaling or the host's setting); None: never."""
+        return elastic.idle_limit(unit.server, self.config.idle_unload, self.config.autoscaled_idle_unload)
+
+    def shortest_idle_limit(self) -> float | None:
+        """The smallest idle limit of any server (how often use must be polled); None when none has one."""
+        limits = [limit for unit in self.units.values() if (limit := self.idle_limit(unit)) is not None]
+        return min(limits) if limits else None
 
     async def stop_all(self) -> None:
         """Cancels every bring-up and stops every runtime (on the way out)."""

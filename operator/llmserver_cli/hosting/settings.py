@@ -22,6 +22,7 @@ class EngineSettings:
     idle_unload: float = 0.0  # seconds unused before a model is stopped; 0 = never
     max_loaded: int = 0  # self-hosted runtimes resident at once; 0 = no cap
     wake_on_request: bool = False  # models unloaded by idle time or eviction restart on a request
+    autoscaled_idle_unload: bool = True  # spec.autoscaling minReplicas 0 unloads idle ones (hosting.elastic)
     drain_seconds: float = 0.0  # between re-routing a model away and stopping its runtime
     report_downloads: bool = False  # downloader patches the LLMServer's status (`--report-to key`)
     where: str = "this machine"  # named in errors ("model path ... does not exist on <where>")

@@ -6,6 +6,9 @@
 - `/wake/{name}/...`: while a model is unloaded (idle or LRU) or still loading, the gateway config
   points the model at this path: the request (re)starts the model, waits until it is ready and is
   then passed through to it, streaming included. Later requests go to the runtime directly.
+- `POST /wakeup/{name}`: the `wakeUrl` of an autoscaled model in `gateway.yaml`; the gateway holds
+  the request itself and calls this to start the load; it answers at once (202 when the model is
+  ready or on its way, 409 when it cannot come back by itself: failed or unloaded by `unload-model`).
 """
 
 from __future__ import annotations
@@ -92,6 +95,17 @@ async def _wake(request: web.Request) -> web.StreamResponse:
         return response
 
 
+async def _wakeup(request: web.Request) -> web.Response:
+    sup: supervisor_module.Supervisor = request.app[_SUPERVISOR]
+    unit = sup.engine.units.get(request.match_info["name"])
+    if unit is None:
+        return _error(404, "unknown model", "model_not_found", "model")
+    if not sup.engine.wake(unit):
+        why = f"model {unit.model!r} does not start on a request: {unit.message}"
+        return _error(409, why, "model_not_ready", "model")
+    return web.json_response({"name": unit.key, "phase": unit.phase}, status=202)
+
+
 async def start(sup: supervisor_module.Supervisor, http: aiohttp.ClientSession) -> tuple[Runner, str]:
     """Serves the control app on a free loopback port; returns the runner and its base URL."""
     app = web.Application(client_max_size=256 * 1024 * 1024)
@@ -100,6 +114,7 @@ async def start(sup: supervisor_module.Supervisor, http: aiohttp.ClientSession) 
     app.router.add_get("/state", _state)
     app.router.add_post("/servers/{name}/{action:unload|load}", _action)
     app.router.add_route("*", "/wake/{name}/{tail:.*}", _wake)
+    app.router.add_post("/wakeup/{name}", _wakeup)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -14,6 +14,7 @@ PHASE_STYLES = {
     "Ready": "green",
     "Failed": "bold red",
     "Unloaded": "dim",
+    "Cold": "blue",  # autoscaled to zero replicas: its next request loads it
     "Unloading": "dim",
     "Downloading": "cyan",
     "Starting": "yellow",

@@ -30,13 +30,26 @@ class Upstream:
 
 
 @dataclasses.dataclass(frozen=True)
+class Hold:
+    """spec.autoscaling's gateway side: hold a request while no endpoint is ready (0 s: do not
+    hold), at most `max_held_requests` at once, or send it to `fallback` meanwhile."""
+
+    hold_seconds: int
+    max_held_requests: int
+    fallback: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Route:
-    """Everything the gateway needs for one served model name."""
+    """Everything the gateway needs for one served model name; `wake_url` is POSTed by the
+    gateway when a request finds no ready endpoint (the model starts loading)."""
 
     model: str
     policy: str = "LeastOutstanding"
     endpoints: tuple[Endpoint, ...] = ()
     upstream: Upstream | None = None
+    hold: Hold | None = None
+    wake_url: str | None = None
 
 
 def build(routes: list[Route]) -> dict[str, Any]:
@@ -52,6 +65,15 @@ def build(routes: list[Route]) -> dict[str, Any]:
         else:
             entry["policy"] = route.policy
             entry["endpoints"] = [{"url": e.url, "ready": e.ready} for e in route.endpoints]
+        if route.hold is not None:
+            hold: dict[str, Any] = {
+                "holdSeconds": route.hold.hold_seconds, "maxHeldRequests": route.hold.max_held_requests
+            }
+            if route.hold.fallback:
+                hold["fallback"] = route.hold.fallback
+            entry["autoscaling"] = hold
+        if route.wake_url:
+            entry["wakeUrl"] = route.wake_url
         models.append(entry)
     return {"models": models}
 

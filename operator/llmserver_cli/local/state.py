@@ -12,7 +12,7 @@ import tempfile
 
 import pydantic
 
-from llmserver_cli.hosting import hosted
+from llmserver_cli.hosting import elastic, hosted
 
 
 class ServerState(pydantic.BaseModel):
@@ -31,6 +31,14 @@ class ServerState(pydantic.BaseModel):
     download_bytes: int | None = None
     download_total: int | None = None
     last_used: float | None = None
+    min_replicas: int | None = None  # spec.autoscaling's bounds; None: not autoscaled
+    max_replicas: int | None = None
+    wakeable: bool = False  # unloaded by idle time or eviction: the next request loads it
+
+    @property
+    def cold(self) -> bool:
+        """An autoscaled model at zero replicas that its next request loads."""
+        return self.min_replicas is not None and self.wakeable and self.phase == "Unloaded"
 
     @property
     def ready(self) -> bool:
@@ -41,6 +49,7 @@ class ServerState(pydantic.BaseModel):
 def server_state(unit: hosted.Hosted) -> ServerState:
     """One row of the state file (what `list-loaded --local` shows)."""
     spec = unit.server.spec
+    block = elastic.autoscaling(unit.server)
     return ServerState(
         name=unit.key,
         model=spec.model,
@@ -55,6 +64,9 @@ def server_state(unit: hosted.Hosted) -> ServerState:
         download_bytes=unit.download_bytes,
         download_total=unit.download_total,
         last_used=unit.last_used,
+        min_replicas=block.min_replicas if block else None,
+        max_replicas=block.max_replicas if block else None,
+        wakeable=unit.wakeable,
     )
 
 

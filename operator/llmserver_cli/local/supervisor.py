@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from llmserver_cli.hosting import argv, engine, process, settings as hosting_settings, steps
+from llmserver_cli.hosting import argv, elastic, engine, process, settings as hosting_settings, steps
 from llmserver_cli.local import control, gateway_config, manifests, proxy, routing, settings, state
 
 
@@ -116,12 +116,13 @@ class Supervisor:
                 self.changed()
                 await self._start_gateway()
                 self._boot()
-                interval = min(5.0, max(0.5, self.options.idle_unload / 4)) if self.options.idle_unload else 5.0
                 while not stop.is_set():
+                    idle = self.engine.shortest_idle_limit()  # --idle-unload, or an autoscaled model's delay
+                    interval = min(5.0, max(0.5, idle / 4)) if idle is not None else 5.0
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(stop.wait(), interval)
                     self._check_gateway()
-                    if self.options.idle_unload or self.options.max_loaded:
+                    if idle is not None or self.options.max_loaded:
                         await self.engine.track_usage()
             finally:
                 await self.engine.stop_all()
@@ -135,6 +136,10 @@ class Supervisor:
         `load-model`); beyond --max-loaded, self-hosted ones wait for their first request."""
         started = 0
         for unit in self.engine.units.values():
+            if elastic.starts_cold(unit.server):
+                unit.wakeable = True
+                unit.set("Unloaded", "scaled to zero (spec.autoscaling.minReplicas 0); starts on the next request")
+                continue
             if unit.server.spec.replicas == 0:
                 unit.set("Unloaded", f"spec.replicas is 0; `llmserver load-model {unit.key} --local` loads it")
                 continue
