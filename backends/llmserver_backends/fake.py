@@ -14,7 +14,11 @@ Options (from `BackendConfig.options` or `-- key=value` extra args):
   dim (32: embedding size), image_tokens (4: prompt tokens per image), encode_delay (s, 0: embed and
   rerank block a worker thread that long first, as in-process engines do; nothing interrupts it),
   echo (false: chat replies with the last message's text, token by token, so tests can script
-  what the "model" writes, e.g. a tool call for tool_choice auto).
+  what the "model" writes, e.g. a tool call for tool_choice auto), live_adapters (true).
+Adapters: `BackendConfig.adapters` (their paths are never read) and, unless live_adapters=false,
+live `load_adapter`/`unload_adapter`. A request with `SamplingParams.adapter` draws its words from
+a PRNG keyed by the prompt and the adapter's name, so each adapter answers differently from the
+base model and from every other adapter, deterministically (echo replies are scripted, unchanged).
 Tools: rendered by the fake template (`<|tools|>` line) and parsed from the reply with
 tool_choice auto; the fake cannot constrain decoding, so a forcing tool_choice and
 response_format are refused (400), as on an engine without grammar support.
@@ -56,6 +60,7 @@ _DEFAULTS: dict[str, Any] = {
     "image_tokens": 4,
     "encode_delay": 0.0,
     "echo": False,
+    "live_adapters": True,
 }
 
 
@@ -63,6 +68,7 @@ class FakeBackend(base.ModelBackend):
     """Deterministic, instant (or delayed on purpose) stand-in for a real engine."""
 
     kind = "fake"
+    supports_live_adapters = True  # unless started with live_adapters=false (load_adapter then refuses)
     supported_parameters = frozenset(
         {
             "tools", "tool_choice", "parallel_tool_calls", "seed", "presence_penalty", "frequency_penalty",
@@ -79,6 +85,7 @@ class FakeBackend(base.ModelBackend):
             raise ValueError(f"unknown fake backend options: {', '.join(sorted(unknown))}")
         self.options: dict[str, Any] = {**_DEFAULTS, **_known(config.options), **extra}
         self.loaded = False
+        self._adapters: dict[str, str] = dict(config.adapters)
         # Observed by in-process tests: how many streams ended early and tokens produced in total.
         self.cancelled_streams = 0
         self.tokens_generated = 0
@@ -107,6 +114,31 @@ class FakeBackend(base.ModelBackend):
 
     async def unload(self) -> None:
         self.loaded = False
+
+    @property
+    def adapters(self) -> tuple[str, ...]:
+        return tuple(self._adapters)
+
+    def _require_live_adapters(self) -> None:
+        if not self.options["live_adapters"]:
+            raise base.UnsupportedRequest("the fake backend was started with live_adapters=false: adapters load only at start")
+
+    async def load_adapter(self, name: str, path: str) -> None:
+        self._require_live_adapters()
+        self._adapters[name] = path
+
+    async def unload_adapter(self, name: str) -> None:
+        self._require_live_adapters()
+        if self._adapters.pop(name, None) is None:
+            raise base.UnsupportedRequest(f"the adapter {name!r} is not loaded")
+
+    def _adapter_key(self, key: str, params: base.SamplingParams) -> str:
+        """The generation key under `params.adapter` (the base model's key when None)."""
+        if params.adapter is None:
+            return key
+        if params.adapter not in self._adapters:
+            raise base.UnsupportedRequest(f"the adapter {params.adapter!r} is not loaded")
+        return hashlib.sha256(f"{key}:adapter:{params.adapter}".encode()).hexdigest()
 
     def count_tokens(self, text: str) -> int:
         return len(_TOKEN.findall(text))
@@ -152,7 +184,7 @@ class FakeBackend(base.ModelBackend):
     ) -> AsyncIterator[base.Delta]:
         # Checked before the stream starts so the server can answer 400 instead of a broken stream.
         self._check_context(n_prompt, params.max_tokens, param)
-        return self._stream(key, n_prompt, params, script)
+        return self._stream(self._adapter_key(key, params), n_prompt, params, script)
 
     async def _stream(
         self, key: str, n_prompt: int, params: base.SamplingParams, script: list[str] | None = None

@@ -18,6 +18,14 @@ class Model(pydantic.BaseModel):
         default=None, description="Extension: TextGeneration, Embeddings, Vision, Rerank."
     )
     max_model_len: int | None = pydantic.Field(default=None, description="Extension: context length, if known.")
+    # A LoRA adapter's entry (vLLM's shape): its base model as `parent` and `root`. Left out of the
+    # JSON when None, so a base model's entry has neither.
+    parent: str | None = pydantic.Field(
+        default=None, exclude_if=lambda v: v is None, description="A LoRA adapter's base model."
+    )
+    root: str | None = pydantic.Field(
+        default=None, exclude_if=lambda v: v is None, description="A LoRA adapter's base model."
+    )
 
 
 class ModelList(pydantic.BaseModel):

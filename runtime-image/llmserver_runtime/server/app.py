@@ -18,7 +18,7 @@ from llmserver_backends import base
 from starlette import requests, responses
 
 from llmserver_runtime.server import auth, body_guard, disconnect, errors, limits, metrics, middleware, settings, state
-from llmserver_runtime.server.routes import chat, completions, embeddings, health, models, rerank
+from llmserver_runtime.server.routes import adapters, chat, completions, embeddings, health, models, rerank
 from llmserver_runtime.server.routes import responses as responses_api
 
 log = logging.getLogger("llmserver.runtime")
@@ -91,7 +91,7 @@ def create_app(
     errors.install(app)
     app.add_exception_handler(disconnect.ClientDisconnected, _client_gone)
     v1 = [fastapi.Depends(auth.require_api_key)]
-    for module in (chat, completions, embeddings, rerank, models, responses_api):
+    for module in (chat, completions, embeddings, rerank, models, responses_api, adapters):
         app.include_router(module.router, dependencies=v1)
     app.include_router(health.router)
     app.add_middleware(body_guard.BodyGuard, input_limits=bounds)  # inside the metrics: 413s are counted

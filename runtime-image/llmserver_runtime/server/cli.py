@@ -26,15 +26,22 @@ from llmserver_runtime.server import settings
 log = logging.getLogger("llmserver.runtime")
 
 
+# Settings whose flag is named otherwise (a repeatable flag is singular).
+_FLAG_NAMES = {"adapters": "adapter"}
+
+
 def _settings(flags: dict[str, Any]) -> settings.ServeSettings:
     given = {key: value for key, value in flags.items() if value is not None and value != ()}
-    if "extra_args" in given:
-        given["extra_args"] = list(given["extra_args"])
+    for listed in ("extra_args", "adapters"):
+        if listed in given:
+            given[listed] = list(given[listed])
     try:
         return settings.ServeSettings(**given)
     except pydantic.ValidationError as exc:
         problems = "; ".join(
-            f"--{'-'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']}" if e["loc"] else e["msg"]
+            f"--{'-'.join(_FLAG_NAMES.get(str(p), str(p)) for p in e['loc']).replace('_', '-')}: {e['msg']}"
+            if e["loc"]
+            else e["msg"]
             for e in exc.errors()
         )
         raise click.UsageError(problems) from None
@@ -105,6 +112,11 @@ def engine_flag_options(command: _Command) -> _Command:
 @click.option("--request-timeout", type=_FLOAT, help="Seconds per request, queueing included [600].")
 @engine_flag_options
 @click.option("--allow-remote-images", is_flag=True, default=None, help="Fetch http(s) image URLs (off: SSRF).")
+@click.option(
+    "--adapter", "adapters", multiple=True, metavar="NAME=PATH",
+    help="LoRA adapter served as <served-model-name>:NAME (repeatable; env LLMSERVER_ADAPTERS=NAME=PATH,...).",
+)  # fmt: skip
+@click.option("--adapter-root", help="Directory tree live adapter loads may read (env LLMSERVER_ADAPTER_ROOT).")
 @click.option("--log-level", help="debug, info, warning, error [info].")
 @click.argument("extra_args", nargs=-1, type=click.UNPROCESSED)
 def command(**flags: Any) -> None:
@@ -128,5 +140,10 @@ def command(**flags: Any) -> None:
         raise click.UsageError(str(exc)) from None
     if kind != "fake" and not os.path.exists(config.model):
         log.critical("model path %s does not exist", config.model)
+        sys.exit(1)
+    missing = {name: path for name, path in config.adapter_paths().items() if not os.path.exists(path)}
+    if kind != "fake" and missing:  # the fake reads no files, its adapters' neither
+        for name, path in missing.items():
+            log.critical("adapter %s: path %s does not exist", name, path)
         sys.exit(1)
     sys.exit(run(config, backend))

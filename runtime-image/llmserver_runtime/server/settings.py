@@ -4,13 +4,15 @@ Read once in the entrypoint (cli.py) and passed to the app factory; nothing read
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import pydantic
 import pydantic_settings
 import llmserver_api
 from llmserver_api import engine_flags
 from llmserver_backends import base
+
+from llmserver_runtime.server import adapters as adapters_mod
 
 # The engine flags' names, keyed as in BackendConfig.options (declared in llmserver_api.engine_flags).
 ENGINE_OPTIONS: tuple[str, ...] = tuple(engine_flags.EngineFlags.model_fields)
@@ -49,12 +51,36 @@ class ServeSettings(pydantic_settings.BaseSettings, engine_flags.EngineFlags):
     max_image_bytes: int = pydantic.Field(default=20 * 1024 * 1024, ge=1, description="Largest image accepted.")
     remote_image_timeout: float = pydantic.Field(default=10.0, gt=0, description="Seconds to fetch one image.")
     log_level: str = pydantic.Field(default="info", description="Python/uvicorn log level.")
+    # NoDecode: env LLMSERVER_ADAPTERS is `NAME=PATH,NAME=PATH`, not JSON.
+    adapters: Annotated[list[str], pydantic_settings.NoDecode] = pydantic.Field(
+        default_factory=list, description="LoRA adapters NAME=PATH, each served as `<served-model-name>:NAME`."
+    )
+    adapter_root: str | None = pydantic.Field(
+        default=None,
+        description="Directory tree /v1/load_lora_adapter may load from (default: the model cache, /models, or "
+        "the model's own directory).",
+    )
 
     @pydantic.model_validator(mode="after")
     def _exclusive_quantisation(self) -> ServeSettings:
         if self.load_in_4bit and self.load_in_8bit:
             raise ValueError("load_in_4bit and load_in_8bit are mutually exclusive")
         return self
+
+    @pydantic.field_validator("adapters", mode="before")
+    @classmethod
+    def _split_adapters(cls, value: Any) -> Any:
+        return adapters_mod.split_env(value) if isinstance(value, str) else value
+
+    @pydantic.field_validator("adapters")
+    @classmethod
+    def _valid_adapters(cls, value: list[str]) -> list[str]:
+        adapters_mod.parse_specs(value)
+        return value
+
+    def adapter_paths(self) -> dict[str, str]:
+        """--adapter NAME=PATH as {name: path}, in the order given."""
+        return adapters_mod.parse_specs(self.adapters)
 
     @pydantic.field_validator("capabilities")
     @classmethod
@@ -80,6 +106,7 @@ class ServeSettings(pydantic_settings.BaseSettings, engine_flags.EngineFlags):
             capabilities=self.capability_set(),
             trust_remote_code=self.trust_remote_code,
             extra_args=tuple(self.extra_args),
+            adapters=self.adapter_paths(),
         )
 
 

@@ -10,7 +10,7 @@ from llmserver_backends import base
 from starlette import requests
 
 from llmserver_api.protocol import errors
-from llmserver_runtime.server import admission, images, limits, metrics, settings
+from llmserver_runtime.server import adapters, admission, images, limits, metrics, settings
 
 log = logging.getLogger("llmserver.runtime")
 
@@ -34,6 +34,9 @@ class Runtime:
         self.ready = False
         self.admission: admission.Admission | None = None
         self.images = images.ImageLoader(config)
+        self.adapters = adapters.Adapters(
+            backend, self.model, adapters.trusted_root(config.model, config.adapter_root)
+        )
 
     def mark_loaded(self) -> None:
         """Size admission from the loaded backend (vLLM only knows its limit after load)."""
@@ -53,9 +56,9 @@ class Runtime:
         """Refuse work that this server cannot do; returns the admission controller to queue on."""
         if not self.ready or self.admission is None:
             raise errors.unavailable(f"The model `{self.model}` is still loading.", retry_after_s=5)
-        if model != self.model:
-            raise errors.model_not_found(model)
+        adapter = self.adapters.resolve(model)  # 404 model_not_found for any other name
         self.require(capability, param)
+        self.adapters.require_generation(adapter, capability)
         return self.admission
 
     def require(self, capability: llmserver_api.Capability, param: str | None = None) -> None:

@@ -70,9 +70,10 @@ def generation_options(body: GenerationRequest, backend: base.ModelBackend) -> d
 
 
 def sampling(
-    body: GenerationRequest, options: dict[str, Any], *, max_tokens: int | None, choice: int
+    body: GenerationRequest, options: dict[str, Any], *, max_tokens: int | None, choice: int, adapter: str | None = None
 ) -> base.SamplingParams:
-    """Backend sampling params for one choice; choice k>0 gets seed+k so n>1 differ but repeat."""
+    """Backend sampling params for one choice; choice k>0 gets seed+k so n>1 differ but repeat.
+    `adapter`: the LoRA adapter the request's model names (None: the base model)."""
     logprobs = options.get("logprobs")
     top = options.get("top_logprobs", 0) if logprobs is True else logprobs
     seed = options.get("seed")
@@ -89,5 +90,6 @@ def sampling(
         min_p=options.get("min_p", 0.0),
         logit_bias={int(key): bias for key, bias in options.get("logit_bias", {}).items()},
         logprobs=None if logprobs is None else int(top),
+        adapter=adapter,
     )
 

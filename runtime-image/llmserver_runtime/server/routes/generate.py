@@ -67,6 +67,7 @@ async def respond(
     request_bounds.max_tokens(max_tokens, max_tokens_param)
     request_bounds.seed(body.seed)
     options = route_common.generation_options(body, runtime.backend)
+    adapter = runtime.adapters.resolve(body.model)  # checked by the route: the base model or a loaded adapter
     fingerprint = route_common.fingerprint(runtime.backend)
     loaded: list[T] = []
 
@@ -79,7 +80,7 @@ async def respond(
             call,
             loaded,
             index,
-            _with_plan(route_common.sampling(body, options, max_tokens=max_tokens, choice=k), plan),
+            _with_plan(route_common.sampling(body, options, max_tokens=max_tokens, choice=k, adapter=adapter), plan),
         )
         for index in range(count)
         for k in range(body.n)
@@ -99,7 +100,7 @@ async def respond(
         if body.stream and stream is not None:
             return sse.EventStreamResponse(stream(request, gen, response_id, created), sse.closer(request, gen))
         if body.stream:
-            writer = sse.ChunkWriter(response_id, created, runtime.model, kind.chunk_object, fingerprint)
+            writer = sse.ChunkWriter(response_id, created, body.model, kind.chunk_object, fingerprint)
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return sse.EventStreamResponse(
                 sse.events(
@@ -113,7 +114,7 @@ async def respond(
         finally:
             gen.close()
     return route_common.json_response(
-        whole(response_id, created, runtime.model, results, gen.usage(), fingerprint).model_dump_json()
+        whole(response_id, created, body.model, results, gen.usage(), fingerprint).model_dump_json()
     )
 
 

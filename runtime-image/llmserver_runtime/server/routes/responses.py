@@ -52,7 +52,7 @@ def _streamer(body: protocol.ResponsesRequest, plan: tool_output.Plan) -> genera
     async def events(
         request: requests.Request, gen: generation.Generation, response_id: str, created: int
     ) -> AsyncGenerator[bytes, None]:
-        writer = responses_output.EventWriter(responses_output.Envelope(body, response_id, created, gen.runtime.model))
+        writer = responses_output.EventWriter(responses_output.Envelope(body, response_id, created, body.model))
         choice = tool_output.ChoiceStream(plan)
         completed = False
         try:
