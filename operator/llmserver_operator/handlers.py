@@ -6,6 +6,8 @@ CLI entrypoint and tests can each run their own operator. Dependencies live on t
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -20,6 +22,8 @@ from llmserver_operator import reconciler as reconciler_mod
 from llmserver_operator import retries, server_locks, triggers, watch_cache
 from llmserver_operator import settings as settings_mod
 from llmserver_operator.apple import handlers as apple_handlers
+from llmserver_operator.autoscaler import gateways as autoscaler_gateways
+from llmserver_operator.autoscaler import loop as autoscaler_loop
 from llmserver_operator.builders import common
 
 LOG = logging.getLogger(__name__)
@@ -55,8 +59,12 @@ def make_memo(settings: settings_mod.Settings) -> kopf.Memo:
     cache = watch_cache.WatchCache(CACHED_KINDS)
     kube = kube_mod.Kube(config, observe=metrics.api_request, cache=cache)
     claims = model_claims.ModelClaims()
+    service = autoscaler_gateways.ServiceRef.parse(settings.gateway_service) if settings.gateway_service else None
     return kopf.Memo(
         settings=settings,
+        autoscaler=autoscaler_loop.Autoscaler(kube, cache, metrics, service, interval=settings.autoscale_interval_seconds,
+                                              timeout=settings.autoscale_timeout_seconds),
+        autoscaler_task=None,
         kube_config=config,
         cache=cache,
         metrics=metrics,
@@ -129,6 +137,19 @@ def register(registry: kopf.OperatorRegistry, apple: bool = True) -> None:
         memo.metrics.close()
         memo.retries.close()
 
+    # kopf runs only on the replica holding the leader Lease (leader.py): one autoscaler scales
+    @kopf.on.startup(registry=registry, id="autoscaler")
+    async def start_autoscaler(memo: kopf.Memo, **_: Any) -> None:
+        memo.autoscaler_task = asyncio.create_task(memo.autoscaler.run(), name="autoscaler")
+
+    @kopf.on.cleanup(registry=registry, id="autoscaler")
+    async def stop_autoscaler(memo: kopf.Memo, **_: Any) -> None:
+        task, memo.autoscaler_task = memo.autoscaler_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     @kopf.on.login(registry=registry, id="login")
     def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo | None:
         config = memo.kube_config
@@ -157,6 +178,9 @@ def register(registry: kopf.OperatorRegistry, apple: bool = True) -> None:
             memo.server_locks.run((namespace, name), lambda: memo.metrics.server_deleted(namespace, name))
             memo.retries.succeeded((namespace, name))
             memo.essences.pop((namespace, name), None)
+            memo.autoscaler.forget(namespace, name)
+        else:
+            memo.autoscaler.seen(body)
         # Every server's model name, from the events already watched (no list calls): a changed
         # claim re-checks the servers sharing its old or new name (ModelNameConflict comes and goes).
         gone = type == "DELETED" or body.metadata.get("deletionTimestamp")

@@ -72,6 +72,7 @@ KINDS: dict[str, Kind] = {
         Kind("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings"),
         Kind("discovery.k8s.io/v1", "EndpointSlice", "endpointslices"),
         Kind("coordination.k8s.io/v1", "Lease", "leases"),
+        Kind("v1", "Event", "events"),
     )
 }
 
@@ -224,6 +225,12 @@ class Kube:
         return self._written(self._call("patch", KINDS[kind], "patch", KINDS[kind].path(namespace, name, "status"),
                                         body={"status": status}, subresource="status",
                                         content_type="application/merge-patch+json"))
+
+    def patch_scale(self, kind: str, namespace: str | None, name: str, replicas: int) -> Manifest:
+        """Merge-patches the scale subresource's spec.replicas (what `kubectl scale` does); returns the Scale."""
+        return self._call("patch", KINDS[kind], "patch", KINDS[kind].path(namespace, name, "scale"),
+                          body={"spec": {"replicas": replicas}}, subresource="scale",
+                          content_type="application/merge-patch+json")
 
     def _written(self, answer: Manifest) -> Manifest:
         """The API's answer to a write, kept in the cache so the next pass reads at least this version."""

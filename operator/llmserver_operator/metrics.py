@@ -6,7 +6,8 @@ registry would carry one operator's series (and duplicate-name errors) into the 
 values are bounded: reconcile results, Kubernetes verbs, the operator's resource kinds, HTTP
 status codes, LLMServer phases. Per-server state (phase, a failed download Job) is aggregated
 into counts at scrape time, so a deleted LLMServer leaves no series; the per-server view is
-kube-state-metrics' `kube_llmserver_phase` (charts/llmserver/monitoring).
+kube-state-metrics' `kube_llmserver_phase` (charts/llmserver/monitoring). The one exception is
+the autoscaler's series, per autoscaled LLMServer by contract, removed when it goes.
 """
 
 from __future__ import annotations
@@ -80,6 +81,17 @@ class OperatorMetrics:
         self.api_duration = prometheus_client.Histogram(
             PREFIX + "kube_request_duration_seconds", "Latency of the reconciler's Kubernetes API requests.",
             ["verb", "resource"], buckets=API_BUCKETS, registry=self.registry)
+        # the autoscaler's per-server view (issue 18's contract names these series); a server that
+        # stops being autoscaled, or is deleted, loses its series (autoscaler_forget)
+        self.autoscaler_desired = prometheus_client.Gauge(
+            PREFIX + "autoscaler_desired_replicas", "Replicas the autoscaler wants for an autoscaled LLMServer.",
+            ["namespace", "name"], registry=self.registry)
+        self.autoscaler_in_flight = prometheus_client.Gauge(
+            PREFIX + "autoscaler_in_flight", "Requests in flight (held ones included) for an autoscaled LLMServer, "
+            "summed over every gateway replica at the last round.", ["namespace", "name"], registry=self.registry)
+        self.autoscaler_decisions = prometheus_client.Counter(
+            PREFIX + "autoscaler_decisions", "Changes of spec.replicas the autoscaler made, by direction (up, down).",
+            ["namespace", "name", "direction"], registry=self.registry)
         self._lock = threading.Lock()
         self._servers: dict[tuple[str, str], _Server] = {}
         self._apple_nodes: dict[str, bool] = {}
@@ -117,6 +129,28 @@ class OperatorMetrics:
                 self._apple_nodes.pop(name, None)
             else:
                 self._apple_nodes[name] = ready
+
+    def autoscaled(self, namespace: str, name: str, desired: int, in_flight: int) -> None:
+        """One autoscaler round of a server: what it wants and what it measured."""
+        self.autoscaler_desired.labels(namespace, name).set(desired)
+        self.autoscaler_in_flight.labels(namespace, name).set(in_flight)
+
+    def autoscale_decision(self, namespace: str, name: str, direction: str) -> None:
+        """The autoscaler changed spec.replicas (`direction` up or down)."""
+        self.autoscaler_decisions.labels(namespace, name, direction).inc()
+
+    def autoscaler_forget(self, namespace: str, name: str) -> None:
+        """The server is gone or no longer autoscaled: its autoscaler series go."""
+        for gauge in (self.autoscaler_desired, self.autoscaler_in_flight):
+            try:
+                gauge.remove(namespace, name)
+            except KeyError:
+                pass
+        for direction in ("up", "down"):
+            try:
+                self.autoscaler_decisions.remove(namespace, name, direction)
+            except KeyError:
+                pass
 
     def snapshot(self) -> tuple[list[_Server], list[bool]]:
         """A consistent copy of the per-server and per-node view."""

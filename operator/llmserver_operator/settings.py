@@ -130,6 +130,19 @@ class Settings(pydantic_settings.BaseSettings):
         "operator pods in its namespace, Prometheus, and networkPolicy.extraFrom. Empty admits nobody.",
     )
 
+    gateway_service: str | None = pydantic.Field(
+        None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="The gateway Service as namespace/name: the autoscaler reads `GET /internal/load` of each of "
+        "its ready endpoints (EndpointSlices). Unset: autoscaled servers are only kept within [min, max].",
+    )
+    autoscale_interval_seconds: float = pydantic.Field(
+        1.0, gt=0, le=600, description="Seconds between autoscaler rounds (one read of every gateway replica)."
+    )
+    autoscale_timeout_seconds: float = pydantic.Field(
+        1.0, gt=0, le=60, description="How long the autoscaler waits for one gateway's /internal/load; a gateway "
+        "that does not answer in time blocks scale-downs for that round.",
+    )
+
     apple_enabled: bool = pydantic.Field(
         True, description="Place mlx / mlx-vlm servers on registered Macs (watches AppleNodes and Leases)."
     )
