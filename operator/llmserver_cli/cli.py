@@ -12,11 +12,14 @@ SUBCOMMANDS: dict[str, str] = {
     "add-server": "llmserver_cli.commands.add_server",
     "agent": "llmserver_cli.commands.agent",
     "agent-credentials": "llmserver_cli.commands.agent_credentials",
+    "clear-cache": "llmserver_cli.commands.clear_cache",
     "download-model": "llmserver_cli.commands.download_model",
     "inspect": "llmserver_cli.commands.inspect",
     "list-loaded": "llmserver_cli.commands.list_loaded",
     "load-model": "llmserver_cli.commands.load_model",
+    "remove-server": "llmserver_cli.commands.remove_server",
     "render": "llmserver_cli.commands.render",
+    "start": "llmserver_cli.commands.up",  # the seed's name for `up`
     "unload-model": "llmserver_cli.commands.unload_model",
     "up": "llmserver_cli.commands.up",
 }
