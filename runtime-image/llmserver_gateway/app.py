@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -21,12 +20,15 @@ import aiohttp.abc
 import prometheus_client
 from aiohttp import web
 
-from llmserver_gateway import auth, balancing, bodies, errors, guard, metrics, proxy, settings, table
+from llmserver_gateway import (
+    auth, balancing, bodies, cold, demand, errors, guard, hold, metrics, proxy, settings, table, targets, wake,
+)
 from llmserver_api.protocol import errors as protocol_errors
 from llmserver_api.protocol import models as protocol_models
 
 log = logging.getLogger("llmserver.gateway")
 
+SERVED_BY_HEADER = "x-llmserver-served-by"
 PROXIED_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/rerank", "/v1/responses")
 
 
@@ -43,12 +45,19 @@ class Gateway:
     proxy: proxy.Proxy | None = None
     started_at: int = dataclasses.field(default_factory=lambda: int(time.time()))
     in_flight: int = 0  # model requests being served now (bounded by config.max_concurrent_requests)
+    demand: demand.Demand = dataclasses.field(default_factory=demand.Demand)
+    waker: wake.Waker = dataclasses.field(default_factory=wake.Waker)
+    cold: cold.ColdPath = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
         self.balancer = balancing.Balancer(self.config.load_factor)
+        holds = hold.Holds(self.routes, self.metrics)
+        self.cold = cold.ColdPath(
+            self.routes, holds, self.waker, self.metrics, self.config.prefix_chars, self.config.max_json_depth)
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
+_SERVED_BY = "llmserver_served_by"  # request key: the fallback model that answers this request
 
 
 def create_app(
@@ -61,6 +70,7 @@ def create_app(
     app = web.Application(client_max_size=config.max_body_bytes)
     app[GATEWAY] = Gateway(config=config, routes=routes, keys=keys, background=background)
     app.cleanup_ctx.append(_lifecycle)
+    app.on_response_prepare.append(_served_by)
     for path in PROXIED_PATHS:
         app.router.add_post(path, _proxied)
     app.router.add_get("/v1/models", _models)
@@ -68,6 +78,7 @@ def create_app(
     app.router.add_get("/health", _health)
     app.router.add_get("/ready", _ready)
     app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/internal/load", _load)
     app.router.add_route("*", "/{tail:.*}", _unknown)
     return app
 
@@ -83,6 +94,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         for resolver in (None, guard.GuardedResolver(gw.config.proxy_policy()))
     ]
     gw.proxy = proxy.Proxy(sessions[0], gw.balancer, gw.metrics, gw.config, sessions[1], gw.config.proxy_policy())
+    gw.waker.session = sessions[0]  # wake URLs come from the static config only: the operator's own
     tasks = [asyncio.create_task(_supervise(run)) for run in gw.background]
     try:
         yield
@@ -92,6 +104,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await gw.waker.close()
         for session in sessions:
             await session.close()
 
@@ -131,9 +144,9 @@ async def _proxied(request: web.Request) -> web.StreamResponse:
         gw.in_flight += 1
         admitted = True
         body = await bodies.read(request, gw.config.max_body_bytes, gw.config.body_timeout)
-        target = _target(gw, body, key)
-        label = target.route.model
-        response = await _forward(gw, request, target, body, started)
+        route, target = _route(gw, body, key)
+        label = route.model
+        response = await _serve(gw, request, route, target, body, key, started)
         status = 499 if response.get(proxy.CLIENT_GONE) else response.status
         return response
     except protocol_errors.APIError as exc:
@@ -149,16 +162,9 @@ async def _proxied(request: web.Request) -> web.StreamResponse:
         gw.metrics.child(gw.metrics.latency, label).observe(time.perf_counter() - started)
 
 
-@dataclasses.dataclass(slots=True)
-class _Target:
-    """What routing needs from a parsed body; the parsed object itself is not kept (memory)."""
-
-    route: table.Route
-    prefix: str | None = None
-    upstream_body: bytes | None = None  # proxy mode: the body re-encoded with the provider's model name
-
-
-def _target(gw: Gateway, body: bytes, key: auth.ApiKey | None) -> _Target:
+def _route(gw: Gateway, body: bytes, key: auth.ApiKey | None) -> tuple[table.Route, targets.Target | None]:
+    """The route of the body's `model` (404 when none), after the key's model and rate checks, and
+    its target when it can answer now (None when it is cold: a held request keeps only its bytes)."""
     payload = bodies.parse(body, gw.config.max_json_depth)
     model = payload.get("model")
     if not isinstance(model, str) or not model:
@@ -168,25 +174,52 @@ def _target(gw: Gateway, body: bytes, key: auth.ApiKey | None) -> _Target:
     route = gw.routes.get(model)
     if route is None:
         raise protocol_errors.model_not_found(model)
-    if route.upstream is not None:
-        payload["model"] = route.upstream.model
-        encoded = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-        return _Target(route, upstream_body=encoded)
-    if route.policy is table.Policy.PREFIX_HASH:
-        return _Target(route, prefix=balancing.prompt_prefix(payload, gw.config.prefix_chars))
-    return _Target(route)
+    if not route.available:
+        return route, None
+    return route, targets.build(route, payload, body, gw.config.prefix_chars)
 
 
-async def _forward(
-    gw: Gateway, request: web.Request, target: _Target, body: bytes, started: float
+async def _serve(
+    gw: Gateway, request: web.Request, route: table.Route, target: targets.Target | None, body: bytes,
+    key: auth.ApiKey | None, started: float,
 ) -> web.StreamResponse:
+    """Forwards to the route, or for a cold one where `cold` says; counted as demand meanwhile."""
+    count = gw.demand.enter(route)
+    also: demand.Count | None = None
+    try:
+        if target is None:
+            target = await gw.cold.target(route, body, key, count)
+        if target.served_by is not None:
+            request[_SERVED_BY] = target.served_by
+            also = gw.demand.enter(target.route)  # the fallback's own replicas serve it too
+        return await _forward(gw, request, target, started)
+    finally:
+        if also is not None:
+            gw.demand.leave(also)
+        gw.demand.leave(count)
+
+
+async def _forward(gw: Gateway, request: web.Request, target: targets.Target, started: float) -> web.StreamResponse:
     assert gw.proxy is not None
     route = target.route
-    if target.upstream_body is not None:
-        return await gw.proxy.forward_upstream(request, route, request.path[3:], target.upstream_body, started)
+    if route.upstream is not None:
+        return await gw.proxy.forward_upstream(request, route, request.path[3:], target.body, started)
     if not route.ready_endpoints:
         return errors.no_endpoint(route.model)
-    return await gw.proxy.forward(request, route, request.path[3:], body, target.prefix, started)
+    return await gw.proxy.forward(request, route, request.path[3:], target.body, target.prefix, started)
+
+
+async def _served_by(request: web.Request, response: web.StreamResponse) -> None:
+    """Names the fallback model on every response it answered (set before the headers go out)."""
+    served_by = request.get(_SERVED_BY)
+    if served_by is not None:
+        response.headers[SERVED_BY_HEADER] = served_by
+
+
+async def _load(request: web.Request) -> web.Response:
+    """Demand per LLMServer for the operator's autoscaler (docs/contracts.md); no auth, like /metrics."""
+    gw = request.app[GATEWAY]
+    return web.json_response({"servers": gw.demand.snapshot(gw.routes.routes())})
 
 
 async def _models(request: web.Request) -> web.Response:
@@ -247,6 +280,6 @@ async def _metrics(request: web.Request) -> web.Response:
 
 
 async def _unknown(request: web.Request) -> web.Response:
-    if request.path in PROXIED_PATHS or request.path in ("/v1/models", "/health", "/ready", "/metrics"):
+    if request.path in PROXIED_PATHS or request.path in ("/v1/models", "/health", "/ready", "/metrics", "/internal/load"):
         return errors.to_response(protocol_errors.method_not_allowed(request.method, request.path))
     return errors.to_response(protocol_errors.not_found(request.path))

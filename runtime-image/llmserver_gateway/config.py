@@ -16,7 +16,7 @@ import pydantic
 import yaml
 
 import llmserver_api
-from llmserver_api import common
+from llmserver_api import common, elastic
 from llmserver_gateway import auth, table
 
 log = logging.getLogger("llmserver.gateway.config")
@@ -46,6 +46,25 @@ class UpstreamConfig(common.ApiModel):
     api_key: str | None = pydantic.Field(None, min_length=1, description="The provider key itself (tests only).")
 
 
+class AutoscalingConfig(common.ApiModel):
+    """The gateway's part of an LLMServer's `spec.autoscaling` (same names and defaults as the CRD).
+
+    The autoscaler's own fields are accepted and ignored, so a writer may copy the whole block."""
+
+    hold_seconds: int = pydantic.Field(
+        300, ge=0, le=3600, description="Seconds a request waits for a ready endpoint; then 503. 0: no hold.")
+    max_held_requests: int = pydantic.Field(
+        100, ge=0, le=100000, description="Requests held at once for this model; beyond it 429.")
+    fallback: str | None = pydantic.Field(
+        None, min_length=1, max_length=253, pattern=elastic.MODEL_NAME,
+        description="Another model of this config that answers while this one has no ready endpoint.")
+    min_replicas: int | None = pydantic.Field(None, ge=0, description="Ignored here (the supervisor's).")
+    max_replicas: int | None = pydantic.Field(None, ge=0, description="Ignored here (the supervisor's).")
+    target_in_flight: int | None = pydantic.Field(None, ge=1, description="Ignored here (the supervisor's).")
+    window_seconds: int | None = pydantic.Field(None, ge=1, description="Ignored here (the supervisor's).")
+    scale_down_delay_seconds: int | None = pydantic.Field(None, ge=0, description="Ignored here (the supervisor's).")
+
+
 class ModelConfig(common.ApiModel):
     """One served model name and where its requests go."""
 
@@ -55,11 +74,18 @@ class ModelConfig(common.ApiModel):
     )
     endpoints: list[EndpointConfig] = pydantic.Field(default_factory=list, description="Runtime replicas.")
     upstream: UpstreamConfig | None = pydantic.Field(None, description="Proxy mode provider.")
+    autoscaling: AutoscalingConfig | None = pydantic.Field(
+        None, description="Hold requests / answer from a fallback while no endpoint is ready.")
+    wake_url: str | None = pydantic.Field(
+        None, pattern=_URL, description="POSTed (empty body, at most once a second) when a request finds "
+        "this model without a ready endpoint, so its supervisor loads it.")
 
     @pydantic.model_validator(mode="after")
     def _one_target(self) -> ModelConfig:
         if self.upstream is not None and self.endpoints:
             raise ValueError("give either endpoints or upstream, not both")
+        if self.autoscaling is not None and self.autoscaling.fallback == self.name:
+            raise ValueError("autoscaling.fallback must name another model")
         return self
 
 
@@ -140,6 +166,16 @@ def describe_errors(exc: pydantic.ValidationError) -> str:
     return "; ".join(out)
 
 
+def _elastic(model: ModelConfig) -> table.Elastic | None:
+    scaling = model.autoscaling
+    if scaling is None:
+        if model.wake_url is None:
+            return None
+        return table.Elastic(wake_url=model.wake_url)  # woken, but not held: 503 while it loads
+    return table.Elastic(hold_seconds=float(scaling.hold_seconds), max_held_requests=scaling.max_held_requests,
+                         fallback=scaling.fallback, wake_url=model.wake_url)
+
+
 def _route(model: ModelConfig, where: str, environ: Mapping[str, str]) -> table.Route:
     if model.upstream is not None:
         up = model.upstream
@@ -147,14 +183,16 @@ def _route(model: ModelConfig, where: str, environ: Mapping[str, str]) -> table.
         if up.api_key_env is not None:
             key = _env(environ, up.api_key_env, f"{where}.upstream.apiKeyEnv")
         upstream = table.Upstream(url=up.url.rstrip("/"), model=up.model or model.name, api_key=key)
-        return table.Route(model=model.name, policy=model.policy, upstream=upstream, source="config")
+        return table.Route(model=model.name, policy=model.policy, upstream=upstream, source="config",
+                           elastic=_elastic(model))
     endpoints = []
     for j, ep in enumerate(model.endpoints):
         key = ep.api_key
         if ep.api_key_env is not None:
             key = _env(environ, ep.api_key_env, f"{where}.endpoints[{j}].apiKeyEnv")
         endpoints.append(table.Endpoint(url=ep.url.rstrip("/"), ready=ep.ready, api_key=key))
-    return table.Route(model=model.name, policy=model.policy, endpoints=tuple(endpoints), source="config")
+    return table.Route(model=model.name, policy=model.policy, endpoints=tuple(endpoints), source="config",
+                       elastic=_elastic(model))
 
 
 def _env(environ: Mapping[str, str], name: str | None, where: str) -> str:

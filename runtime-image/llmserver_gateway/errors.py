@@ -25,15 +25,18 @@ def response(status: int, message: str, type: str, code: str | None = None, para
     return to_response(protocol.APIError(status, message, type=type, param=param, code=code))
 
 
-def no_endpoint(model: str) -> web.Response:
+def cold(model: str) -> protocol.APIError:
     """503 when a known model has no ready replica (starting, scaled to zero, or all failing)."""
-    return to_response(
-        protocol.unavailable(
-            f"The model `{model}` has no ready endpoint right now (its replicas are starting, scaled "
-            "to zero or failing); retry later.",
-            retry_after_s=5,
-        )
+    return protocol.unavailable(
+        f"The model `{model}` has no ready endpoint right now (its replicas are starting, scaled "
+        "to zero or failing); retry later.",
+        retry_after_s=5,
     )
+
+
+def no_endpoint(model: str) -> web.Response:
+    """`cold` as a response."""
+    return to_response(cold(model))
 
 
 def sse_error(status: int, message: str, code: str) -> bytes:

@@ -118,11 +118,24 @@ def build(
         if server.spec.mode is llmserver_api.Mode.PROXY:
             routes[name] = _proxy_route(server, key, secrets, needed, problems, trust)
         else:
+            # Kept with no endpoint at all (0 replicas, still loading): a request can be held for it.
             endpoints = endpoints_of(by_service.get(key, []), secrets, needed, problems, trust)
             routes[name] = table.Route(
-                model=name, policy=server.spec.routing.policy, endpoints=endpoints, source=where
+                model=name, policy=server.spec.routing.policy, endpoints=endpoints, source=where,
+                server=where, elastic=elastic_of(server),
             )
     return View(routes=list(routes.values()), problems=problems, secrets_needed=needed)
+
+
+def elastic_of(server: llmserver_api.LLMServer) -> table.Elastic | None:
+    """The gateway's part of `spec.autoscaling` (hold bounds, fallback); None when it is not set."""
+    scaling = server.spec.autoscaling
+    if scaling is None:
+        return None
+    return table.Elastic(
+        hold_seconds=float(scaling.hold_seconds), max_held_requests=scaling.max_held_requests,
+        fallback=scaling.fallback,
+    )
 
 
 def _proxy_route(
@@ -138,7 +151,7 @@ def _proxy_route(
     where = "/".join(key)
     spec = server.spec
     proxy = spec.proxy
-    unavailable = table.Route(model=spec.model, policy=spec.routing.policy, source=where)
+    unavailable = table.Route(model=spec.model, policy=spec.routing.policy, source=where, server=where)
     if proxy is None:  # the schema refuses this; kept so a hand-edited object cannot crash discovery
         problems.append(f"LLMServer {where} is in Proxy mode without spec.proxy")
         return unavailable
@@ -169,7 +182,7 @@ def _proxy_route(
     upstream = table.Upstream(
         url=proxy.url.rstrip("/"), model=proxy.upstream_model or spec.model, api_key=api_key, guarded=True
     )
-    return table.Route(model=spec.model, policy=spec.routing.policy, upstream=upstream, source=where)
+    return table.Route(model=spec.model, policy=spec.routing.policy, upstream=upstream, source=where, server=where)
 
 
 def endpoints_of(

@@ -14,6 +14,7 @@ UNKNOWN_MODEL = "unknown"
 
 # Seconds; LLM requests range from milliseconds (embeddings) to minutes (long generations).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+HOLD_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
 TTFB_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
@@ -51,6 +52,18 @@ class GatewayMetrics:
         self.ready_endpoints = prometheus_client.Gauge(
             "llmserver_gateway_ready_endpoints", "Ready endpoints per model (proxy-mode models count 1).",
             ["model"], registry=r)
+        self.held = prometheus_client.Gauge(
+            "llmserver_gateway_held_requests", "Requests held now, waiting for the model to get a ready endpoint.",
+            ["model"], registry=r)
+        self.hold_seconds = prometheus_client.Histogram(
+            "llmserver_gateway_hold_seconds", "Time requests were held (forwarded, timed out or client gone).",
+            ["model"], buckets=HOLD_BUCKETS, registry=r)
+        self.hold_rejected = prometheus_client.Counter(
+            "llmserver_gateway_hold_rejected", "Held requests refused: 429 at the bound (limit), 503 after "
+            "holdSeconds (timeout).", ["model", "reason"], registry=r)
+        self.fallbacks = prometheus_client.Counter(
+            "llmserver_gateway_fallback_requests", "Requests for a cold model answered by its fallback model.",
+            ["model", "fallback"], registry=r)
 
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 

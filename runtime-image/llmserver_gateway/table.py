@@ -8,7 +8,7 @@ per-endpoint load lives in `balancing.Balancer`, keyed by URL, so it survives ta
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import llmserver_api
 
@@ -38,6 +38,19 @@ class Upstream:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Elastic:
+    """What the gateway does for a model with no ready endpoint (`spec.autoscaling`, issue 18).
+
+    `hold_seconds` 0: answer 503 at once (no hold). `fallback`: another served model that answers
+    meanwhile. `wake_url` (static config only): POSTed when a request finds the model cold."""
+
+    hold_seconds: float = 0.0
+    max_held_requests: int = 0
+    fallback: str | None = None
+    wake_url: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Route:
     """Where requests for one served model go."""
 
@@ -46,6 +59,8 @@ class Route:
     endpoints: tuple[Endpoint, ...] = ()
     upstream: Upstream | None = None
     source: str = ""  # where the route came from (e.g. "namespace/name"), for messages only
+    server: str | None = None  # the LLMServer ("namespace/name") that owns its demand; None: static config
+    elastic: Elastic | None = None  # None: no hold, no fallback (503 while cold)
     ready_endpoints: tuple[Endpoint, ...] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -57,6 +72,11 @@ class Route:
         """True when a request for this model can be forwarded now."""
         return self.upstream is not None or bool(self.ready_endpoints)
 
+    @property
+    def demand_key(self) -> str:
+        """The key of this route's demand in `/internal/load`: its LLMServer, or `static/<model>`."""
+        return self.server if self.server is not None else f"static/{self.model}"
+
 
 class RoutingTable:
     """The current routes, swapped whole. `loaded` turns true on the first successful load."""
@@ -65,6 +85,11 @@ class RoutingTable:
         self._routes: dict[str, Route] = {}
         self.loaded = False
         self.version = 0
+        self._listeners: list[Callable[[], None]] = []
+
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        """Calls `listener` after every swap (held requests wake on it instead of polling)."""
+        self._listeners.append(listener)
 
     def replace(self, routes: Mapping[str, Route] | Iterable[Route]) -> None:
         """Installs a new complete set of routes."""
@@ -75,6 +100,8 @@ class RoutingTable:
         self._routes = new
         self.loaded = True
         self.version += 1
+        for listener in self._listeners:
+            listener()
 
     def get(self, model: str) -> Route | None:
         """The route for a served model name, or None when no LLMServer serves it."""

@@ -1,0 +1,29 @@
+"""Demand counts per LLMServer (what `GET /internal/load` reports)."""
+
+from __future__ import annotations
+
+from llmserver_gateway import demand, table
+
+
+def test_counts_per_server_and_back_to_zero() -> None:
+    a = table.Route(model="a", server="ml/a")
+    s = table.Route(model="s")
+    load = demand.Demand()
+    first, second, third = load.enter(a), load.enter(a), load.enter(s)
+    first.held += 1
+    assert load.snapshot([a, s]) == {"ml/a": {"model": "a", "inFlight": 2, "held": 1},
+                                     "static/s": {"model": "s", "inFlight": 1, "held": 0}}
+    first.held -= 1
+    for count in (first, second, third):
+        load.leave(count)
+    assert load.snapshot([a, s]) == {"ml/a": {"model": "a", "inFlight": 0, "held": 0},
+                                     "static/s": {"model": "s", "inFlight": 0, "held": 0}}
+    assert load.snapshot([]) == {}  # nothing busy and no route: nothing listed
+
+
+def test_a_removed_route_still_reports_its_requests_in_flight() -> None:
+    load = demand.Demand()
+    count = load.enter(table.Route(model="gone", server="ml/gone"))
+    assert load.snapshot([]) == {"ml/gone": {"model": "gone", "inFlight": 1, "held": 0}}
+    load.leave(count)
+    assert load.snapshot([]) == {}
