@@ -20,14 +20,15 @@ import llmserver_api
 import pydantic
 from llmserver_api import proxy_policy
 
+from llmserver_operator import adapter_pass, adapter_status, events, images, model_claims, resolution, status, workloads
 from llmserver_operator import children as children_mod
-from llmserver_operator import events, images, model_claims, resolution, status, workloads
 from llmserver_operator import kube as kube_mod
 from llmserver_operator import metrics as metrics_mod
 from llmserver_operator import settings as settings_mod
 from llmserver_operator.apple import identity as apple_identity
 from llmserver_operator.apple import publishing as apple_publishing
 from llmserver_operator.apple import scheduler as apple_scheduler
+from llmserver_operator.builders import adapters as adapter_builders
 from llmserver_operator.builders import cache, common, deployment, network_policy, plan, service
 
 Manifest = dict[str, Any]
@@ -89,6 +90,7 @@ class Reconciler:
         self.metrics = metrics or metrics_mod.OperatorMetrics()
         self.apple = apple_scheduler.AppleScheduler(kube, settings)
         self.resolver = resolution.Resolver(kube)  # backend: auto, from the Hub (cached per repo)
+        self.adapters = adapter_pass.AdapterPass(self)  # spec.adapters: downloads, live loads, status.adapters
 
     # --- entry points ----------------------------------------------------------------------
     def reconcile(self, namespace: str, name: str) -> Outcome:
@@ -177,13 +179,18 @@ class Reconciler:
                 return Outcome(None)  # deleted meanwhile: nothing left to wait for
             self._post(raw, events.transitions(raw.get("status") if before is None else before, computed,
                                                observed.placement))
+            if "adapters" in computed:
+                self._post(raw, adapter_status.transitions((raw.get("status") or {}).get("adapters"), computed["adapters"]))
         failed_job = observed.job is not None and workloads.job_condition(observed.job, "Failed") is not None
         self.metrics.server_status(meta.get("namespace") or "default", meta["name"], computed["phase"], failed_job)
         # Secrets and claims are not watched: look again later (a label added to a Secret, too).
         waiting = any(c["reason"] in ("SecretNotFound", "SecretNotOptedIn", "ClaimNotFound")
                       for c in computed["conditions"])
         problem = f"{observed.child_problem[0]}: {observed.child_problem[1]}" if observed.child_problem else None
-        return Outcome(computed["phase"], self.settings.retry_delay_seconds if waiting else None, problem)
+        delay = self.settings.retry_delay_seconds if waiting else None
+        if observed.adapters_retry is not None:  # replicas still lack (or hold removed) adapters: backoff
+            delay = min(delay or observed.adapters_retry, observed.adapters_retry)
+        return Outcome(computed["phase"], delay, problem)
 
     def _post(self, raw: Manifest, happened: list[events.Happened]) -> None:
         for event in happened:
@@ -252,11 +259,14 @@ class Reconciler:
         else:
             claim_found = self.children.exists("PersistentVolumeClaim", namespace, source.pvc.claim_name) if source.pvc else False
             downloaded = claim_found
+        adapters_seen = self.adapters.downloads(server, raw, keep)
         if spec_changed:  # children of an older spec can only exist after a spec change
             self._remove_children(server, keep)
         current = self.children.read("Deployment", namespace, name)
         if downloaded:
-            current = self.apply(deployment.build_deployment(server, settings), raw, current)
+            ready = frozenset(n for n, seen in adapters_seen.items() if seen.downloaded and seen.problem is None)
+            argv = adapter_builders.argv_adapters(server, ready)  # restart engines: the downloaded ones
+            current = self.apply(deployment.build_deployment(server, settings, argv), raw, current)
         self.apply(service.build_service(server, settings), raw)
         if (policy := network_policy.build_network_policy(server, settings)) is not None:
             self.apply(policy, raw)
@@ -265,8 +275,9 @@ class Reconciler:
             ready = int((current.get("status") or {}).get("readyReplicas") or 0)
             if ready < server.spec.replicas or current["metadata"].get("generation") != (current.get("status") or {}).get("observedGeneration"):
                 pods = self.children.list("Pod", namespace, common.selector(server))
+        served = self.adapters.served(server, adapters_seen, current, raw.get("status") or {})
         return status.Observed(secrets=secrets, claim_found=claim_found, job=job, job_pods=job_pods,
-                               deployment=current, pods=pods)
+                               deployment=current, pods=pods, adapters=served.entries, adapters_retry=served.retry_after)
 
     def _download(self, server: llmserver_api.LLMServer, raw: Manifest,
                   keep: set[tuple[str, str]]) -> tuple[Manifest | None, list[Manifest], dict[str, frozenset[str]]]:

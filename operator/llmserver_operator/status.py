@@ -43,6 +43,8 @@ class Observed:
     model_conflict: str | None = None  # "namespace/name" of an older LLMServer serving the same spec.model
     child_problem: tuple[str, str] | None = None  # (ChildConflict | InvalidChild, message): a child could not be written
     selector: str | None = None  # label selector of the runtime pods (builders.common.selector), for /scale
+    adapters: Sequence[Manifest] | None = None  # status.adapters (adapter_status.compute); None: left as it is
+    adapters_retry: float | None = None  # not status: replicas lag behind spec.adapters; look again after this
 
 
 @dataclasses.dataclass
@@ -316,6 +318,8 @@ def compute(
         "readyReplicas": verdict.ready_replicas,
         "selector": observed.selector,
     }
+    if observed.adapters is not None:
+        out["adapters"] = list(observed.adapters)
     if spec is not None and plan.placement(spec) != plan.Placement.APPLE and (previous or {}).get("placement") is not None:
         out["placement"] = None  # left from Mac mode: the Mac's agent stops serving what is not placed on it
     return out
@@ -324,7 +328,8 @@ def compute(
 def changed(current: Mapping[str, Any] | None, computed: Mapping[str, Any]) -> bool:
     """Whether writing `computed` would change anything (None means absent, as in a merge patch)."""
     current = current or {}
-    return any(current.get(key) != computed.get(key) for key in (*OWNED_FIELDS, *(["placement"] if "placement" in computed else [])))
+    optional = [key for key in ("placement", "adapters") if key in computed]
+    return any(current.get(key) != computed.get(key) for key in (*OWNED_FIELDS, *optional))
 
 
 def describe_validation_error(errors: Sequence[Mapping[str, Any]]) -> str:

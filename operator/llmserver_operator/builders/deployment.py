@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import llmserver_api
 
 from llmserver_operator import images
 from llmserver_operator import settings as settings_mod
+from llmserver_operator.builders import adapters as adapters_mod
 from llmserver_operator.builders import common, engine_args
 
 Manifest = common.Manifest
@@ -79,8 +82,10 @@ def _tolerations(server: llmserver_api.LLMServer, settings: settings_mod.Setting
     return tolerations
 
 
-def pod_template(server: llmserver_api.LLMServer, settings: settings_mod.Settings) -> Manifest:
-    """The runtime pod template, with a hash of itself so a rollout happens exactly when it changes."""
+def pod_template(server: llmserver_api.LLMServer, settings: settings_mod.Settings,
+                 adapters: Sequence[tuple[str, str]] | None = None) -> Manifest:
+    """The runtime pod template, with a hash of itself so a rollout happens exactly when it changes.
+    `adapters`: (name, path) started with the pods (None: every one a restart engine takes)."""
     spec = server.spec
     backend = spec.backend
     volumes, mounts = _volumes(server, settings)
@@ -92,7 +97,8 @@ def pod_template(server: llmserver_api.LLMServer, settings: settings_mod.Setting
         "image": image.image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["llmserver-runtime"],
-        "args": engine_args.serve_args(spec, common.model_path(server), common.HTTP_PORT),
+        "args": engine_args.serve_args(spec, common.model_path(server), common.HTTP_PORT,
+                                       adapters=adapters_mod.argv_adapters(server) if adapters is None else adapters),
         "env": common.env(
             {
                 "HF_HOME": "/tmp/huggingface",
@@ -140,8 +146,11 @@ def pod_template(server: llmserver_api.LLMServer, settings: settings_mod.Setting
     return template
 
 
-def build_deployment(server: llmserver_api.LLMServer, settings: settings_mod.Settings) -> Manifest:
-    """Deployment `N`: replicas from the spec; GPU pods roll one at a time without a surge pod."""
+def build_deployment(server: llmserver_api.LLMServer, settings: settings_mod.Settings,
+                     adapters: Sequence[tuple[str, str]] | None = None) -> Manifest:
+    """Deployment `N`: replicas from the spec; pods roll one at a time: a surge pod first (new
+    adapters of a restart engine are served before an old pod goes), GPU pods without one.
+    `adapters` as for pod_template."""
     surge = {"maxSurge": 0, "maxUnavailable": 1} if server.spec.resources.gpus > 0 else {"maxSurge": 1, "maxUnavailable": 0}
     name = common.name_of(server)
     return {
@@ -153,6 +162,6 @@ def build_deployment(server: llmserver_api.LLMServer, settings: settings_mod.Set
             "revisionHistoryLimit": 3,
             "selector": {"matchLabels": common.selector(server)},
             "strategy": {"rollingUpdate": surge, "type": "RollingUpdate"},
-            "template": pod_template(server, settings),
+            "template": pod_template(server, settings, adapters),
         },
     }

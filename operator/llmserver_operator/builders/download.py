@@ -146,11 +146,18 @@ def _secret_env(source: llmserver_api.llmserver.Source) -> dict[str, str | Manif
 
 def build_download_job(server: llmserver_api.LLMServer, settings: settings_mod.Settings) -> Manifest:
     """Job `N-download-<hash8>`: retries with the Job's exponential backoff, resumes in the cache."""
+    return build_source_job(server, settings, _source(server), job_name(server), download_args(server))
+
+
+def build_source_job(server: llmserver_api.LLMServer, settings: settings_mod.Settings,
+                     source: llmserver_api.llmserver.Source, name: str, args: list[str]) -> Manifest:
+    """A download Job `name` running `llmserver-runtime ARGS` for `source` (the model's, or an
+    adapter's: builders.adapters) onto the cache claim, as the download identity."""
     variables: dict[str, str | Manifest] = {
         "HF_HOME": "/tmp/huggingface",
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "HOME": "/tmp",
-        **_secret_env(_source(server)),
+        **_secret_env(source),
     }
     claim = common.cache_claim_name(server, settings)
     labels = common.labels(server, "download")
@@ -159,7 +166,7 @@ def build_download_job(server: llmserver_api.LLMServer, settings: settings_mod.S
         "image": settings.download_image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["llmserver-runtime"],
-        "args": download_args(server),
+        "args": args,
         "env": common.env(variables),
         "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}},
         "securityContext": common.container_security_context(read_only_root=True),
@@ -172,7 +179,7 @@ def build_download_job(server: llmserver_api.LLMServer, settings: settings_mod.S
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": common.metadata(server, job_name(server), "download"),
+        "metadata": common.metadata(server, name, "download"),
         "spec": {
             "backoffLimit": settings.download_backoff_limit,
             "template": {

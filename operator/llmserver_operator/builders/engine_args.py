@@ -7,7 +7,7 @@ once, in `llmserver_api.engine_flags`; this module adds only the operator's GPU 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import llmserver_api
 from llmserver_api import engine_flags
@@ -60,8 +60,10 @@ READ_ONLY_ROOT: dict[Backend, bool] = {
 }
 
 
-def serve_args(spec: Spec, model_path: str, port: int, host: str = "0.0.0.0") -> list[str]:
-    """Arguments after `llmserver-runtime`: `serve ...` with the backend's flags and spec.extraArgs.
+def serve_args(spec: Spec, model_path: str, port: int, host: str = "0.0.0.0",
+               adapters: Sequence[tuple[str, str]] = ()) -> list[str]:
+    """Arguments after `llmserver-runtime`: `serve ...` with the backend's flags, `--adapter
+    NAME=PATH` for each of `adapters` (loaded at start) and spec.extraArgs.
 
     `spec.backend` is used as written (`auto` included): the reconciler resolves `auto` first
     (llmserver_operator.resolution) where it can, and the runtime decides the rest at start.
@@ -79,6 +81,8 @@ def serve_args(spec: Spec, model_path: str, port: int, host: str = "0.0.0.0") ->
     if spec.trust_remote_code:
         args.append("--trust-remote-code")
     args += backend_args(spec)
+    for name, path in adapters:
+        args += ["--adapter", f"{name}={path}"]
     if spec.extra_args:
         args += ["--", *spec.extra_args]
     return args

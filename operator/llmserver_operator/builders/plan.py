@@ -8,7 +8,7 @@ import enum
 import llmserver_api
 
 from llmserver_operator import settings as settings_mod
-from llmserver_operator.builders import cache, common, deployment, download, network_policy, service
+from llmserver_operator.builders import adapters, cache, common, deployment, download, network_policy, service
 
 
 class Placement(str, enum.Enum):
@@ -62,14 +62,43 @@ def download_children(server: llmserver_api.LLMServer, settings: settings_mod.Se
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class AdapterChildren:
+    """The download Jobs of spec.adapters (builders.adapters), with the identity they run as and the
+    cache claim they write (None when the model is read from the user's own claim: never created)."""
+
+    identity: tuple[common.Manifest, ...]
+    cache: common.Manifest | None
+    jobs: tuple[common.Manifest, ...]
+
+
+def adapter_children(server: llmserver_api.LLMServer, settings: settings_mod.Settings) -> AdapterChildren | None:
+    """The download children of the adapters to download; None when there is none."""
+    wanted = [a for a in server.spec.adapters if adapters.needs_download(a)]
+    if not wanted:
+        return None
+    return AdapterChildren(
+        identity=(
+            download.build_download_service_account(server, settings),
+            download.build_download_role(server, settings),
+            download.build_download_role_binding(server, settings),
+        ),
+        cache=cache.build_cache_pvc(server, settings) if download.needs_download(server) else None,
+        jobs=tuple(adapters.build_adapter_job(server, a, settings) for a in wanted),
+    )
+
+
 def all_children(server: llmserver_api.LLMServer, settings: settings_mod.Settings) -> list[common.Manifest]:
-    """Every object the operator writes for this server once its model is downloaded."""
+    """Every object the operator writes for this server once its model and adapters are downloaded."""
     if placement(server.spec) != Placement.KUBERNETES:
         return []
     downloading = download_children(server, settings)
+    adapter_jobs = adapter_children(server, settings)
     policy = network_policy.build_network_policy(server, settings)
     return [
-        *(downloading.in_apply_order() if downloading else []),
+        *(downloading.in_apply_order() if downloading else
+          [*adapter_jobs.identity, *([adapter_jobs.cache] if adapter_jobs.cache else [])] if adapter_jobs else []),
+        *(adapter_jobs.jobs if adapter_jobs else ()),
         deployment.build_deployment(server, settings),
         service.build_service(server, settings),
         *([policy] if policy else []),

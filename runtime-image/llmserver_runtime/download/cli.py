@@ -76,6 +76,8 @@ def _write_termination_log(path: str, line: str) -> None:
     help="Model cache root; the repo lands in llmserver_api.paths.huggingface_dir(repo, revision) under it.",
 )  # fmt: skip
 @click.option("--report-to", default=None, help="NAMESPACE/NAME of the LLMServer whose status.download to patch.")
+@click.option("--report-adapter", default=None,
+              help="With --report-to: report into status.adapters[NAME].download (an adapter's download).")
 @click.option("--retries", default=5, show_default=True, type=click.IntRange(1, 100), help="Attempts for transient failures.")
 @click.option("--retry-delay", default=2.0, show_default=True, type=click.FloatRange(0, 600), help="First backoff, seconds (doubles).")
 @click.option("--progress-interval", default=1.0, show_default=True, type=click.FloatRange(0.05, 600), hidden=True)
@@ -92,6 +94,7 @@ def command(
     revision: str,
     cache_dir: pathlib.Path,
     report_to: str | None,
+    report_adapter: str | None,
     retries: int,
     retry_delay: float,
     progress_interval: float,
@@ -114,7 +117,7 @@ def command(
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--report-to") from None
         try:
-            reporter = report.StatusReporter(namespace, name)
+            reporter = report.StatusReporter(namespace, name, adapter=report_adapter)
         except Exception as exc:  # noqa: BLE001 - reporting is optional, the download is not
             logging.getLogger(__name__).warning("progress will not be reported to %s: %s", report_to, exc)
     retry = run.Retry(attempts=retries, delay=retry_delay)

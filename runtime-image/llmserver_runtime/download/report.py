@@ -27,9 +27,11 @@ def parse_target(value: str) -> tuple[str, str]:
 
 
 class StatusReporter:
-    """Patches status.download of one LLMServer."""
+    """Patches status.download of one LLMServer, or with `adapter` the `download` of its
+    status.adapters entry of that name (a JSON patch guarded by a `test` of the entry's name: the
+    list is the operator's, and a merge patch would replace all of it)."""
 
-    def __init__(self, namespace: str, name: str) -> None:
+    def __init__(self, namespace: str, name: str, adapter: str | None = None) -> None:
         import kubernetes
 
         configuration = kubernetes.client.Configuration()
@@ -40,11 +42,15 @@ class StatusReporter:
         self._api = kubernetes.client.CustomObjectsApi(kubernetes.client.ApiClient(configuration))
         self._namespace = namespace
         self._name = name
+        self._adapter = adapter
         self._failed_once = False
 
     def patch(self, body: dict[str, Any]) -> None:
         """Merge-patches the status subresource; logs (once) instead of raising."""
         try:
+            if self._adapter is not None:
+                self._patch_adapter(body["status"]["download"])
+                return
             self._api.patch_namespaced_custom_object_status(
                 api_common.GROUP, api_common.VERSION, self._namespace, api_llmserver.PLURAL, self._name, body
             )
@@ -53,6 +59,22 @@ class StatusReporter:
                 reason = getattr(exc, "reason", None) or type(exc).__name__
                 log.warning("cannot report progress to LLMServer %s/%s: %s", self._namespace, self._name, reason)
                 self._failed_once = True
+
+    def _patch_adapter(self, download: dict[str, Any]) -> None:
+        """Writes the adapter entry's download; nothing while the operator has not listed it yet."""
+        current = self._api.get_namespaced_custom_object_status(
+            api_common.GROUP, api_common.VERSION, self._namespace, api_llmserver.PLURAL, self._name
+        )
+        entries = (current.get("status") or {}).get("adapters") or []
+        index = next((i for i, e in enumerate(entries) if isinstance(e, dict) and e.get("name") == self._adapter), None)
+        if index is None:
+            return  # the next report finds it
+        ops = [{"op": "test", "path": f"/status/adapters/{index}/name", "value": self._adapter},
+               {"op": "add", "path": f"/status/adapters/{index}/download", "value": download}]
+        self._api.patch_namespaced_custom_object_status(
+            api_common.GROUP, api_common.VERSION, self._namespace, api_llmserver.PLURAL, self._name, ops,
+            _content_type="application/json-patch+json",
+        )
 
     def __call__(self, snapshot: progress.Snapshot) -> None:
         self.patch(snapshot.status_patch())
