@@ -24,6 +24,10 @@
   value: {{ include "llmserver.watchNamespaces" . | quote }}
 - name: LLMSERVER_OPERATOR_GATEWAY_URL
   value: {{ include "llmserver.gatewayURL" . | quote }}
+{{- if .Values.gateway.enabled }}
+- name: LLMSERVER_OPERATOR_GATEWAY_SERVICE
+  value: {{ printf "%s/%s" .Release.Namespace (include "llmserver.componentName" (list . "gateway")) | quote }}
+{{- end }}
 - name: LLMSERVER_OPERATOR_DEFAULT_CPU
   value: {{ $profile.cpu | quote }}
 - name: LLMSERVER_OPERATOR_DEFAULT_MEMORY

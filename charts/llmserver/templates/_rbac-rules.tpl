@@ -7,6 +7,8 @@
      - llmservers: kopf lists and watches them (no kopf patches: passes start from watch events,
        so kopf keeps no progress annotations and there are no finalizers); the reconciler reads them
        from what the watch saw (llmserver_operator.watch_cache, no get) and patches their status.
+     - llmservers/scale (patch): the autoscaler (llmserver_operator.autoscaler) writes spec.replicas of
+       servers with spec.autoscaling through the scale subresource, as `kubectl scale` does.
      - llmservers/finalizers (update): never called; kopf.adopt sets blockOwnerDeletion on every
        child's ownerReference, which clusters enforcing OwnerReferencesPermissionEnforcement
        (OpenShift) allow only to who may update the owner's finalizers.
@@ -37,6 +39,9 @@
 - apiGroups: ["serving.llmserver.dev"]
   resources: ["llmservers/status"]
   verbs: ["get", "patch"]
+- apiGroups: ["serving.llmserver.dev"]
+  resources: ["llmservers/scale"]
+  verbs: ["patch"]
 - apiGroups: ["serving.llmserver.dev"]
   resources: ["llmservers/finalizers"]
   verbs: ["update"]
@@ -102,6 +107,14 @@
   resources: ["leases"]
   resourceNames: [{{ include "llmserver.componentName" (list . "operator") | quote }}]
   verbs: ["get", "update"]
+{{- end -}}
+
+{{/* The autoscaler (llmserver_operator.autoscaler), in the release namespace: the gateway Service's
+     EndpointSlices are listed each round to find every gateway replica's /internal/load. */}}
+{{- define "llmserver.operatorAutoscalerRules" -}}
+- apiGroups: ["discovery.k8s.io"]
+  resources: ["endpointslices"]
+  verbs: ["list"]
 {{- end -}}
 
 {{/* Mac agents' Leases (heartbeats), read by name in the release namespace (the agents' namespace). */}}

@@ -26,6 +26,7 @@ from testkit import emulator, fake_cluster, fake_upstreams, helm, rbac
 pytestmark = pytest.mark.timeout(240)
 
 NS = "ml"
+GATEWAY_SERVICE = f"{helm.NAMESPACE}/{helm.RELEASE}-llmserver-gateway"  # what the chart sets
 SOURCE = {"huggingFace": {"repo": "acme/tiny-GGUF", "file": "tiny.gguf"}}
 # Grants the scenarios cannot exercise, with why they are still needed.
 UNUSED_OK = {
@@ -101,6 +102,10 @@ def _operator_scenario(cluster: fake_cluster.FakeCluster) -> None:
     _repair_scenario(cluster)
     cluster.apply_server("pvc", NS, model="pvc", backend="llama-cpp", source={"pvc": {"claimName": "weights", "path": "m.gguf"}})
     cluster.wait_phase("pvc", "Ready", NS)
+    # the autoscaler: lists the gateway Service's EndpointSlices, clamps spec.replicas through /scale
+    cluster.apply_server("auto", NS, model="auto", backend="llama-cpp", replicas=3, source=SOURCE,
+                         autoscaling={"minReplicas": 1, "maxReplicas": 2})
+    kube.wait_for(lambda: (cluster.server("auto", NS) or {}).get("spec", {}).get("replicas") == 2, 30)
     cluster.apply_server("ext", NS, model="ext", mode="Proxy",
                          proxy={"url": "https://provider.example/v1", "apiKeySecretRef": {"name": "provider", "key": "key"}})
     cluster.wait_phase("ext", "Ready", NS)
@@ -149,7 +154,7 @@ def _repair_scenario(cluster: fake_cluster.FakeCluster) -> None:
 
 
 def test_operator_rbac_cluster_wide(recorded: list[rbac.Request]) -> None:
-    with fake_cluster.FakeCluster() as cluster:
+    with fake_cluster.FakeCluster(gateway_service=GATEWAY_SERVICE) as cluster:
         _operator_scenario(cluster)
     granted = _check(recorded, {}, "operator")
     assert _unused(granted, recorded) == [], _unused(granted, recorded)
@@ -159,13 +164,14 @@ def test_operator_rbac_cluster_wide(recorded: list[rbac.Request]) -> None:
 
 
 def test_operator_rbac_namespaced(recorded: list[rbac.Request]) -> None:
-    with fake_cluster.FakeCluster(namespaces=[NS], apple_enabled=False) as cluster:
+    with fake_cluster.FakeCluster(namespaces=[NS], apple_enabled=False, gateway_service=GATEWAY_SERVICE) as cluster:
         _operator_scenario(cluster)
     values = {"operator": {"watchNamespaces": [NS]}, "apple": {"enabled": False}}
     granted = _check(recorded, values, "operator")
     assert {g.namespace for g in granted} == {NS, helm.NAMESPACE}, "a namespaced install must grant nothing cluster-wide"
     assert {(g.verb, g.resource) for g in granted if g.namespace == helm.NAMESPACE} == {
-        ("create", "leases"), ("get", "leases"), ("update", "leases")}  # its own leader Lease only
+        ("create", "leases"), ("get", "leases"), ("update", "leases"),  # its own leader Lease
+        ("list", "endpointslices")}  # and the gateway's replicas (the autoscaler)
     # the operator's own grants are namespaced; the only ClusterRoles are the users' (aggregated into admin/edit/view)
     assert all(role["metadata"].get("labels", {}).get(f"rbac.authorization.k8s.io/aggregate-to-{kind}") == "true"
                for role in helm.by_kind(helm.template(values), "ClusterRole")
@@ -174,9 +180,9 @@ def test_operator_rbac_namespaced(recorded: list[rbac.Request]) -> None:
     with_macs = _check(recorded, {"operator": {"watchNamespaces": [NS]}}, "operator")
     cluster_wide = {(g.verb, g.group, g.resource) for g in with_macs if g.namespace is None}
     assert cluster_wide and cluster_wide <= APPLE, cluster_wide
-    # In its own namespace: the Macs' Leases (read) and its leader Lease (test_operator_ha_rbac).
+    # In its own namespace: the Macs' Leases (read), its leader Lease (test_operator_ha_rbac), the gateway's slices.
     assert {(g.verb, g.resource) for g in with_macs if g.namespace == helm.NAMESPACE} == {
-        ("get", "leases"), ("create", "leases"), ("update", "leases")}
+        ("get", "leases"), ("create", "leases"), ("update", "leases"), ("list", "endpointslices")}
 
 
 def test_operator_holds_what_its_download_role_grants() -> None:
