@@ -26,7 +26,9 @@
        by the operator (owned claims go with their LLMServer through garbage collection); watched
        (kopf, by label) so a deleted cache claim is downloaded again.
      - secrets: read by name to check a referenced key exists (never listed).
-     - endpointslices: read the Mac endpoint of an Apple-placed server; with Macs, its own slices
+     - endpointslices: listed by Service for the ready replicas of a vLLM/transformers server with
+       spec.adapters (the operator loads adapters on each); read the Mac endpoint of an Apple-placed
+       server; with Macs, its own slices
        are watched (kopf, by label) and, after a switch to a Mac, the EndpointSlice controller's
        slices of the server's Service (left with dead pod IPs) are listed and deleted.
      - roles/rolebindings carry only permissions the operator holds itself (llmservers/status), so
@@ -71,7 +73,7 @@
   verbs: ["get"]
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
-  verbs: ["get"{{ if .Values.apple.enabled }}, "list", "watch", "create", "update", "delete"{{ end }}]
+  verbs: ["get", "list"{{ if .Values.apple.enabled }}, "watch", "create", "update", "delete"{{ end }}]
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
   verbs: ["create"]

@@ -106,6 +106,11 @@ def _operator_scenario(cluster: fake_cluster.FakeCluster) -> None:
     cluster.apply_server("auto", NS, model="auto", backend="llama-cpp", replicas=3, source=SOURCE,
                          autoscaling={"minReplicas": 1, "maxReplicas": 2})
     kube.wait_for(lambda: (cluster.server("auto", NS) or {}).get("spec", {}).get("replicas") == 2, 30)
+    # a live-adapter engine lists its Service's EndpointSlices to load adapters on each replica
+    cluster.kubelet.set_pod_mode("lora", "pending", namespace=NS)
+    cluster.apply_server("lora", NS, model="lora", backend="transformers", source={"huggingFace": {"repo": "acme/tiny"}},
+                         adapters=[{"name": "a", "source": {"huggingFace": {"repo": "acme/lora"}}}])
+    cluster.wait_phase("lora", "Starting", NS)
     cluster.apply_server("ext", NS, model="ext", mode="Proxy",
                          proxy={"url": "https://provider.example/v1", "apiKeySecretRef": {"name": "provider", "key": "key"}})
     cluster.wait_phase("ext", "Ready", NS)
