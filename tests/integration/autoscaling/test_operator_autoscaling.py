@@ -93,18 +93,21 @@ def test_a_burst_scales_up_at_once_and_idle_scales_down_after_the_delay(
     burst = time.monotonic()
     cluster.kube.wait_for(lambda: spec_replicas(cluster, ns, "chat") == 3, 10, "scaled up to maxReplicas")
     up_seconds = time.monotonic() - burst
-    assert cluster.kube.calls(since)[("patch", "LLMServer/scale")] == 1  # through the scale subresource, once
     cluster.kube.wait_for(lambda: running(cluster, ns, "chat", 3), 30, "three replicas running")
-    assert [reason for reason, _ in events(cluster, ns, "chat")] == ["ScaledUp"]
-    assert events(cluster, ns, "chat")[0][1].startswith("replicas 1 -> 3 (desired 3): average in flight")
+    # up at once each round; the 1 s window's average still holds the idle rounds before the burst,
+    # so the way up may take a step through 2
+    ups = events(cluster, ns, "chat")
+    assert {reason for reason, _ in ups} == {"ScaledUp"} and len(ups) <= 2, ups
+    assert ups[0][1].startswith("replicas 1 -> ") and ups[-1][1].endswith("target 2 per replica")
+    assert cluster.kube.calls(since)[("patch", "LLMServer/scale")] == len(ups)  # through the scale subresource
     view = cluster.status("chat", ns)["autoscaling"]
-    assert view["desiredReplicas"] == 3 and view["averageInFlight"] >= 9 and "lastScaleTime" in view
+    assert view["desiredReplicas"] == 3 and view["averageInFlight"] >= 4 and "lastScaleTime" in view
     assert "target 2 per replica" in view["lastDecision"]
     samples = scrape(metrics_port)
     labels = (("name", "chat"), ("namespace", ns))
     assert samples[("llmserver_operator_autoscaler_desired_replicas", labels)] == 3
-    assert samples[("llmserver_operator_autoscaler_in_flight", labels)] == 9
-    assert samples[("llmserver_operator_autoscaler_decisions_total", (("direction", "up"), *labels))] == 1
+    assert samples[("llmserver_operator_autoscaler_in_flight", labels)] == 9  # both gateways, summed
+    assert samples[("llmserver_operator_autoscaler_decisions_total", (("direction", "up"), *labels))] == len(ups)
 
     first.set(f"{ns}/chat", 0)
     second.set(f"{ns}/chat", 0)
@@ -115,12 +118,12 @@ def test_a_burst_scales_up_at_once_and_idle_scales_down_after_the_delay(
     cluster.kube.wait_for(lambda: running(cluster, ns, "chat", 1), 30, "one replica running")
     # the window's average falls over a second, so the way down may take a step through 2 (each
     # step to the highest desire of the last 3 s); the first step came only after the delay
-    reasons = [reason for reason, _ in events(cluster, ns, "chat")]
-    assert reasons[0] == "ScaledUp" and set(reasons[1:]) == {"ScaledDown"} and len(reasons) <= 3, reasons
+    reasons = [reason for reason, _ in events(cluster, ns, "chat")][len(ups):]
+    assert set(reasons) == {"ScaledDown"} and len(reasons) <= 2, reasons
     assert cluster.status("chat", ns)["autoscaling"]["desiredReplicas"] == 1
     assert "desired stayed at or below 1 for 3s" in cluster.status("chat", ns)["autoscaling"]["lastDecision"]
     samples = scrape(metrics_port)
-    assert samples[("llmserver_operator_autoscaler_decisions_total", (("direction", "down"), *labels))] == len(reasons) - 1
+    assert samples[("llmserver_operator_autoscaler_decisions_total", (("direction", "down"), *labels))] == len(reasons)
     print(f"\nscale-up {up_seconds:.2f}s after the burst; scale-down {down_seconds:.2f}s after it ended (delay 3s)")
 
     before = len(cluster.kube.requests)
