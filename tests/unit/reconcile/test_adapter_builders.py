@@ -118,3 +118,16 @@ def test_render_with_a_pvc_model_still_lists_the_adapter_identity(settings: sett
     srv = server(source={"pvc": {"claimName": "mine", "path": "m.gguf"}}, adapter_list=[HUB_ADAPTER])
     kinds = [o["kind"] for o in plan.all_children(srv, settings)]
     assert kinds[:4] == ["ServiceAccount", "Role", "RoleBinding", "Job"] and "PersistentVolumeClaim" not in kinds
+
+
+def test_the_runtime_policy_admits_the_operator_on_the_runtime_port() -> None:
+    """Live loads go from the operator's pod to each replica's http port: NetworkPolicy N lets it."""
+    from llmserver_operator.builders import common, network_policy
+
+    policy = network_policy.build_network_policy(server("vllm"), settings_mod.Settings())
+    assert policy is not None
+    [rule] = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": common.HTTP_PORT, "protocol": "TCP"}]
+    operator_pods = [peer for peer in rule["from"]
+                     if peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component") == "operator"]
+    assert operator_pods and operator_pods[0]["namespaceSelector"]
