@@ -13,10 +13,12 @@ import click
 import rich.console
 
 from llmserver_cli.hosting import steps
-from llmserver_cli.local import demo, display, manifests, settings, state, supervisor
+from llmserver_cli.local import cache_use, demo, display, manifests, server_set, settings, state, supervisor
 
 EPILOG = """\b
 Examples:
+  llmserver add-server --local mine --model-path ~/.cache/models/x.gguf --backend llama-cpp
+  llmserver up                              # serves the local set (add-server/remove-server --local)
   llmserver up --demo                       # a tiny generated model as `tiny`, offline
   llmserver up -f examples/valid/ --port 9000
 \b
@@ -41,12 +43,16 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-async def _serve(sup: supervisor.Supervisor, view: display.Display) -> None:
+async def _serve(sup: supervisor.Supervisor, view: display.Display, follower: server_set.Follower | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(signum, stop.set)
     sup.on_change = view.update
+    sup.background.append(lambda: cache_use.publish(sup))
+    if follower is not None:
+        follower.report = lambda line: view.console.print(line, markup=False, highlight=False)
+        sup.background.append(lambda: follower.run(sup))
     await sup.run(stop)
 
 
@@ -80,6 +86,8 @@ def command(
 ) -> None:
     """Serve LLMServer manifests on this machine behind one OpenAI-compatible gateway.
 
+    Without -f it serves the local set (`llmserver add-server --local`, `remove-server --local`)
+    and follows it: servers added or removed while it runs start or stop without a restart.
     Every manifest is validated first; nothing starts if one is invalid. Then each self-hosted
     server gets its own runtime process on a free loopback port, proxy-mode servers are forwarded
     to their provider, and the gateway on --port routes by model. Ctrl-C stops everything.
@@ -107,10 +115,13 @@ def _up(
     err = rich.console.Console(stderr=True, soft_wrap=True)
     overrides = {k: v for k, v in {"cache_dir": cache_dir, "state_dir": state_dir}.items() if v is not None}
     paths = settings.LocalSettings(**overrides)
-    if not files and not with_demo:
-        raise click.UsageError("give at least one -f FILE, or --demo")
+    follower: server_set.Follower | None = None
     try:
         loaded = manifests.load(files)
+        if not files:  # the local set (and --demo, if given)
+            follower = server_set.Follower(server_set.folder(paths), report=err.print)
+            loaded = server_set.load(follower.where)
+            follower.adopt(loaded)
     except manifests.ManifestError as error:
         err.print(f"[bold red]Refused:[/] {len(error.problems)} problem(s) in the manifests; nothing was started.")
         for problem in error.problems:
@@ -138,6 +149,9 @@ def _up(
     options = supervisor.Options(host=host, port=port, idle_unload=idle_unload, max_loaded=max_loaded,
                                  ready_timeout=ready_timeout)
     sup = supervisor.Supervisor(loaded, paths, options)
+    if follower is not None and not loaded:
+        console.print(f"the local set ({follower.where}) is empty: add a server with `llmserver add-server "
+                      "--local NAME --model-path PATH`; it is served as soon as it is added", highlight=False)
     console.print(f"OpenAI API: [bold]{sup.gateway_url}/v1[/]  (logs in {paths.log_dir}; Ctrl-C stops everything)",
                   highlight=False)
     if with_demo:
@@ -146,7 +160,7 @@ def _up(
                       highlight=False, markup=False)
     with display.Display(console, live=console.is_terminal if live is None else live) as view:
         try:
-            asyncio.run(_serve(sup, view))
+            asyncio.run(_serve(sup, view, follower))
         except supervisor.GatewayFailed as error:
             err.print(f"[bold red]gateway failed:[/] {error}", highlight=False)
             sys.exit(1)

@@ -12,7 +12,7 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from llmserver_cli.hosting import argv, elastic, engine, process, settings as hosting_settings, steps
 from llmserver_cli.local import control, gateway_config, manifests, proxy, routing, settings, state
@@ -52,6 +52,9 @@ class Supervisor:
         self.token = secrets.token_urlsafe(24)
         self.control_url: str | None = None
         self.on_change: Callable[[state.LocalState], None] | None = None
+        # jobs run beside the servers once they are booted, cancelled first on the way out
+        # (the local set's follower, the cache-in-use publisher)
+        self.background: list[Callable[[], Awaitable[None]]] = []
         self._gateway: process.ManagedProcess | None = None
         # the gateway re-reads its config every poll interval: wait two of them (and a margin)
         # between re-routing a model and stopping its runtime
@@ -112,10 +115,12 @@ class Supervisor:
         self.paths.log_dir.mkdir(parents=True, exist_ok=True)
         async with self.engine:
             runner, self.control_url = await control.start(self, self.engine.http)
+            jobs: list[asyncio.Task[None]] = []
             try:
                 self.changed()
                 await self._start_gateway()
                 self._boot()
+                jobs = [asyncio.create_task(job()) for job in self.background]
                 while not stop.is_set():
                     idle = self.engine.shortest_idle_limit()  # --idle-unload, or an autoscaled model's delay
                     interval = min(5.0, max(0.5, idle / 4)) if idle is not None else 5.0
@@ -125,6 +130,9 @@ class Supervisor:
                     if idle is not None or self.options.max_loaded:
                         await self.engine.track_usage()
             finally:
+                for job in jobs:
+                    job.cancel()
+                await asyncio.gather(*jobs, return_exceptions=True)
                 await self.engine.stop_all()
                 if self._gateway is not None:
                     await self._gateway.stop()
