@@ -59,6 +59,7 @@ class Autoscaler:
         self.wall = wall
         self._guard = threading.Lock()  # `seen` runs on kopf's handler threads
         self._tracked: set[Key] = set()
+        self._stale: set[Key] = set()  # no longer autoscaled but status.autoscaling is still there
         self._memories: dict[Key, decision.Memory] = {}
 
     # --- which servers ---------------------------------------------------------------------
@@ -70,8 +71,12 @@ class Autoscaler:
         if wanted:
             with self._guard:
                 self._tracked.add(key)
-        else:
-            self.forget(*key)
+                self._stale.discard(key)
+            return
+        self.forget(*key)
+        if (body.get("status") or {}).get("autoscaling") and not meta.get("deletionTimestamp"):
+            with self._guard:
+                self._stale.add(key)
 
     def forget(self, namespace: str, name: str) -> None:
         """The server is gone or no longer autoscaled."""
@@ -117,6 +122,7 @@ class Autoscaler:
 
     async def round(self, session: aiohttp.ClientSession) -> None:
         """One measurement, then one decision per autoscaled server."""
+        await self.clear_stale()
         tracked = self.tracked()
         if not tracked:
             return
@@ -131,6 +137,22 @@ class Autoscaler:
                 await self.step(namespace, name, demand, now)
             except kube_mod.ApiError as exc:
                 LOG.warning(f"autoscaler: {namespace}/{name}: {exc}")
+
+    async def clear_stale(self) -> None:
+        """Removes status.autoscaling of servers whose spec.autoscaling was removed (e.g. `unload-model`)."""
+        with self._guard:
+            stale, self._stale = sorted(self._stale), set()
+        for namespace, name in stale:
+            body = self.cache.get("LLMServer", namespace, name)
+            if body is None or (body.get("spec") or {}).get("autoscaling") or not (body.get("status") or {}).get("autoscaling"):
+                continue
+            try:
+                await asyncio.to_thread(self.kube.patch_status, "LLMServer", namespace, name, {"autoscaling": None})
+            except kube_mod.ApiError as exc:
+                if exc.status != 404:
+                    LOG.warning(f"autoscaler: clearing status.autoscaling of {namespace}/{name}: {exc}")
+                    with self._guard:
+                        self._stale.add((namespace, name))
 
     async def step(self, namespace: str, name: str, demand: decision.Demand | None, now: float) -> None:
         """Decides for one server and applies the decision."""

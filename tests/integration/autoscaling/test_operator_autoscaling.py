@@ -159,3 +159,21 @@ def test_a_server_without_autoscaling_is_left_alone_and_bounds_are_enforced(
     cluster.wait_phase("plain", "Ready", ns)
     time.sleep(1)
     assert spec_replicas(cluster, ns, "plain") == 1 and "autoscaling" not in cluster.status("plain", ns)
+
+
+def test_removing_the_block_hands_replicas_back_and_clears_the_view(
+        cluster: Cluster, ns: str, metrics_port: int,
+        gateways: tuple[gateway_load.LoadServer, gateway_load.LoadServer]) -> None:
+    first, _ = gateways
+    first.set(f"{ns}/owned", 3)
+    cluster.apply_server("owned", ns, **gguf("owned", minReplicas=1, maxReplicas=4, targetInFlight=1))
+    cluster.kube.wait_for(lambda: spec_replicas(cluster, ns, "owned") == 3, 10, "autoscaled")
+    cluster.kube.wait_for(lambda: cluster.status("owned", ns).get("autoscaling"), 10, "status.autoscaling")
+    plain = {key: value for key, value in gguf("owned").items() if key != "autoscaling"}
+    cluster.apply_server("owned", ns, replicas=2, **plain)  # what `llmserver unload-model` also does to the block
+    cluster.kube.wait_for(lambda: "autoscaling" not in cluster.status("owned", ns), 10, "status.autoscaling cleared")
+    first.set(f"{ns}/owned", 40)
+    time.sleep(1.5)  # several rounds with demand: nobody scales it any more
+    assert spec_replicas(cluster, ns, "owned") == 2
+    assert not [key for key in scrape(metrics_port) if key[0].startswith("llmserver_operator_autoscaler_")
+                and ("name", "owned") in key[1]]  # its series went with the block
