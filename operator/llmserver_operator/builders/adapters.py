@@ -37,6 +37,16 @@ def loads_live(spec: llmserver_api.LLMServerSpec) -> bool:
     return spec.backend in LIVE_BACKENDS
 
 
+def engine_flags(spec: llmserver_api.LLMServerSpec) -> list[str]:
+    """Engine flags a live engine needs to take adapters at all: vLLM switches LoRA on only at start
+    (`--enable-lora`; rank up to vLLM's default 16 and one adapter per batch unless spec.extraArgs
+    set --max-lora-rank / --max-loras). Present while spec.adapters is not empty, so the pod
+    template changes once (from no adapters to some) and never with the adapters themselves."""
+    if spec.backend != Backend.VLLM or not spec.adapters or "--enable-lora" in spec.extra_args:
+        return []
+    return ["--enable-lora"]
+
+
 def needs_download(adapter: Adapter) -> bool:
     """Hub, S3 and URL adapters are downloaded; a PVC adapter is read in place."""
     return adapter.source.pvc is None

@@ -98,7 +98,8 @@ def pod_template(server: llmserver_api.LLMServer, settings: settings_mod.Setting
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["llmserver-runtime"],
         "args": engine_args.serve_args(spec, common.model_path(server), common.HTTP_PORT,
-                                       adapters=adapters_mod.argv_adapters(server) if adapters is None else adapters),
+                                       adapters=adapters_mod.argv_adapters(server) if adapters is None else adapters,
+                                       engine_extra=adapters_mod.engine_flags(spec)),
         "env": common.env(
             {
                 "HF_HOME": "/tmp/huggingface",

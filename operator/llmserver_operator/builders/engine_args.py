@@ -61,9 +61,10 @@ READ_ONLY_ROOT: dict[Backend, bool] = {
 
 
 def serve_args(spec: Spec, model_path: str, port: int, host: str = "0.0.0.0",
-               adapters: Sequence[tuple[str, str]] = ()) -> list[str]:
+               adapters: Sequence[tuple[str, str]] = (), engine_extra: Sequence[str] = ()) -> list[str]:
     """Arguments after `llmserver-runtime`: `serve ...` with the backend's flags, `--adapter
-    NAME=PATH` for each of `adapters` (loaded at start) and spec.extraArgs.
+    NAME=PATH` for each of `adapters` (loaded at start), then after `--` the engine flags the
+    operator adds (`engine_extra`) and spec.extraArgs (last, so the user's win).
 
     `spec.backend` is used as written (`auto` included): the reconciler resolves `auto` first
     (llmserver_operator.resolution) where it can, and the runtime decides the rest at start.
@@ -83,8 +84,9 @@ def serve_args(spec: Spec, model_path: str, port: int, host: str = "0.0.0.0",
     args += backend_args(spec)
     for name, path in adapters:
         args += ["--adapter", f"{name}={path}"]
-    if spec.extra_args:
-        args += ["--", *spec.extra_args]
+    extra = [*engine_extra, *spec.extra_args]
+    if extra:
+        args += ["--", *extra]
     return args
 
 

@@ -87,11 +87,23 @@ def test_adapters_come_before_extra_args(settings: settings_mod.Settings) -> Non
 
 @pytest.mark.parametrize("backend", ["vllm", "transformers"])
 def test_live_engines_pod_template_never_changes_with_adapters(settings: settings_mod.Settings, backend: str) -> None:
-    none = deployment.build_deployment(server(backend, adapter_list=[]), settings)
+    one = deployment.build_deployment(server(backend, adapter_list=[HUB_ADAPTER]), settings)
     some = deployment.build_deployment(server(backend), settings)
-    assert none["spec"]["template"] == some["spec"]["template"]
+    other = deployment.build_deployment(server(backend, adapter_list=[S3_ADAPTER, URL_ADAPTER]), settings)
+    assert one["spec"]["template"] == some["spec"]["template"] == other["spec"]["template"]
     assert "--adapter" not in args_of(some)
     assert adapters.argv_adapters(server(backend)) == []
+    none = deployment.build_deployment(server(backend, adapter_list=[]), settings)
+    assert (none["spec"]["template"] == some["spec"]["template"]) is (backend == "transformers")
+
+
+def test_vllm_switches_lora_on_while_it_has_adapters(settings: settings_mod.Settings) -> None:
+    args = args_of(deployment.build_deployment(server("vllm", extraArgs=["--max-loras=4"]), settings))
+    assert args[args.index("--"):] == ["--", "--enable-lora", "--max-loras=4"]  # the user's flags last
+    assert "--enable-lora" not in args_of(deployment.build_deployment(server("vllm", adapter_list=[]), settings))
+    already = args_of(deployment.build_deployment(server("vllm", extraArgs=["--enable-lora"]), settings))
+    assert already.count("--enable-lora") == 1
+    assert "--enable-lora" not in args_of(deployment.build_deployment(server("transformers"), settings))
 
 
 def test_pvc_adapter_is_read_in_place_and_only_from_the_mounted_claim(settings: settings_mod.Settings) -> None:
