@@ -29,6 +29,7 @@ from llmserver_api.protocol import models as protocol_models
 log = logging.getLogger("llmserver.gateway")
 
 SERVED_BY_HEADER = "x-llmserver-served-by"
+_GET_PATHS = ("/v1/models", "/health", "/ready", "/metrics", "/internal/load")
 PROXIED_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/rerank", "/v1/responses")
 
 
@@ -280,6 +281,6 @@ async def _metrics(request: web.Request) -> web.Response:
 
 
 async def _unknown(request: web.Request) -> web.Response:
-    if request.path in PROXIED_PATHS or request.path in ("/v1/models", "/health", "/ready", "/metrics", "/internal/load"):
+    if request.path in PROXIED_PATHS or request.path in _GET_PATHS:
         return errors.to_response(protocol_errors.method_not_allowed(request.method, request.path))
     return errors.to_response(protocol_errors.not_found(request.path))

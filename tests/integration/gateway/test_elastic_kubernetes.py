@@ -100,6 +100,7 @@ def test_the_fallback_answers_while_cold_and_the_replica_once_ready(cluster) -> 
 
     def own_replica() -> bool:
         reply = client.chat.completions.with_raw_response.create(model="fb-chat", messages=MESSAGES)
-        return "x-llmserver-served-by" not in reply.headers and reply.parse().choices[0].message.content.startswith("F1")
+        served_by = reply.headers.get("x-llmserver-served-by")
+        return served_by is None and reply.parse().choices[0].message.content.startswith("F1")
 
     _until(own_replica, what="traffic back on the model's own replica")
