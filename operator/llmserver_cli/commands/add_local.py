@@ -8,6 +8,7 @@ name) and written; a running `up` of the same state dir starts it on its next po
 from __future__ import annotations
 
 import pathlib
+import re
 
 import click
 import rich.console
@@ -15,6 +16,14 @@ import rich.console
 import llmserver_api
 from llmserver_cli.hosting import sources
 from llmserver_cli.local import server_set, settings, state
+
+
+def derived_name(model_path: str) -> str:
+    """A server name from the model's file or folder name, for `add-server --local --model-path
+    ~/.cache/models/llama-2-7b.Q4_K_M.gguf` (the seed's form, no name): `llama-2-7b-q4-k-m`."""
+    last = model_path.split("#", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    stem = re.sub(r"\.(gguf|safetensors|bin|pt)$", "", last, flags=re.IGNORECASE)
+    return re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")[:63].rstrip("-")
 
 
 class NotAdded(click.ClickException):

@@ -258,7 +258,8 @@ def print_object(obj: dict[str, Any], output: str) -> None:
 
 @click.command("add-server")
 @click.argument("server_name", metavar="[NAME]", required=False)
-@click.option("--name", help="metadata.name of the LLMServer (a DNS label: names its Service); or give NAME.")
+@click.option("--name", help="metadata.name of the LLMServer (a DNS label: names its Service); or give NAME "
+              "[with --local default: from the --model-path file name].")
 @click.option("--model", help="Model name clients send in requests (spec.model) [required; with --local default: NAME].")
 @click.option("--mode", type=click.Choice(sorted(_MODES)), help="self-hosted (run an engine) or proxy [default: proxy if --proxy-url, else self-hosted].")
 @click.option("--model-path", metavar="SOURCE", help=f"{source_arg.FORMS}; with --local also a local file or folder.")
@@ -312,6 +313,8 @@ def command(
     if server_name and values["name"] and server_name != values["name"]:
         raise FlagError(f"NAME {server_name!r} and --name {values['name']!r} differ: give one")
     values["name"] = values["name"] or server_name
+    if not values["name"] and values["local"] and values["model_path"]:
+        values["name"] = add_local.derived_name(values["model_path"])
     if not values["name"]:
         raise FlagError("give the server's name: NAME or --name")
     if values["local"]:

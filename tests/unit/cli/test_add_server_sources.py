@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 import llmserver_api
 from llmserver_cli import cli
-from llmserver_cli.commands import add_server
+from llmserver_cli.commands import add_local, add_server
 from llmserver_cli.local import server_set, settings
 
 SHA = "cd" * 32
@@ -126,3 +126,16 @@ def test_remove_server_takes_it_out_by_name_or_model(tmp_path: pathlib.Path) -> 
     assert escape.exit_code == 1
     cluster = runner.invoke(cli.main, ["remove-server", "one"])
     assert cluster.exit_code == 2 and "--local" in cluster.output
+
+
+def test_the_seeds_form_without_a_name_names_the_server_after_the_file(tmp_path: pathlib.Path) -> None:
+    models = tmp_path / ".cache" / "models"
+    models.mkdir(parents=True)
+    (models / "llama-2-7b.Q4_K_M.gguf").write_bytes(b"GGUF")
+    result = CliRunner().invoke(cli.main, ["add-server", "--local", "--model-path", str(models / "llama-2-7b.Q4_K_M.gguf"),
+                                           "--backend", "llama-cpp", "--state-dir", str(tmp_path / "state")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    written = yaml.safe_load((tmp_path / "state" / "servers" / "llama-2-7b-q4-k-m.yaml").read_text())
+    assert written["metadata"]["name"] == written["spec"]["model"] == "llama-2-7b-q4-k-m"
+    assert add_local.derived_name("Org/Repo/Qwen2.5_0.5B.gguf") == "qwen2-5-0-5b"
+    assert add_local.derived_name("s3://bucket/models/qwen/") == "qwen"
