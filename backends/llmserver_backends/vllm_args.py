@@ -15,7 +15,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from llmserver_backends import base
+from llmserver_backends import base, vllm_lora
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from vllm.engine.arg_utils import AsyncEngineArgs
@@ -75,6 +75,8 @@ def engine_argv(config: base.BackendConfig, gpu_count: int) -> list[str]:
     # Structured outputs by xgrammar (as transformers and mlx here) without free whitespace between
     # JSON tokens (engine-wide in vLLM): constrained JSON closes instead of idling in blanks.
     argv += ["--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}']
+    # LoRA on when adapters come with the model (vllm_lora); extraArgs may override its sizing.
+    argv += vllm_lora.lora_argv(config.adapters)
     argv += list(config.extra_args)
     return argv
 
