@@ -151,7 +151,10 @@ class AdapterPass:
         merged = {name: dataclasses.replace(s, ready_replicas=counts.get(name, 0), load_error=errors.get(name))
                   for name, s in seen.items()}
         entries = adapter_status.compute(server.spec, merged, before, live, unloading)
-        return Served(entries, self._backoff(server, retry or bool(unloading) or lagging))
+        delay = self._backoff(server, retry or bool(unloading) or lagging)
+        if any(s.problem is not None and not s.permanent for s in seen.values()):  # Secrets are not watched
+            delay = min(delay or self.host.settings.retry_delay_seconds, self.host.settings.retry_delay_seconds)
+        return Served(entries, delay)
 
     def _sync_live(self, server: llmserver_api.LLMServer, seen: Mapping[str, adapter_status.Seen]) -> adapters.Result:
         namespace, name = common.namespace_of(server), common.name_of(server)

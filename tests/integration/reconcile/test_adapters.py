@@ -109,6 +109,10 @@ def test_adapter_secret_missing_is_pending_with_its_field(cluster: Cluster, ns: 
     pending = wait_entry(cluster, "secretive", ns, "private", "Pending")
     assert "spec.adapters[private].source" in pending["message"] and "'hf'" in pending["message"]
     assert not [j for j in cluster.kube.list("batch/v1", "Job", ns, labels=OURS) if "-adapter-" in j["metadata"]["name"]]
+    # Secrets are not watched: the operator looks again by itself and the adapter gets its Job
+    cluster.kube.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hf", "namespace": ns},
+                         "data": {"token": "aGZfeA=="}})
+    assert wait_entry(cluster, "secretive", ns, "private", "Ready")["readyReplicas"] == 1
 
 
 class StandIn:
