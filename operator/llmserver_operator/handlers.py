@@ -62,7 +62,8 @@ def make_memo(settings: settings_mod.Settings) -> kopf.Memo:
     service = autoscaler_gateways.ServiceRef.parse(settings.gateway_service) if settings.gateway_service else None
     return kopf.Memo(
         settings=settings,
-        autoscaler=autoscaler_loop.Autoscaler(kube, cache, metrics, service, interval=settings.autoscale_interval_seconds,
+        autoscaler=autoscaler_loop.Autoscaler(kube, cache, metrics, service,
+                                              interval=settings.autoscale_interval_seconds,
                                               timeout=settings.autoscale_timeout_seconds),
         autoscaler_task=None,
         kube_config=config,

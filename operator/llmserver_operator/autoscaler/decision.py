@@ -106,8 +106,9 @@ def decide(policy: Policy, current: int, memory: Memory, now: float,
     if demand is None:
         return Decision(desired, shown, reason="no gateway load measured: replicas kept"), remembered
     if desired > current:
-        why = (f"{demand.in_flight} request(s) in flight, {demand.held} held, with no replica" if current == 0 else
-               f"average in flight {shown:g} over {policy.window_seconds:g}s, target {policy.target_in_flight} per replica")
+        why = (f"{demand.in_flight} request(s) in flight, {demand.held} held, with no replica" if current == 0
+               else f"average in flight {shown:g} over {policy.window_seconds:g}s, "
+                    f"target {policy.target_in_flight} per replica")
         return write(desired, why)
     lowest = max(value for _, value in desires)  # the highest desired count of the delay: at least `desired`
     if lowest >= current:

@@ -40,7 +40,8 @@ def utc_now() -> str:
 def on_mac(server: llmserver_api.LLMServer, status: Mapping[str, Any]) -> bool:
     """Placed on a Mac: by its spec, by the backend `auto` resolved to, or by a placement already made."""
     resolved = (status.get("resolved") or {}).get("backend")
-    return plan.placement(server.spec) == plan.Placement.APPLE or resolved in MAC_BACKENDS or bool(status.get("placement"))
+    placed = bool(status.get("placement"))
+    return plan.placement(server.spec) == plan.Placement.APPLE or resolved in MAC_BACKENDS or placed
 
 
 class Autoscaler:
@@ -144,7 +145,9 @@ class Autoscaler:
             stale, self._stale = sorted(self._stale), set()
         for namespace, name in stale:
             body = self.cache.get("LLMServer", namespace, name)
-            if body is None or (body.get("spec") or {}).get("autoscaling") or not (body.get("status") or {}).get("autoscaling"):
+            if body is None or (body.get("spec") or {}).get("autoscaling"):
+                continue
+            if not (body.get("status") or {}).get("autoscaling"):
                 continue
             try:
                 await asyncio.to_thread(self.kube.patch_status, "LLMServer", namespace, name, {"autoscaling": None})

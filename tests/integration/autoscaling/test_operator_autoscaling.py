@@ -49,7 +49,8 @@ def gateways(cluster: Cluster, load_servers: gateway_load.LoadServers,
 
 
 def gguf(name: str, **autoscaling: Any) -> dict[str, Any]:
-    return {"model": name, "backend": "llama-cpp", "source": {"huggingFace": {"repo": "acme/tiny-gguf", "file": "m.gguf"}},
+    return {"model": name, "backend": "llama-cpp",
+            "source": {"huggingFace": {"repo": "acme/tiny-gguf", "file": "m.gguf"}},
             "autoscaling": autoscaling}
 
 

@@ -40,10 +40,12 @@ def cluster(models_dir: pathlib.Path) -> Iterator[fake_cluster.FakeCluster]:
 
 
 @pytest.fixture(scope="module")
-def gateway(cluster: fake_cluster.FakeCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[fake_upstreams.Proc]:
+def gateway(cluster: fake_cluster.FakeCluster,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[fake_upstreams.Proc]:
     """The real gateway, published as the one ready endpoint of the gateway Service."""
     proc = fake_upstreams.start_gateway(tmp_path_factory.mktemp("gateway"), "--kubernetes", "--namespace", NS,
-                                        env={"KUBECONFIG": cluster.kube.kubeconfig, "LLMSERVER_GATEWAY_READ_TIMEOUT": "60"},
+                                        env={"KUBECONFIG": cluster.kube.kubeconfig,
+                                             "LLMSERVER_GATEWAY_READ_TIMEOUT": "60"},
                                         ready="/ready")
     gateway_load.publish(cluster.kube, "gateway-0", proc.port)
     yield proc

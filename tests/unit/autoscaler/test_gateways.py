@@ -35,7 +35,8 @@ def test_answers_are_summed_per_server_and_static_routes_left_out() -> None:
                                         "static/local": {"model": "local", "inFlight": 9, "held": 0}}})
     second = gateways.parse({"servers": {"a/chat": {"model": "chat", "inFlight": 4, "held": 0},
                                          "b/embed": {"model": "embed", "inFlight": 1}}})
-    assert gateways.total([first, second]) == {"a/chat": gateways.ServerLoad(9, 2), "b/embed": gateways.ServerLoad(1, 0)}
+    assert gateways.total([first, second]) == {"a/chat": gateways.ServerLoad(9, 2),
+                                                "b/embed": gateways.ServerLoad(1, 0)}
 
 
 @pytest.mark.parametrize("answer", [[], {}, {"servers": []}, {"servers": {"a/b": 3}},

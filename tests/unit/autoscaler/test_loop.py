@@ -92,7 +92,8 @@ def test_an_invalid_or_unknown_server_is_not_touched() -> None:
 ])
 def test_a_mac_placed_server_is_scaled_to_one_at_most(spec: dict[str, Any], status: dict[str, Any]) -> None:
     autoscaler, kube, cache = scaler()
-    body = server("mac", replicas=0, status=status, autoscaling={"minReplicas": 0, "maxReplicas": 4, "targetInFlight": 1})
+    body = server("mac", replicas=0, status=status,
+                  autoscaling={"minReplicas": 0, "maxReplicas": 4, "targetInFlight": 1})
     body["spec"].update(spec)
     cache.store(body)
     step(autoscaler, "mac", decision.Demand(30))
