@@ -92,6 +92,7 @@ EXPECTED: dict[str, Pods | Refused | NoPods | NotAServer] = {
     "vllm-amd-gpu.yaml": Refused("amd.com/gpu", ROCM),
     "vllm-extra-args.yaml": Pods("cuda", Backend.VLLM, NVIDIA),
     "vllm-llama-70b-tensor-parallel.yaml": Pods("cuda", Backend.VLLM, NVIDIA),
+    "vllm-lora-adapters.yaml": Pods("cuda", Backend.VLLM, NVIDIA),
 }
 
 # The Hub's answer for the `backend: auto` examples' repos, modelled on the real repos' file lists.
