@@ -70,7 +70,8 @@ class StatusReporter:
         if index is None:
             return  # the next report finds it
         ops = [{"op": "test", "path": f"/status/adapters/{index}/name", "value": self._adapter},
-               {"op": "add", "path": f"/status/adapters/{index}/download", "value": download}]
+               {"op": "add", "path": f"/status/adapters/{index}/download",
+                "value": {**(entries[index].get("download") or {}), **download}}]  # as a merge patch would
         self._api.patch_namespaced_custom_object_status(
             api_common.GROUP, api_common.VERSION, self._namespace, api_llmserver.PLURAL, self._name, ops,
             _content_type="application/json-patch+json",

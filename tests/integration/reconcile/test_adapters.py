@@ -77,6 +77,9 @@ def test_restart_engine_downloads_each_adapter_and_rolls_with_the_ready_ones(
     reporter = report.StatusReporter(ns, "restart", adapter="sql")
     reporter.patch({"status": {"download": {"bytesDone": 256, "bytesTotal": 1024, "filesDone": 0, "message": "downloading"}}})
     cluster.kube.wait_for(lambda: (entry(cluster, "restart", ns, "sql").get("download") or {}).get("bytesDone") == 256, 10)
+    reporter.patch({"status": {"download": {"message": "verifying"}}})  # merged into the entry's download
+    cluster.kube.wait_for(lambda: entry(cluster, "restart", ns, "sql")["download"] == {
+        "bytesDone": 256, "bytesTotal": 1024, "filesDone": 0, "message": "verifying"}, 10)
     assert cluster.status("restart", ns).get("download", {}).get("bytesDone") != 256  # the model's is untouched
 
     # a failed adapter: its entry and a Warning, the base model keeps serving without it
