@@ -11,11 +11,13 @@ import importlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from llmserver_backends import base, mlx_generation, mlx_grammar, mlx_worker, structured, xgrammar_guide
+from llmserver_backends import base, mlx_adapters, mlx_generation, mlx_grammar, mlx_worker, structured, xgrammar_guide
 
 
 class MlxBackend(mlx_worker.MlxWorkerBackend[list[int]]):
-    """Serves one text model with mlx-lm; options: max_kv_size (rotating KV cache size)."""
+    """Serves one text model with mlx-lm; options: max_kv_size (rotating KV cache size). LoRA
+    adapters (`BackendConfig.adapters`, mlx-lm or peft folders) are applied at load, each as a view
+    over the shared base weights (mlx_adapters); changing them needs a restart."""
 
     kind = "mlx"
     supported_parameters = frozenset(
@@ -35,6 +37,26 @@ class MlxBackend(mlx_worker.MlxWorkerBackend[list[int]]):
 
         # importlib: the package attribute `mlx_lm.generate` is the function, not the module.
         return importlib.import_module("mlx_lm.generate").generate_step, mlx_lm.load
+
+    def __init__(self, config: base.BackendConfig) -> None:
+        super().__init__(config)
+        self._adapted: dict[str, Any] = {}  # adapter name -> model view with it applied
+
+    def _load(self) -> tuple[Any, Any]:
+        model, tokenizer = super()._load()
+        self._adapted = {name: mlx_adapters.adapted(model, path) for name, path in self.config.adapters.items()}
+        return model, tokenizer
+
+    def _release(self) -> None:
+        self._adapted = {}
+        super()._release()
+
+    def _model_for(self, adapter: str | None) -> Any:
+        if adapter is None:
+            return self._model
+        if adapter not in self._adapted:
+            raise base.UnsupportedRequest(f"the LoRA adapter {adapter!r} is not loaded")
+        return self._adapted[adapter]
 
     def count_tokens(self, text: str) -> int:
         return len(self._loaded_engine().encode(text))
@@ -85,7 +107,7 @@ class MlxBackend(mlx_worker.MlxWorkerBackend[list[int]]):
         if params.seed is not None:
             mx.random.seed(params.seed & 0xFFFFFFFFFFFFFFFF)  # mlx seeds are unsigned 64-bit
         return mlx_lm.stream_generate(
-            self._model,
+            self._model_for(params.adapter),
             self._loaded_engine(),
             prepared,
             max_tokens=max_tokens,

@@ -43,6 +43,11 @@ class MlxVlmBackend(mlx_worker.MlxWorkerBackend[Inputs]):
         "frequency_penalty", "frequency_context_size",
     })  # fmt: skip
 
+    def __init__(self, config: base.BackendConfig) -> None:
+        if config.adapters:  # refused, never silently served by the base model
+            raise ValueError("the mlx-vlm backend does not serve LoRA adapters (--adapter); use mlx or vllm")
+        super().__init__(config)
+
     def load_engine(self) -> tuple[Callable[..., Any], Callable[..., tuple[Any, Any]]]:
         import mlx_vlm
         from mlx_vlm.generate import ar
