@@ -16,6 +16,8 @@ def command(target: cluster.Target, name: str, local: bool, state_dir: pathlib.P
     """Load NAME again.
 
     In a cluster the replicas remembered by `unload-model` are restored (1 if none); with --local
-    the running `llmserver up` starts the process again (also after a failure).
+    the running `llmserver up` starts the process again (also after a failure). With spec.autoscaling
+    the block set aside by `unload-model` is restored (replicas within its bounds); a cold model
+    (scaled to zero) is loaded now and may scale to zero again when idle.
     """
     scaling.run("load", name, local, state_dir, target)
