@@ -79,7 +79,8 @@ def compute(spec: llmserver_api.LLMServerSpec, seen: Mapping[str, Seen], previou
     """One entry per spec.adapters item, in spec order; then adapters removed from the spec that
     replicas still hold (`unloading`: name -> replicas), Pending until they are unloaded."""
     before = {e.get("name"): e for e in previous or () if isinstance(e, Mapping)}
-    out = [_entry(a.name, seen.get(a.name, Seen()), before.get(a.name) or {}, spec.replicas, live) for a in spec.adapters]
+    out = [_entry(a.name, seen.get(a.name, Seen()), before.get(a.name) or {}, spec.replicas, live)
+           for a in spec.adapters]
     named = {a.name for a in spec.adapters}
     for name, count in sorted((unloading or {}).items()):
         if name not in named:
@@ -88,7 +89,8 @@ def compute(spec: llmserver_api.LLMServerSpec, seen: Mapping[str, Seen], previou
     return out
 
 
-def transitions(before: Sequence[Mapping[str, Any]] | None, after: Sequence[Mapping[str, Any]]) -> list[events.Happened]:
+def transitions(before: Sequence[Mapping[str, Any]] | None,
+                after: Sequence[Mapping[str, Any]]) -> list[events.Happened]:
     """Events for adapters that just failed (Warning AdapterFailed) or became ready (AdapterReady)."""
     old = {e.get("name"): e for e in before or () if isinstance(e, Mapping)}
     out: list[events.Happened] = []

@@ -180,7 +180,8 @@ class Reconciler:
             self._post(raw, events.transitions(raw.get("status") if before is None else before, computed,
                                                observed.placement))
             if "adapters" in computed:
-                self._post(raw, adapter_status.transitions((raw.get("status") or {}).get("adapters"), computed["adapters"]))
+                before_adapters = (raw.get("status") or {}).get("adapters")
+                self._post(raw, adapter_status.transitions(before_adapters, computed["adapters"]))
         failed_job = observed.job is not None and workloads.job_condition(observed.job, "Failed") is not None
         self.metrics.server_status(meta.get("namespace") or "default", meta["name"], computed["phase"], failed_job)
         # Secrets and claims are not watched: look again later (a label added to a Secret, too).
@@ -277,7 +278,8 @@ class Reconciler:
                 pods = self.children.list("Pod", namespace, common.selector(server))
         served = self.adapters.served(server, adapters_seen, current, raw.get("status") or {})
         return status.Observed(secrets=secrets, claim_found=claim_found, job=job, job_pods=job_pods,
-                               deployment=current, pods=pods, adapters=served.entries, adapters_retry=served.retry_after)
+                               deployment=current, pods=pods, adapters=served.entries,
+                               adapters_retry=served.retry_after)
 
     def _download(self, server: llmserver_api.LLMServer, raw: Manifest,
                   keep: set[tuple[str, str]]) -> tuple[Manifest | None, list[Manifest], dict[str, frozenset[str]]]:

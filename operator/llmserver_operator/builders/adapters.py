@@ -10,8 +10,9 @@ adding an adapter never re-runs a finished download.
 
 Engines that load adapters live (vLLM, transformers) get them from the operator through the
 runtime's `/v1/load_lora_adapter` (llmserver_operator.adapters): their pod template never
-changes with spec.adapters (the runtime trusts the cache mount, /models, for live loads). The others take `--adapter NAME=PATH` at start, so a change rolls
-their pods (docs/adapters.md).
+changes with the adapters listed (the runtime trusts the cache mount, /models, for live loads;
+vLLM gets `--enable-lora` once: engine_flags). The others take `--adapter NAME=PATH` at start,
+so a change rolls their pods (docs/adapters.md).
 """
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ def download_args(server: llmserver_api.LLMServer, adapter: Adapter) -> list[str
     ]  # fmt: skip
 
 
-def build_adapter_job(server: llmserver_api.LLMServer, adapter: Adapter, settings: settings_mod.Settings) -> common.Manifest:
+def build_adapter_job(server: llmserver_api.LLMServer, adapter: Adapter,
+                      settings: settings_mod.Settings) -> common.Manifest:
     """The adapter's download Job (the model's Job with the adapter's source and name)."""
     job = download.build_source_job(server, settings, adapter.source, job_name(server, adapter),
                                     download_args(server, adapter))

@@ -27,7 +27,8 @@ SQL = {"name": "sql", "source": {"huggingFace": {"repo": "acme/sql-lora"}}}
 POEM = {"name": "poem", "source": {"huggingFace": {"repo": "acme/poem-lora"}}}
 
 
-def spec(model: str, backend: str = "llama-cpp", adapter_list: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
+def spec(model: str, backend: str = "llama-cpp", adapter_list: list[dict[str, Any]] | None = None,
+         **extra: Any) -> dict[str, Any]:
     return {"model": model, "backend": backend, "source": {"huggingFace": {"repo": "acme/tiny", "file": "m.gguf"}},
             "adapters": adapter_list or [], **extra}
 
@@ -43,7 +44,8 @@ def entry(cluster: Cluster, name: str, ns: str, adapter: str) -> dict[str, Any]:
 
 def wait_entry(cluster: Cluster, name: str, ns: str, adapter: str, phase: str, timeout: float = 30) -> dict[str, Any]:
     try:
-        return cluster.kube.wait_for(lambda: (e := entry(cluster, name, ns, adapter)).get("phase") == phase and e, timeout)
+        return cluster.kube.wait_for(lambda: (e := entry(cluster, name, ns, adapter)).get("phase") == phase and e,
+                                     timeout)
     except TimeoutError:
         raise TimeoutError(f"adapter {adapter} not {phase}: {cluster.status(name, ns).get('adapters')}") from None
 
@@ -75,8 +77,10 @@ def test_restart_engine_downloads_each_adapter_and_rolls_with_the_ready_ones(
     wait_entry(cluster, "restart", ns, "sql", "Downloading")
     monkeypatch.setattr(kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", cluster.kube.kubeconfig)
     reporter = report.StatusReporter(ns, "restart", adapter="sql")
-    reporter.patch({"status": {"download": {"bytesDone": 256, "bytesTotal": 1024, "filesDone": 0, "message": "downloading"}}})
-    cluster.kube.wait_for(lambda: (entry(cluster, "restart", ns, "sql").get("download") or {}).get("bytesDone") == 256, 10)
+    reporter.patch({"status": {"download": {"bytesDone": 256, "bytesTotal": 1024, "filesDone": 0,
+                                            "message": "downloading"}}})
+    cluster.kube.wait_for(lambda: (entry(cluster, "restart", ns, "sql").get("download") or {}).get("bytesDone") == 256,
+                          10)
     reporter.patch({"status": {"download": {"message": "verifying"}}})  # merged into the entry's download
     cluster.kube.wait_for(lambda: entry(cluster, "restart", ns, "sql")["download"] == {
         "bytesDone": 256, "bytesTotal": 1024, "filesDone": 0, "message": "verifying"}, 10)
@@ -85,7 +89,8 @@ def test_restart_engine_downloads_each_adapter_and_rolls_with_the_ready_ones(
     # a failed adapter: its entry and a Warning, the base model keeps serving without it
     failed = wait_entry(cluster, "restart", ns, "poem", "Failed")
     assert "sha256 mismatch" in failed["message"]
-    cluster.kube.wait_for(lambda: any(r == "AdapterFailed" and "poem" in m for _, r, m in events(cluster, ns, "restart")), 10)
+    cluster.kube.wait_for(lambda: any(r == "AdapterFailed" and "poem" in m
+                                      for _, r, m in events(cluster, ns, "restart")), 10)
     assert cluster.status("restart", ns)["phase"] == "Ready"
     assert "--adapter" not in runtime_args(cluster, "restart", ns)
 
@@ -106,12 +111,14 @@ def test_restart_engine_downloads_each_adapter_and_rolls_with_the_ready_ones(
 
 
 def test_adapter_secret_missing_is_pending_with_its_field(cluster: Cluster, ns: str) -> None:
-    private = {"name": "private", "source": {"huggingFace": {"repo": "acme/p", "tokenSecretRef": {"name": "hf", "key": "token"}}}}
+    token = {"tokenSecretRef": {"name": "hf", "key": "token"}}
+    private = {"name": "private", "source": {"huggingFace": {"repo": "acme/p", **token}}}
     cluster.apply_server("secretive", ns, **spec("secretive", adapter_list=[private]))
     cluster.wait_phase("secretive", "Ready", ns)
     pending = wait_entry(cluster, "secretive", ns, "private", "Pending")
     assert "spec.adapters[private].source" in pending["message"] and "'hf'" in pending["message"]
-    assert not [j for j in cluster.kube.list("batch/v1", "Job", ns, labels=OURS) if "-adapter-" in j["metadata"]["name"]]
+    jobs = cluster.kube.list("batch/v1", "Job", ns, labels=OURS)
+    assert not [j for j in jobs if "-adapter-" in j["metadata"]["name"]]
     # Secrets are not watched: the operator looks again by itself and the adapter gets its Job
     cluster.kube.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hf", "namespace": ns},
                          "data": {"token": "aGZfeA=="}})
@@ -195,5 +202,5 @@ def test_live_engine_loads_adapters_on_replicas_without_a_rollout(cluster: Clust
 
     # a replica that lost its adapters (a restart) gets them back
     replica.held.clear()
-    cluster.apply_server("live", ns, **spec("live", "transformers", adapter_list=[SQL], replicas=1, trustRemoteCode=False))
+    cluster.apply_server("live", ns, **spec("live", "transformers", adapter_list=[SQL], trustRemoteCode=False))
     cluster.kube.wait_for(lambda: "sql" in replica.held, 30)

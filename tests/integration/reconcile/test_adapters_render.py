@@ -52,7 +52,8 @@ def test_reconciler_writes_what_render_prints_with_adapters(kube: emulator.KubeE
         "metadata": {"name": "lora", "namespace": NS},
         "spec": {"model": "lora", "backend": "llama-cpp",
                  "source": {"huggingFace": {"repo": "acme/tiny-GGUF", "file": "tiny.gguf"}},
-                 "adapters": [{"name": "sql", "source": {"huggingFace": {"repo": "acme/sql-gguf-lora", "file": "a.gguf"}}},
+                 "adapters": [{"name": "sql",
+                               "source": {"huggingFace": {"repo": "acme/sql-gguf-lora", "file": "a.gguf"}}},
                               {"name": "poem", "source": {"url": {"url": "https://m.example/poem.gguf",
                                                                   "sha256": "ef" * 32}}}]},
     }
@@ -75,6 +76,6 @@ def test_reconciler_writes_what_render_prints_with_adapters(kube: emulator.KubeE
         assert created[(obj["kind"], obj["metadata"]["name"])] == obj, obj["kind"]
     deployment = created[("Deployment", "lora")]
     assert deployment["spec"]["template"]["spec"]["containers"][0]["args"].count("--adapter") == 2
-    assert [e["name"] for e in kube.get("serving.llmserver.dev/v1alpha1", "LLMServer", "lora", NS)["status"]["adapters"]] \
-        == ["sql", "poem"]
+    written = kube.get("serving.llmserver.dev/v1alpha1", "LLMServer", "lora", NS)["status"]["adapters"]
+    assert [e["name"] for e in written] == ["sql", "poem"]
     assert all(common.SERVER_LABEL in j["metadata"]["labels"] for j in jobs)

@@ -17,10 +17,12 @@ pytestmark = pytest.mark.timeout(60)
 SHA = "cd" * 32
 HUB_ADAPTER = {"name": "sql", "source": {"huggingFace": {"repo": "acme/tiny-sql-lora", "revision": "v1"}}}
 URL_ADAPTER = {"name": "poem", "source": {"url": {"url": "https://mirror.example/loras/poem.gguf", "sha256": SHA}}}
-S3_ADAPTER = {"name": "legal", "source": {"s3": {"bucket": "loras", "prefix": "legal", "credentialsSecretRef": {"name": "s3"}}}}
+S3_ADAPTER = {"name": "legal",
+              "source": {"s3": {"bucket": "loras", "prefix": "legal", "credentialsSecretRef": {"name": "s3"}}}}
 
 
-def server(backend: str = "llama-cpp", adapter_list: list[dict[str, Any]] | None = None, **spec: Any) -> llmserver_api.LLMServer:
+def server(backend: str = "llama-cpp", adapter_list: list[dict[str, Any]] | None = None,
+           **spec: Any) -> llmserver_api.LLMServer:
     body = {"model": "tiny", "backend": backend, "source": {"huggingFace": {"repo": "acme/tiny", "file": "m.gguf"}},
             "adapters": adapter_list if adapter_list is not None else [HUB_ADAPTER, URL_ADAPTER], **spec}
     return llmserver_api.LLMServer.model_validate({"metadata": {"name": "tiny", "namespace": "team"}, "spec": body})
@@ -36,7 +38,8 @@ def args_of(obj: dict[str, Any]) -> list[str]:
     return obj["spec"]["template"]["spec"]["containers"][0]["args"]
 
 
-def test_each_adapter_gets_its_own_job_on_the_model_cache_reporting_into_its_entry(settings: settings_mod.Settings) -> None:
+def test_each_adapter_gets_its_own_job_on_the_model_cache_reporting_into_its_entry(
+        settings: settings_mod.Settings) -> None:
     found = plan.adapter_children(server(), settings)
     assert found is not None
     model_job = download.build_download_job(server(), settings)
@@ -140,6 +143,7 @@ def test_the_runtime_policy_admits_the_operator_on_the_runtime_port() -> None:
     assert policy is not None
     [rule] = policy["spec"]["ingress"]
     assert rule["ports"] == [{"port": common.HTTP_PORT, "protocol": "TCP"}]
-    operator_pods = [peer for peer in rule["from"]
-                     if peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component") == "operator"]
+    components = [peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component")
+                  for peer in rule["from"]]
+    operator_pods = [peer for peer, component in zip(rule["from"], components, strict=True) if component == "operator"]
     assert operator_pods and operator_pods[0]["namespaceSelector"]

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.timeout(60)
 RUNNING = {"metadata": {"name": "tiny-adapter-1"}, "status": {"active": 1}}
 DONE = {"metadata": {"name": "tiny-adapter-1"}, "status": {"succeeded": 1}}
 FAILED = {"metadata": {"name": "tiny-adapter-1"},
-          "status": {"failed": 3, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}}
+          "status": {"failed": 3,
+                     "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}}
 FAILED_POD = {"metadata": {"name": "p", "creationTimestamp": "2026-01-01T00:00:00Z"}, "status": {"containerStatuses": [
     {"state": {"terminated": {"exitCode": 1, "message": "download failed: sha256 mismatch"}}}]}}
 
@@ -22,16 +23,19 @@ FAILED_POD = {"metadata": {"name": "p", "creationTimestamp": "2026-01-01T00:00:0
 def spec(replicas: int = 2, names: tuple[str, ...] = ("sql",)) -> llmserver_api.LLMServerSpec:
     adapters = [{"name": n, "source": {"huggingFace": {"repo": f"acme/{n}"}}} for n in names]
     return llmserver_api.LLMServerSpec.model_validate({"model": "tiny", "backend": "vllm", "replicas": replicas,
-                                                       "source": {"huggingFace": {"repo": "acme/tiny"}}, "adapters": adapters})
+                                                       "source": {"huggingFace": {"repo": "acme/tiny"}},
+                                                       "adapters": adapters})
 
 
-def one(seen: adapter_status.Seen, previous: list[dict[str, Any]] | None = None, live: bool = True, **kw: Any) -> dict[str, Any]:
+def one(seen: adapter_status.Seen, previous: list[dict[str, Any]] | None = None, live: bool = True,
+        **kw: Any) -> dict[str, Any]:
     return adapter_status.compute(spec(**kw), {"sql": seen}, previous, live)[0]
 
 
 def test_phases() -> None:
     assert one(adapter_status.Seen())["phase"] == "Pending"
-    downloading = one(adapter_status.Seen(job=RUNNING), [{"name": "sql", "download": {"bytesDone": 512, "bytesTotal": 1024}}])
+    progress = [{"name": "sql", "download": {"bytesDone": 512, "bytesTotal": 1024}}]
+    downloading = one(adapter_status.Seen(job=RUNNING), progress)
     assert downloading["phase"] == "Downloading" and "50%" in downloading["message"]
     assert downloading["download"] == {"bytesDone": 512, "bytesTotal": 1024}  # the Job's report, kept
     failed = one(adapter_status.Seen(job=FAILED, job_pods=[FAILED_POD]))
@@ -42,7 +46,8 @@ def test_phases() -> None:
     assert "rolling out" in rolling["message"]
     ready = one(adapter_status.Seen(job=DONE, downloaded=True, ready_replicas=1))
     assert (ready["phase"], ready["readyReplicas"], ready["message"]) == ("Ready", 1, "served by 1/2 replicas")
-    refused = one(adapter_status.Seen(job=DONE, downloaded=True, load_error="replica a refused to load it: HTTP 400: x"))
+    why = "replica a refused to load it: HTTP 400: x"
+    refused = one(adapter_status.Seen(job=DONE, downloaded=True, load_error=why))
     assert refused["phase"] == "Failed" and "refused" in refused["message"]
     secret = one(adapter_status.Seen(problem="Secret 's3' was not found"))
     assert secret["phase"] == "Pending"

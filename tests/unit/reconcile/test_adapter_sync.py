@@ -42,7 +42,8 @@ class StandIn:
         body = await request.json()
         self.calls.append(("load", body))
         if body["lora_name"] == self.refuse:
-            return aiohttp.web.json_response({"error": {"message": "lora_path does not exist", "type": "x"}}, status=404)
+            error = {"error": {"message": "lora_path does not exist", "type": "x"}}
+            return aiohttp.web.json_response(error, status=404)
         self.held[body["lora_name"]] = body["lora_path"]
         return aiohttp.web.Response(text="ok")
 
@@ -106,7 +107,8 @@ def test_every_replica_gets_the_wanted_adapters_and_loses_removed_ones(serve: An
     assert ("unload", {"lora_name": "old"}) in two.calls
     # a second pass changes nothing
     before = len(one.calls) + len(two.calls)
-    assert sync.sync("tiny", {"sql": "/models/hf/sql", "poem": "/models/url/poem"}, replicas).held == {"sql": 2, "poem": 2}
+    again = sync.sync("tiny", {"sql": "/models/hf/sql", "poem": "/models/url/poem"}, replicas)
+    assert again.held == {"sql": 2, "poem": 2}
     assert len(one.calls) + len(two.calls) == before
 
 
