@@ -137,8 +137,9 @@ def test_min_zero_scales_to_zero_and_a_held_request_brings_a_replica_back(
     first, second = gateways
     cluster.apply_server("cold", ns, **gguf("cold", minReplicas=0, maxReplicas=2, targetInFlight=4,
                                             windowSeconds=1, scaleDownDelaySeconds=2))
-    cluster.wait_phase("cold", "Ready", ns)
+    created = time.monotonic()
     cluster.kube.wait_for(lambda: spec_replicas(cluster, ns, "cold") == 0, 15, "scaled to zero when idle")
+    assert time.monotonic() - created >= 2  # no request at all, still a full delay first
     cluster.wait_phase("cold", "Unloaded", ns)
     assert [reason for reason, _ in events(cluster, ns, "cold")] == ["ScaledDown"]
 
