@@ -81,6 +81,10 @@ def test_the_peft_adapter_gives_the_tokens_transformers_with_peft_gives(root: pa
 
     model, tokenizer = mlx_lm.load(tiny_hf_causal)
     view = mlx_adapters.adapted(model, str(root / "peft"))
+    base_attention, view_attention = model.model.layers[0].self_attn, view.model.layers[0].self_attn
+    assert view_attention.q_proj.linear.weight is base_attention.q_proj.weight  # shared, not copied
+    assert view.model.embed_tokens.weight is model.model.embed_tokens.weight
+    assert "lora_a" not in base_attention.q_proj  # the base model stays unwrapped
     prompt = list(tokenizer.encode(PROMPT))
     ids = mx.array(prompt)[None]
     tokens = []
