@@ -50,7 +50,8 @@ def table(snapshot: state.LocalState, title: str | None = None) -> rich.table.Ta
     for column in ("NAME", "MODEL", "MODE", "BACKEND", "PHASE", "DETAIL"):
         view.add_column(column, overflow="fold")
     for server in snapshot.servers:
-        phase = rich.text.Text(server.phase, style=PHASE_STYLES.get(server.phase, ""))
+        shown = "Cold" if server.cold else server.phase  # scaled to zero, loaded by its next request
+        phase = rich.text.Text(shown, style=PHASE_STYLES.get(shown, ""))
         view.add_row(server.name, server.model, server.mode, server.backend, phase, detail(server))
     return view
 

@@ -9,10 +9,12 @@ import pathlib
 from typing import Any
 
 import aiohttp
+import rich.console
+import yaml
 
 import llmserver_api
 from llmserver_cli.hosting import engine, hosted, settings
-from llmserver_cli.local import control, gateway_config, routing, state
+from llmserver_cli.local import control, display, gateway_config, routing, state
 
 CONTROL = "http://127.0.0.1:7000"
 AUTOSCALING = {"minReplicas": 0, "maxReplicas": 3, "holdSeconds": 20, "maxHeldRequests": 4, "fallback": "small"}
@@ -35,7 +37,8 @@ def test_a_ready_autoscaled_model_is_routed_to_its_runtime_with_hold_and_wake_ur
     u.phase, u.port = "Ready", 18081
     route = routing.route(u, CONTROL)
     runtime = gateway_config.Endpoint("http://127.0.0.1:18081", True)
-    assert route == gateway_config.Route("tiny", "LeastOutstanding", (runtime,), hold=HOLD, wake_url=f"{CONTROL}/wakeup/s")
+    wake_url = f"{CONTROL}/wakeup/s"
+    assert route == gateway_config.Route("tiny", "LeastOutstanding", (runtime,), hold=HOLD, wake_url=wake_url)
 
 
 def test_a_cold_loading_or_draining_model_has_no_endpoint_and_is_held() -> None:
@@ -117,3 +120,30 @@ async def test_wakeup_starts_the_load_and_answers_at_once(tmp_path: pathlib.Path
                 assert response.status == 404
         finally:
             await runner.cleanup()
+
+
+def test_the_gateway_reads_what_local_mode_writes_for_an_autoscaled_model() -> None:
+    """The gateway's own parser (not imported by the CLI; the test may) takes the block and the wakeUrl."""
+    from llmserver_gateway import config as gateway_parser
+
+    cold = unit()
+    cold.phase, cold.wakeable = "Unloaded", True
+    helper = unit(None)
+    helper.server = helper.server.model_copy(update={"spec": helper.server.spec.model_copy(update={"model": "small"})})
+    helper.phase, helper.port = "Ready", 18082
+    config = gateway_config.build(routing.routes([cold, helper], CONTROL))
+    routes, _ = gateway_parser.parse(yaml.safe_dump(config), {})
+    parsed = {route.model: route for route in routes}
+    elastic = parsed["tiny"].elastic
+    assert elastic is not None and not parsed["tiny"].endpoints
+    assert (elastic.hold_seconds, elastic.max_held_requests, elastic.fallback, elastic.wake_url) == (
+        20, 4, "small", f"{CONTROL}/wakeup/s")
+
+
+def test_the_live_table_shows_a_cold_model_as_cold() -> None:
+    cold = unit()
+    cold.phase, cold.wakeable = "Unloaded", True
+    snapshot = state.LocalState(pid=1, gateway_url="http://127.0.0.1:8000", servers=[state.server_state(cold)])
+    console = rich.console.Console(width=200, record=True)
+    console.print(display.table(snapshot))
+    assert "Cold" in console.export_text() and "Unloaded" not in console.export_text()
