@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -21,7 +22,8 @@ import prometheus_client
 from aiohttp import web
 
 from llmserver_gateway import (
-    auth, balancing, bodies, cold, demand, errors, guard, hold, metrics, proxy, settings, table, targets, wake,
+    adapter_probe, auth, balancing, bodies, cold, demand, errors, guard, hold, metrics, proxy, settings, table,
+    targets, wake,
 )
 from llmserver_api.protocol import errors as protocol_errors
 from llmserver_api.protocol import models as protocol_models
@@ -49,12 +51,15 @@ class Gateway:
     demand: demand.Demand = dataclasses.field(default_factory=demand.Demand)
     waker: wake.Waker = dataclasses.field(default_factory=wake.Waker)
     cold: cold.ColdPath = dataclasses.field(init=False)
+    adapters: adapter_probe.AdapterProbe = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
         self.balancer = balancing.Balancer(self.config.load_factor)
         holds = hold.Holds(self.routes, self.metrics)
         self.cold = cold.ColdPath(
             self.routes, holds, self.waker, self.metrics, self.config.prefix_chars, self.config.max_json_depth)
+        self.adapters = adapter_probe.AdapterProbe(
+            self.routes, self.config.adapter_probe_seconds, self.config.adapter_probe_timeout)
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -96,7 +101,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     ]
     gw.proxy = proxy.Proxy(sessions[0], gw.balancer, gw.metrics, gw.config, sessions[1], gw.config.proxy_policy())
     gw.waker.session = sessions[0]  # wake URLs come from the static config only: the operator's own
-    tasks = [asyncio.create_task(_supervise(run)) for run in gw.background]
+    probe = functools.partial(gw.adapters.run, sessions[0])  # replicas: the trusted client
+    tasks = [asyncio.create_task(_supervise(run)) for run in (*gw.background, probe)]
     try:
         yield
     finally:

@@ -10,14 +10,15 @@ import asyncio
 import logging
 import os
 import pathlib
+import typing
 from collections.abc import Mapping
 
 import pydantic
 import yaml
 
 import llmserver_api
-from llmserver_api import common, elastic
-from llmserver_gateway import auth, table
+from llmserver_api import common, elastic, sources
+from llmserver_gateway import adapter_routes, auth, table
 
 log = logging.getLogger("llmserver.gateway.config")
 
@@ -76,6 +77,9 @@ class ModelConfig(common.ApiModel):
     upstream: UpstreamConfig | None = pydantic.Field(None, description="Proxy mode provider.")
     autoscaling: AutoscalingConfig | None = pydantic.Field(
         None, description="Hold requests / answer from a fallback while no endpoint is ready.")
+    adapters: list[typing.Annotated[str, pydantic.Field(max_length=63, pattern=sources.ADAPTER_NAME)]] = (
+        pydantic.Field(default_factory=list, description="LoRA adapters its runtimes may hold, each served as "
+                       "`<name>:<adapter>` by the endpoints whose /v1/models lists it."))
     wake_url: str | None = pydantic.Field(
         None, pattern=_URL, description="POSTed (empty body, at most once a second) when a request finds "
         "this model without a ready endpoint, so its supervisor loads it.")
@@ -130,6 +134,16 @@ def parse(text: str, environ: Mapping[str, str]) -> tuple[list[table.Route], lis
             raise ConfigError(f"models[{i}].name: model {model.name!r} is listed twice")
         seen.add(model.name)
         routes.append(_route(model, f"models[{i}]", environ))
+    by_name = {route.model: route for route in routes}
+    for i, model in enumerate(config.models):
+        if model.adapters and model.upstream is not None:
+            raise ConfigError(f"models[{i}].adapters: a provider (upstream) model has no adapters here")
+        for j, adapter in enumerate(model.adapters):
+            if adapter_routes.name(model.name, adapter) in seen:
+                raise ConfigError(f"models[{i}].adapters[{j}]: model {adapter_routes.name(model.name, adapter)!r} "
+                                  "is also listed")
+        adapter_routes.add(by_name, by_name[model.name], model.adapters, [])
+    routes = list(by_name.values())
     keys = None
     if config.api_keys is not None:
         keys = api_keys(config.api_keys, "apiKeys", environ)

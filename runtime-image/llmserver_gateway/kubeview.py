@@ -23,7 +23,7 @@ import yaml
 
 import llmserver_api
 from llmserver_api import proxy_policy
-from llmserver_gateway import auth, config, table
+from llmserver_gateway import adapter_routes, auth, config, table
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 API_KEYS_SECRET_KEY = "apiKeys"
@@ -109,6 +109,7 @@ def build(
         parsed.append((created, ref(obj), server))
     parsed.sort(key=lambda item: (item[0], item[1]))
     routes: dict[str, table.Route] = {}
+    with_adapters: list[tuple[table.Route, list[str]]] = []
     for _, key, server in parsed:
         name = server.spec.model
         where = "/".join(key)
@@ -124,6 +125,10 @@ def build(
                 model=name, policy=server.spec.routing.policy, endpoints=endpoints, source=where,
                 server=where, elastic=elastic_of(server),
             )
+            if server.spec.adapters:
+                with_adapters.append((routes[name], [adapter.name for adapter in server.spec.adapters]))
+    for base, adapters in with_adapters:  # after every model's own name, which wins a clash
+        adapter_routes.add(routes, base, adapters, problems)
     return View(routes=list(routes.values()), problems=problems, secrets_needed=needed)
 
 

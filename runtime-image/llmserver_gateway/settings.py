@@ -69,6 +69,13 @@ class GatewaySettings(pydantic_settings.BaseSettings):
     max_json_depth: int = pydantic.Field(
         64, ge=4, le=512, description="Deepest nesting of JSON arrays/objects in a request body; deeper is a 400."
     )
+    adapter_probe_seconds: float = pydantic.Field(
+        5.0, gt=0, description="How often each replica's /v1/models is read again to learn the LoRA adapters it "
+        "holds (new replicas are read at once).",
+    )
+    adapter_probe_timeout: float = pydantic.Field(
+        2.0, gt=0, description="Seconds a replica may take to list its models (adapters) before it is skipped.",
+    )
     config_poll_seconds: float = pydantic.Field(
         1.0, gt=0, description="How often the static config file is checked for changes."
     )

@@ -61,6 +61,7 @@ class Route:
     source: str = ""  # where the route came from (e.g. "namespace/name"), for messages only
     server: str | None = None  # the LLMServer ("namespace/name") that owns its demand; None: static config
     elastic: Elastic | None = None  # None: no hold, no fallback (503 while cold)
+    adapter_of: str | None = None  # `<base>:<adapter>` routes: the base model; only replicas listing it
     ready_endpoints: tuple[Endpoint, ...] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -83,9 +84,27 @@ class RoutingTable:
 
     def __init__(self) -> None:
         self._routes: dict[str, Route] = {}
+        self._given: dict[str, Route] = {}  # what the source gave, before `transform`
         self.loaded = False
         self.version = 0
         self._listeners: list[Callable[[], None]] = []
+        self._transform: Callable[[dict[str, Route]], dict[str, Route]] | None = None
+
+    def set_transform(self, transform: Callable[[dict[str, Route]], dict[str, Route]]) -> None:
+        """Derives the installed routes from the source's (adapter routes: only replicas holding the
+        adapter); applied on every `replace` and `refresh`."""
+        self._transform = transform
+        if self.loaded:
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Installs the source's last routes again through `transform` (what it knows changed)."""
+        if self.loaded:
+            self._install(self._given)
+
+    def given(self) -> list[Route]:
+        """The source's routes as it gave them (before `transform`)."""
+        return list(self._given.values())
 
     def subscribe(self, listener: Callable[[], None]) -> None:
         """Calls `listener` after every swap (held requests wake on it instead of polling)."""
@@ -97,7 +116,11 @@ class RoutingTable:
             new = dict(routes)
         else:
             new = {route.model: route for route in routes}
-        self._routes = new
+        self._given = new
+        self._install(new)
+
+    def _install(self, given: dict[str, Route]) -> None:
+        self._routes = self._transform(dict(given)) if self._transform is not None else given
         self.loaded = True
         self.version += 1
         for listener in self._listeners:
