@@ -21,6 +21,7 @@ import llmserver_api
 import llmserver_api.paths
 import llmserver_api.sources
 from llmserver_cli.commands import source_arg
+from llmserver_cli.hosting import sources
 from llmserver_cli.local import cache_clear, cache_use, server_set, settings, state
 
 
@@ -61,7 +62,7 @@ def _source_paths(name: str, cache_dir: pathlib.Path) -> list[pathlib.Path] | No
         relative = llmserver_api.paths.s3_path(source.s3.bucket, source.s3.path)
         other_stores = sorted(cache_dir.glob(f"s3-*/{relative.split('/', 1)[1]}"))  # any endpoint's copy
         return [cache_dir / relative, *other_stores]
-    found = cache_use.cached_path(source, cache_dir)
+    found = sources.cached_path(source, cache_dir)
     return [found] if found is not None else None
 
 

@@ -5,19 +5,25 @@
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Sequence
 
 import llmserver_api
+from llmserver_operator.builders import adapters as adapter_builders
 from llmserver_operator.builders import download as download_builders
 from llmserver_operator.builders import engine_args
 
 
 def serve(
-    python: str, server: llmserver_api.LLMServer, model_path: pathlib.Path, host: str, port: int
+    python: str, server: llmserver_api.LLMServer, model_path: pathlib.Path, host: str, port: int,
+    adapters: Sequence[tuple[str, str]] = (),
 ) -> list[str]:
     """`python -m llmserver_runtime serve ...` for one self-hosted server: the operator's own
     per-backend builder (builders.engine_args), so a manifest runs with the same engine flags
-    locally as in a cluster."""
-    return [python, "-m", "llmserver_runtime", *engine_args.serve_args(server.spec, str(model_path), port, host)]
+    locally as in a cluster. `adapters` (name, local path) are all loaded at start: a host
+    restarts a server whose spec changed, adapters included."""
+    args = engine_args.serve_args(server.spec, str(model_path), port, host, adapters=adapters,
+                                  engine_extra=adapter_builders.engine_flags(server.spec))  # fmt: skip
+    return [python, "-m", "llmserver_runtime", *args]
 
 
 def download(python: str, server: llmserver_api.LLMServer, cache_dir: pathlib.Path) -> list[str]:

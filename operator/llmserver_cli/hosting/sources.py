@@ -18,6 +18,7 @@ import pathlib
 
 import llmserver_api
 import llmserver_api.paths
+import llmserver_api.sources
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +57,10 @@ def pvc_path(server: llmserver_api.LLMServer, origin: Origin) -> pathlib.Path:
     pvc = server.spec.source.pvc if server.spec.source else None
     if pvc is None:
         raise ValueError("server has no source.pvc")
+    return _claim_path(pvc, origin)
+
+
+def _claim_path(pvc: llmserver_api.sources.PvcSource, origin: Origin) -> pathlib.Path:
     if isinstance(origin, ModelsRoot):
         return under_root(origin.folder, pvc.claim_name, pvc.path)
     folder = pathlib.Path(pvc.claim_name).expanduser()
@@ -83,6 +88,28 @@ def downloaded_path(server: llmserver_api.LLMServer, cache_dir: pathlib.Path) ->
     return huggingface_path(server, cache_dir)
 
 
+def cached_path(source: llmserver_api.sources.Source, cache_dir: pathlib.Path) -> pathlib.Path | None:
+    """Where a downloaded source (Hub, S3, URL) lives in the cache; None for a `pvc` one."""
+    if source.hugging_face is not None:
+        hf = source.hugging_face
+        return cache_dir / llmserver_api.paths.huggingface_model_path(hf.repo, hf.revision, hf.file)
+    if source.s3 is not None:
+        return cache_dir / llmserver_api.paths.s3_path(source.s3.bucket, source.s3.path, source.s3.endpoint)
+    if source.url is not None:
+        return cache_dir / llmserver_api.paths.url_path(source.url.url, source.url.sha256)
+    return None
+
+
+def adapter_path(adapter: llmserver_api.sources.Adapter, origin: Origin, cache_dir: pathlib.Path) -> pathlib.Path:
+    """Where one of spec.adapters is on this host: a `pvc` read in place like the model's, a
+    downloaded one in the cache."""
+    if adapter.source.pvc is not None:
+        return _claim_path(adapter.source.pvc, origin)
+    path = cached_path(adapter.source, cache_dir)
+    assert path is not None
+    return path
+
+
 def model_path(server: llmserver_api.LLMServer, origin: Origin, cache_dir: pathlib.Path) -> pathlib.Path:
     """The `serve --model` path of a self-hosted server."""
     source = server.spec.source
@@ -93,13 +120,12 @@ def model_path(server: llmserver_api.LLMServer, origin: Origin, cache_dir: pathl
 
 def check_local(server: llmserver_api.LLMServer, origin: pathlib.Path) -> list[str]:
     """Problems that only exist on this machine, found before anything starts (`field: message`)."""
+    rule = "locally claimName is a folder, absolute or relative to the manifest, and path a file or folder inside it"
     source = server.spec.source
-    if source is None or source.pvc is None:
-        return []
-    path = pvc_path(server, origin)
-    if not path.exists():
-        return [
-            f"spec.source.pvc: {path} does not exist (locally claimName is a folder, absolute or "
-            f"relative to the manifest, and path a file or folder inside it)"
-        ]
-    return []
+    problems = []
+    if source is not None and source.pvc is not None and not (path := pvc_path(server, origin)).exists():
+        problems.append(f"spec.source.pvc: {path} does not exist ({rule})")
+    for adapter in server.spec.adapters:
+        if adapter.source.pvc is not None and not (path := adapter_path(adapter, origin, pathlib.Path())).exists():
+            problems.append(f"spec.adapters[{adapter.name}].source.pvc: {path} does not exist ({rule})")
+    return problems

@@ -4,6 +4,7 @@ its /ready, stop it. The engine decides *when*; this module knows *how*."""
 from __future__ import annotations
 
 import asyncio
+import pathlib
 import re
 import socket
 import time
@@ -11,6 +12,7 @@ from collections.abc import Callable
 
 import aiohttp
 
+import llmserver_api.sources
 from llmserver_cli.hosting import argv, hosted, process, settings, sources
 from llmserver_operator.builders import download as download_builders
 
@@ -71,12 +73,28 @@ async def http_ok(http: aiohttp.ClientSession, url: str) -> bool:
 
 
 async def download(unit: hosted.Hosted, config: settings.EngineSettings) -> None:
-    """Runs the shared downloader for a Hugging Face, S3 or URL source. It returns at once, without network,
-    when the cache already holds a complete download, and resumes a partial one."""
+    """Runs the shared downloader for a Hugging Face, S3 or URL source: the model's, then each
+    downloaded adapter's. It returns at once, without network, when the cache already holds a
+    complete download, and resumes a partial one."""
     spec = unit.server.spec
-    if spec.source is None or spec.source.pvc is not None:
-        return
-    source = spec.source
+    if spec.source is not None and spec.source.pvc is None:
+        report = ["--report-to", unit.key] if config.report_downloads else []
+        target = sources.downloaded_path(unit.server, config.cache_dir)
+        await _fetch(unit, config, spec.source, target, report, unit.log_name)
+    for adapter in spec.adapters:
+        if adapter.source.pvc is None:
+            target = sources.adapter_path(adapter, unit.origin, config.cache_dir)
+            await _fetch(unit, config, adapter.source, target, [], f"{unit.log_name}.adapter-{adapter.name}")
+
+
+async def _fetch(
+    unit: hosted.Hosted,
+    config: settings.EngineSettings,
+    source: llmserver_api.sources.Source,
+    target: pathlib.Path,
+    extra: list[str],
+    log_name: str,
+) -> None:
     repo = (source.hugging_face.repo if source.hugging_face else
             download_builders.s3_uri(source.s3) if source.s3 else source.url.url if source.url else "model")  # fmt: skip
     unit.set("Downloading", f"{repo}: checking the cache")
@@ -88,11 +106,9 @@ async def download(unit: hosted.Hosted, config: settings.EngineSettings) -> None
             unit.message = repo
             unit.changed()
 
-    command = argv.download(config.python, unit.server, config.cache_dir)
-    if config.report_downloads:
-        command += ["--report-to", unit.key]
+    command = argv.download_source(config.python, download_builders.source_args(source), config.cache_dir) + extra
     proc = process.ManagedProcess(
-        command, config.log_dir / f"{unit.log_name}.download.log",
+        command, config.log_dir / f"{log_name}.download.log",
         env=child_env(config.env if config.download_env is None else config.download_env), on_line=on_line
     )
     await proc.start()
@@ -101,7 +117,6 @@ async def download(unit: hosted.Hosted, config: settings.EngineSettings) -> None
     except asyncio.CancelledError:
         await proc.stop()
         raise
-    target = sources.downloaded_path(unit.server, config.cache_dir)
     if code != 0 or not target.exists():
         recent = proc.tail(10).splitlines()
         said = next((line for line in reversed(recent) if line.startswith("download failed")), None)
@@ -139,7 +154,9 @@ async def _start_once(
     model_path = sources.model_path(unit.server, unit.origin, config.cache_dir)
     unit.port = port
     unit.set("Starting", f"loading {model_path.name}")
-    command = argv.serve(config.python, unit.server, model_path, config.bind_host, port)
+    adapters = [(adapter.name, str(sources.adapter_path(adapter, unit.origin, config.cache_dir)))
+                for adapter in unit.server.spec.adapters]  # fmt: skip
+    command = argv.serve(config.python, unit.server, model_path, config.bind_host, port, adapters)
     unit.process = process.ManagedProcess(command, config.log_dir / f"{unit.log_name}.log", env=config.env)
     await unit.process.start()
     unit.changed()

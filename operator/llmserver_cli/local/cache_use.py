@@ -15,8 +15,6 @@ import tempfile
 from typing import TYPE_CHECKING
 
 import llmserver_api
-import llmserver_api.paths
-import llmserver_api.sources
 from llmserver_cli.hosting import sources
 
 if TYPE_CHECKING:
@@ -30,27 +28,12 @@ def file_of(state_dir: pathlib.Path) -> pathlib.Path:
     return state_dir / "cache-in-use.json"
 
 
-def cached_path(source: llmserver_api.sources.Source, cache_dir: pathlib.Path) -> pathlib.Path | None:
-    """Where a downloaded source (Hub, S3, URL) lives in the cache; None for a local/PVC one."""
-    if source.hugging_face is not None:
-        hf = source.hugging_face
-        return cache_dir / llmserver_api.paths.huggingface_model_path(hf.repo, hf.revision, hf.file)
-    if source.s3 is not None:
-        return cache_dir / llmserver_api.paths.s3_path(source.s3.bucket, source.s3.path, source.s3.endpoint)
-    if source.url is not None:
-        return cache_dir / llmserver_api.paths.url_path(source.url.url, source.url.sha256)
-    return None
-
-
 def used_by(server: llmserver_api.LLMServer, origin: sources.Origin, cache_dir: pathlib.Path) -> list[pathlib.Path]:
     """The model path (wherever it is) and every adapter's cached path of one server."""
     used: list[pathlib.Path] = []
     if server.spec.source is not None:
         used.append(sources.model_path(server, origin, cache_dir))
-    for adapter in server.spec.adapters:
-        path = cached_path(adapter.source, cache_dir)
-        if path is not None:
-            used.append(path)
+    used.extend(sources.adapter_path(adapter, origin, cache_dir) for adapter in server.spec.adapters)
     return used
 
 
