@@ -1,9 +1,12 @@
 """llama.cpp (llama-cpp-python) backend for GGUF models.
 
-Generation drives `Llama.generate` (the library's token loop: sampling, KV-cache prefix reuse)
-in a single worker thread, one request at a time (`max_concurrency` 1: one llama context). The
-server handles stop strings; this loop stops on end-of-generation tokens and max_tokens exactly,
-counts tokens itself (so every delta carries real usage) and decodes UTF-8 incrementally.
+Generation runs through continuous batching (`llama_cpp_batch`): `--parallel N` sequences share
+one llama context (one unified KV cache of n_ctx cells, see `llama_cpp_context`), requests join
+and leave between decode steps, and `max_concurrency` is N. Each request has its own llama.cpp
+sampler chain (seed, penalties, grammar, logit bias), stop strings, usage and cancellation
+(a client that leaves frees its slot at the next step). GGUF LoRA adapters
+(`BackendConfig.adapters`) load with the model; a request runs with its adapter set on the
+context, and requests for different adapters never share a decode step.
 
 Chat uses the GGUF's own template (`tokenizer.chat_template`, rendered by llama-cpp-python's
 Jinja2ChatFormatter) unless `-- chat_format=NAME` picks one of the library's named formats.
@@ -18,12 +21,10 @@ and missing parts are named here instead of llama.cpp's bare "failed to load".
 
 from __future__ import annotations
 
-import codecs
+import asyncio
 import inspect
 import pathlib
-import random
-import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import llama_cpp
@@ -31,7 +32,7 @@ from llama_cpp import llama_chat_format
 from llmserver_api import detection
 
 import llmserver_api
-from llmserver_backends import base, llama_cpp_grammar, structured, threads, token_logprobs
+from llmserver_backends import base, llama_cpp_batch, llama_cpp_context, llama_cpp_slots, stops, structured, threads
 
 # Architectures llama.cpp runs as encoders: they embed, they cannot generate.
 _ENCODER_ARCHS = {
@@ -89,6 +90,9 @@ class LlamaCppBackend(base.ModelBackend):
         self._embedder: llama_cpp.Llama | None = None
         self._capabilities: frozenset[llmserver_api.Capability] = frozenset()
         self._format: Callable[..., llama_chat_format.ChatFormatterResponse] | None = None
+        self._context: Any = None  # llama_cpp._internals.LlamaContext of the generation slots
+        self._scheduler: llama_cpp_batch.BatchScheduler | None = None
+        self._parallel = 1
 
     @property
     def capabilities(self) -> frozenset[llmserver_api.Capability]:
@@ -96,8 +100,14 @@ class LlamaCppBackend(base.ModelBackend):
 
     @property
     def context_length(self) -> int | None:
-        llm = self._llm or self._embedder
-        return llm.n_ctx() if llm is not None else None
+        if self._scheduler is not None:
+            return self._scheduler.pool
+        return self._embedder.n_ctx() if self._embedder is not None else None
+
+    @property
+    def max_concurrency(self) -> int:
+        """The slots (`--parallel`): requests decoded together in one batch."""
+        return self._parallel
 
     def _kwargs(self, metadata: dict[str, str]) -> dict[str, Any]:
         options = self.config.options
@@ -139,14 +149,29 @@ class LlamaCppBackend(base.ModelBackend):
         self._capabilities = self._detect(metadata)
         kwargs = self._kwargs(metadata)
         if llmserver_api.Capability.TEXT_GENERATION in self._capabilities:
-            self._llm = llama_cpp.Llama(model_path=path, **kwargs)
-            self._format = self._chat_formatter(self._llm)
+            self._load_generation(path, kwargs)
         if llmserver_api.Capability.EMBEDDINGS in self._capabilities:
             arch = metadata.get("general.architecture", "")
             embed_kwargs = {**kwargs, "embedding": True}
             if f"{arch}.pooling_type" not in metadata and "pooling_type" not in self._extra:
                 embed_kwargs["pooling_type"] = llama_cpp.LLAMA_POOLING_TYPE_MEAN
             self._embedder = llama_cpp.Llama(model_path=path, **embed_kwargs)
+
+    def _load_generation(self, path: str, kwargs: dict[str, Any]) -> None:
+        self._llm = llama_cpp.Llama(model_path=path, **{**kwargs, "n_ctx": llama_cpp_context.PROBE_N_CTX})
+        n_ctx = int(kwargs["n_ctx"]) or self._llm._model.n_ctx_train()
+        self._format = self._chat_formatter(self._llm)
+        parallel = self.config.options.get("parallel")
+        if parallel is None:
+            gpu_layers = int(kwargs.get("n_gpu_layers") or 0)
+            parallel = llama_cpp_context.default_parallel(gpu_layers, llama_cpp_context.available_cpus())
+        self._parallel = int(parallel)
+        n_batch = int(kwargs.get("n_batch") or 512)
+        self._context = llama_cpp_context.batched_context(self._llm, n_ctx, n_batch, self._parallel)
+        adapters = llama_cpp_context.load_adapters(self._llm, self.config.adapters)
+        self._scheduler = llama_cpp_batch.BatchScheduler(
+            self._context.ctx, self._parallel, n_batch, self._llm.n_vocab(), adapters
+        )
 
     def _chat_formatter(self, llm: llama_cpp.Llama) -> Callable[..., llama_chat_format.ChatFormatterResponse]:
         name = self._extra.get("chat_format")
@@ -171,6 +196,11 @@ class LlamaCppBackend(base.ModelBackend):
 
     async def unload(self) -> None:
         def close() -> None:
+            if self._scheduler is not None:
+                self._scheduler.close()
+            if self._context is not None:
+                self._context.close()
+            self._scheduler = self._context = None
             for llm in (self._llm, self._embedder):
                 if llm is not None:
                     llm.close()
@@ -203,71 +233,61 @@ class LlamaCppBackend(base.ModelBackend):
         rendered = self._format(messages=[_message_dict(m) for m in messages], **structured.tool_template_kwargs(tools))
         return self._llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True)
 
-    def _check_context(self, n_prompt: int, max_tokens: int | None, param: str) -> None:
-        assert self._llm is not None
-        limit = self._llm.n_ctx()
+    def _check_context(self, n_prompt: int, max_tokens: int | None, param: str) -> int:
+        """The completion tokens the request may make; ContextLengthExceeded when it cannot fit."""
+        limit = self.context_length or 0
         wanted = n_prompt + (max_tokens or 0)
         if n_prompt >= limit or wanted > limit:
             raise base.ContextLengthExceeded(
                 f"This model's maximum context length is {limit} tokens. However, you requested {wanted} tokens "
                 f"({n_prompt} in the {param}, {max_tokens or 0} in the completion)."
             )
+        return max_tokens or limit - n_prompt
 
-    def _generate(
-        self, prompt: Callable[[], list[int]], params: base.SamplingParams, param: str, _: threads.CancelToken
-    ) -> Iterator[base.Delta]:
+    def _sequence(
+        self, prompt: Callable[[], list[int]], params: base.SamplingParams, param: str, loop: asyncio.AbstractEventLoop
+    ) -> llama_cpp_slots.SequenceState:
+        """Tokenizes and checks a request and builds its sampler (in the worker thread)."""
         llm = self._llm
         assert llm is not None, "model not loaded"
+        if params.adapter is not None and params.adapter not in self.config.adapters:
+            raise base.UnsupportedRequest(f"no adapter {params.adapter!r} is loaded")
         tokens = prompt()
         if not tokens:
             if llm.token_bos() == -1:
                 raise base.UnsupportedRequest("the prompt must not be empty")
             tokens = [llm.token_bos()]
-        n_prompt = len(tokens)
-        self._check_context(n_prompt, params.max_tokens, param)
-        max_tokens = params.max_tokens or llm.n_ctx() - n_prompt
-        # llama.cpp seeds are unsigned 32-bit: fold any 64-bit seed into that range.
-        llm.set_seed(params.seed & 0xFFFFFFFF if params.seed is not None else random.getrandbits(31))
+        max_tokens = self._check_context(len(tokens), params.max_tokens, param)
         vocab = llama_cpp.llama_model_get_vocab(llm.model)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        processor = _LogitsProcessor(params.logit_bias, params.logprobs is not None)
-        produced = 0
-        for token in llm.generate(
-            tokens,
-            top_k=params.top_k,
-            top_p=params.top_p,
-            min_p=params.min_p,
-            temp=params.temperature,
-            repeat_penalty=params.repetition_penalty,
-            frequency_penalty=params.frequency_penalty,
-            presence_penalty=params.presence_penalty,
-            logits_processor=llama_cpp.LogitsProcessorList([processor]) if processor.needed else None,
-            grammar=llama_cpp_grammar.grammar(params.constraint),
-        ):
-            if llama_cpp.llama_vocab_is_eog(vocab, token):
-                yield base.Delta(decoder.decode(b"", final=True), n_prompt, produced, "stop", time.perf_counter())
-                return
-            produced += 1  # noqa: SIM113 - end-of-generation tokens are not counted
-            raw = llm.detokenize([token])
-            text = decoder.decode(raw)
-            logprobs = processor.logprobs(token, params.logprobs, lambda t: llm.detokenize([t]))
-            if produced >= max_tokens:
-                yield base.Delta(
-                    text + decoder.decode(b"", final=True), n_prompt, produced, "length", time.perf_counter(), logprobs
-                )
-                return
-            yield base.Delta(text, n_prompt, produced, None, time.perf_counter(), logprobs)
+        return llama_cpp_slots.SequenceState(
+            tokens=list(tokens),
+            n_prompt=len(tokens),
+            max_tokens=max_tokens,
+            adapter=params.adapter,
+            sampler=llama_cpp_slots.SequenceSampler(llm._model, llm.n_vocab(), params),
+            outbox=llama_cpp_slots.Outbox(loop),
+            token_bytes=lambda token: llm.detokenize([token]),
+            is_end=lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token)),
+            logprobs=params.logprobs,
+            stop=stops.StopMatcher(params.stop),
+        )
+
+    async def _stream(
+        self, prompt: Callable[[], list[int]], params: base.SamplingParams, param: str
+    ) -> AsyncIterator[base.Delta]:
+        scheduler = self._scheduler
+        if scheduler is None:
+            raise base.UnsupportedRequest("this model was loaded without the TextGeneration capability")
+        loop = asyncio.get_running_loop()
+        sequence = await threads.run(self._executor, self._sequence, prompt, params, param, loop)
+        async for delta in llama_cpp_batch.drain(scheduler, sequence):
+            yield delta
 
     def chat(self, messages: list[base.ChatMessage], params: base.SamplingParams) -> AsyncIterator[base.Delta]:
-        return threads.stream(
-            self._executor,
-            lambda cancel: self._generate(lambda: self._chat_tokens(messages, params.tools), params, "messages", cancel),
-        )
+        return self._stream(lambda: self._chat_tokens(messages, params.tools), params, "messages")
 
     def complete(self, prompt: str, params: base.SamplingParams) -> AsyncIterator[base.Delta]:
-        return threads.stream(
-            self._executor, lambda cancel: self._generate(lambda: self._tokens(prompt), params, "prompt", cancel)
-        )
+        return self._stream(lambda: self._tokens(prompt), params, "prompt")
 
     def _embed_sync(self, texts: list[str]) -> base.Embeddings:
         embedder = self._embedder
@@ -285,30 +305,6 @@ class LlamaCppBackend(base.ModelBackend):
 
     async def embed(self, texts: list[str]) -> base.Embeddings:
         return await threads.run(self._executor, self._embed_sync, texts)
-
-
-class _LogitsProcessor:
-    """First in llama.cpp's sampler chain, so it sees the model's raw logits (in token-id order):
-    adds logit_bias and keeps the row's log probabilities when the request asked for logprobs."""
-
-    def __init__(self, bias: Mapping[int, float], keep: bool) -> None:
-        self.bias = dict(bias)
-        self.keep = keep
-        self.needed = bool(bias) or keep
-        self._last: Any = None
-
-    def __call__(self, _: Any, logits: Any) -> Any:
-        if self.keep:
-            self._last = token_logprobs.log_softmax(logits)
-        for token, value in self.bias.items():
-            logits[token] += value
-        return logits
-
-    def logprobs(self, token: int, k: int | None, token_bytes: Callable[[int], bytes]) -> tuple[base.TokenLogprob, ...]:
-        """The chosen token's entry (after the sampler ran on the row this processor saw)."""
-        if k is None or self._last is None:
-            return ()
-        return (token_logprobs.entry(self._last, token, k, token_bytes),)
 
 
 def _message_dict(message: base.ChatMessage) -> dict[str, Any]:

@@ -36,6 +36,8 @@ def llama(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: str) -> Iterator[
         str(N_CTX),
         "--n-threads",
         "2",
+        "--parallel",
+        "3",
     ) as server:
         yield server
 
@@ -178,4 +180,4 @@ def test_token_metrics_add_up_to_reported_usage(llama: runtime_server.RuntimeSer
         key = f'llmserver_{kind}_tokens_total{{model="tiny"}}'
         assert after[key] - before.get(key, 0) == sum(getattr(r.usage, f"{kind}_tokens") for r in replies)
     assert after['llmserver_model_load_seconds{backend="llama-cpp",model="tiny"}'] > 0
-    assert after['llmserver_max_concurrency{model="tiny"}'] == 1
+    assert after['llmserver_max_concurrency{model="tiny"}'] == 3  # --parallel: the batch slots
