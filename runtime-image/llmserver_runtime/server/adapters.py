@@ -84,7 +84,8 @@ class Adapters:
         self.backend = backend
         self.model = model
         self.root = root
-        self._paths: dict[str, str] = dict(backend.config.adapters)
+        # Resolved as live loads are, so a live load of a start adapter's own path is a no-op.
+        self._paths: dict[str, str] = {name: os.path.realpath(path) for name, path in backend.config.adapters.items()}
         self._lock = asyncio.Lock()
 
     def names(self) -> tuple[str, ...]:

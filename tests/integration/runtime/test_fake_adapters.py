@@ -65,6 +65,12 @@ def test_each_adapter_answers_differently_from_the_base_and_each_other(server: r
     completion = client.completions.create(model="tiny:sql", prompt="a b", max_tokens=4, stream=True)
     chunks = list(completion)
     assert {chunk.model for chunk in chunks} == {"tiny:sql"}
+    responses = [
+        client.responses.create(model=model, input="Name a colour", max_output_tokens=16, temperature=1.0)
+        for model in ("tiny", "tiny:sql")
+    ]
+    assert responses[1].model == "tiny:sql"
+    assert responses[0].output_text != responses[1].output_text
 
 
 def test_models_lists_adapters_with_their_parent(server: runtime_server.RuntimeServer) -> None:

@@ -120,6 +120,14 @@ async def test_live_loads_are_confined_idempotent_and_replace_only_in_place(tmp_
     assert gone.value.status_code == 404
 
 
+async def test_a_live_load_of_a_start_adapters_own_path_changes_nothing(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    backend = _fake({"sql": str(tmp_path / "link")})
+    live = adapters.Adapters(backend, "m", tmp_path)
+    assert "already loaded" in await live.load("sql", str(tmp_path / "real"))
+
+
 async def test_engines_without_live_adapters_refuse_loads_with_a_400_naming_why(tmp_path: pathlib.Path) -> None:
     config = base.BackendConfig(model_path="-", served_model_name="m", adapters={"sql": "/p"})
     static = adapters.Adapters(_StaticAdapters(config), "m", tmp_path)
