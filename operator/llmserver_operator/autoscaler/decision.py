@@ -91,6 +91,8 @@ def decide(policy: Policy, current: int, memory: Memory, now: float,
     desired = policy.clamp(math.ceil(average / policy.target_in_flight - 1e-9))
     if demand is not None and demand.any and desired == 0:
         desired = policy.clamp(1)
+    if demand is None:  # nothing to want more or less from: what runs (within the bounds)
+        desired = policy.clamp(current)
     desires = memory.desires + (((now, desired),) if demand is not None else ())
     desires = tuple(entry for entry in desires if entry[0] >= now - policy.scale_down_delay_seconds)
     remembered = Memory(since, samples, desires)
@@ -110,12 +112,12 @@ def decide(policy: Policy, current: int, memory: Memory, now: float,
                else f"average in flight {shown:g} over {policy.window_seconds:g}s, "
                     f"target {policy.target_in_flight} per replica")
         return write(desired, why)
-    lowest = max(value for _, value in desires)  # the highest desired count of the delay: at least `desired`
-    if lowest >= current:
+    settle_at = max(value for _, value in desires)  # the highest desired count of the delay: at least `desired`
+    if settle_at >= current:
         return Decision(desired, shown), remembered
     if not demand.complete:
         return Decision(desired, shown, reason="a gateway could not be read: no scale-down this round"), remembered
     if since is None or now - since < policy.scale_down_delay_seconds:
         return Decision(desired, shown), remembered
-    return write(lowest, f"desired stayed at or below {lowest} for {policy.scale_down_delay_seconds:g}s "
+    return write(settle_at, f"desired stayed at or below {settle_at} for {policy.scale_down_delay_seconds:g}s "
                          f"(average in flight {shown:g}, target {policy.target_in_flight} per replica)")

@@ -135,7 +135,8 @@ def test_an_incomplete_round_still_scales_up() -> None:
 
 def test_nothing_measured_keeps_replicas_and_restarts_the_delay() -> None:
     run = Run(policy(maximum=4, target=1, window=1, delay=3), replicas=3)
-    assert run.steps(10, None).replicas is None and run.replicas == 3
+    kept = run.steps(10, None)
+    assert kept.replicas is None and kept.desired == 3 and run.replicas == 3  # it wants what runs
     run.steps(3, Demand(0))
     assert run.replicas == 3  # the delay counts from the first measured round again
     run.step(Demand(0))
