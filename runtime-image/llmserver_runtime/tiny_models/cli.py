@@ -18,12 +18,13 @@ WRITERS: dict[str, str] = {
     "hf-rerank": "llmserver_runtime.tiny_models.hf_rerank",
     "hf-vlm": "llmserver_runtime.tiny_models.vlm",
     "hf-lora": "llmserver_runtime.tiny_models.hf_lora",
+    "gguf-lora": "llmserver_runtime.tiny_models.gguf_lora",
 }
 # Kinds whose writer also takes `size` ("tiny" or "small", see `llama.SIZES`).
 SIZED_KINDS = ("gguf", "hf-causal")
 SIZES = ("tiny", "small")
 # Kinds that adapt another tiny model (LoRA adapters): the writer is `write(out_dir, seed, base)`.
-BASED_KINDS = ("hf-lora",)
+BASED_KINDS = ("hf-lora", "gguf-lora")
 
 
 def generate(
@@ -68,7 +69,7 @@ def generate(
     "--base",
     type=click.Path(exists=True, path_type=pathlib.Path),
     default=None,
-    help="The model an adapter kind (hf-lora) is made for.",
+    help="The model an adapter kind (hf-lora: its folder, gguf-lora: its GGUF file) is made for.",
 )
 def command(kind: str, out_dir: pathlib.Path, seed: int, size: str, base: pathlib.Path | None) -> None:
     """Write a tiny random-weight model; the last line printed is the path for `serve --model`."""
