@@ -6,7 +6,9 @@ chat template, an encoder (e.g. a sentence-transformers model) embeds, a
 `*ForSequenceClassification` reranks. Options: dtype (auto|float32|float16|bfloat16; float32 on
 CPU by default), load_in_4bit / load_in_8bit (bitsandbytes, CPU included). Remote code runs only
 with `trust_remote_code`. Extra args are `key=value` keywords for `from_pretrained` (e.g.
-`attn_implementation=eager`). One worker thread runs every model call, one request at a time.
+`attn_implementation=eager`). One model thread runs every model call; concurrent generation
+requests are decoded together in batches of up to `max_batch_size` (`transformers_scheduler`),
+and LoRA adapters (peft) load at start and live, one adapter per batch (`transformers_adapters`).
 """
 
 from __future__ import annotations
@@ -14,14 +16,21 @@ from __future__ import annotations
 import gc
 import random
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, ClassVar
 
 import llmserver_api
 from llmserver_backends import base, structured, threads, xgrammar_guide
+from llmserver_backends import transformers_adapters as adapters
+from llmserver_backends import transformers_batch as batching
 from llmserver_backends import transformers_encoders as encoders
 from llmserver_backends import transformers_generation as generation
 from llmserver_backends import transformers_loading as loading
+from llmserver_backends import transformers_scheduler as scheduling
+
+# Rows decoded together when `maxBatchSize` is unset: a clear throughput gain on a CPU or GPU for
+# small and mid-sized models while each request's KV cache stays modest.
+DEFAULT_MAX_BATCH_SIZE = 8
 
 
 class TransformersBackend(base.ModelBackend):
@@ -34,6 +43,7 @@ class TransformersBackend(base.ModelBackend):
             "logprobs", "top_logprobs", *structured.PARAMETERS,
         }
     )  # fmt: skip
+    supports_live_adapters: ClassVar[bool] = True
 
     def __init__(self, config: base.BackendConfig) -> None:
         super().__init__(config)
@@ -52,6 +62,11 @@ class TransformersBackend(base.ModelBackend):
         self._embed_max: int | None = None
         self._stop_ids: frozenset[int] = frozenset()
         self._grammars: xgrammar_guide.Compiler | None = None  # built on the first constrained request
+        self._adapters: adapters.AdapterSet | None = None
+        batch_size = int(config.options.get("max_batch_size") or DEFAULT_MAX_BATCH_SIZE)
+        if batch_size < 1:
+            raise ValueError("max_batch_size must be at least 1")
+        self._scheduler = scheduling.Scheduler(self._executor, batch_size)
 
     @property
     def capabilities(self) -> frozenset[llmserver_api.Capability]:
@@ -60,6 +75,20 @@ class TransformersBackend(base.ModelBackend):
     @property
     def context_length(self) -> int | None:
         return self._context_length
+
+    @property
+    def max_concurrency(self) -> int:
+        """Generation requests decoded together (each in its own row of the batch)."""
+        return self._scheduler.max_batch_size
+
+    @property
+    def batch_stats(self) -> scheduling.BatchStats:
+        """Forward passes and batch sizes so far: shows that concurrent requests shared passes."""
+        return self._scheduler.stats
+
+    @property
+    def adapters(self) -> tuple[str, ...]:
+        return self._adapters.names if self._adapters is not None else ()
 
     @property
     def vocab_size(self) -> int | None:
@@ -94,6 +123,15 @@ class TransformersBackend(base.ModelBackend):
         else:
             self._embed_max = self._context_length
         self._stop_ids = self._end_of_generation_ids()
+        self._adapters = adapters.AdapterSet(self._model)
+        for name, adapter_path in self.config.adapters.items():
+            if self._head is not loading.Head.CAUSAL_LM:
+                raise base.BackendError("LoRA adapters need a text generation model")
+            self._adapters.load(name, adapter_path)
+        pad = self._tokenizer.pad_token_id
+        pad = pad if pad is not None else next(iter(sorted(self._stop_ids)), 0)
+        handle = scheduling.ModelHandle(self._adapters, int(pad), self._model.device, batching.keeps_last_logits_only(self._model))
+        self._scheduler.attach(handle)
 
     def _end_of_generation_ids(self) -> frozenset[int]:
         ids: set[int] = set()
@@ -110,7 +148,8 @@ class TransformersBackend(base.ModelBackend):
 
     async def unload(self) -> None:
         def release() -> None:
-            self._model = self._tokenizer = None
+            self._scheduler.attach(None)
+            self._model = self._tokenizer = self._adapters = None
             gc.collect()
             import torch
 
@@ -165,9 +204,22 @@ class TransformersBackend(base.ModelBackend):
         # The template already holds any BOS/special tokens: adding them again would double them.
         return list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def _generate(
-        self, prompt: Callable[[], list[int]], params: base.SamplingParams, param: str, cancel: threads.CancelToken
-    ) -> Iterator[base.Delta]:
+    async def load_adapter(self, name: str, path: str) -> None:
+        """Loads a peft adapter while the model serves; requests already running are unaffected."""
+        self._require(llmserver_api.Capability.TEXT_GENERATION)
+        await self._scheduler.call(self._loaded_adapters().load, name, path)
+
+    async def unload_adapter(self, name: str) -> None:
+        """Removes an adapter; requests still running with it end with an error."""
+        await self._scheduler.call(self._loaded_adapters().unload, name)
+
+    def _loaded_adapters(self) -> adapters.AdapterSet:
+        if self._adapters is None:
+            raise base.BackendUnavailable("the model is not loaded")
+        return self._adapters
+
+    def _sequence(self, prompt: Callable[[], list[int]], params: base.SamplingParams, param: str) -> generation.Sequence:
+        """A request's decoding state, built on the model thread when the scheduler admits it."""
         self._require(llmserver_api.Capability.TEXT_GENERATION)
         tokens = prompt()
         limit = self._context_length
@@ -180,21 +232,20 @@ class TransformersBackend(base.ModelBackend):
                 )
         max_tokens = params.max_tokens or ((limit - len(tokens)) if limit is not None else 16)
         seed = params.seed if params.seed is not None else random.getrandbits(63)
-        return generation.generate(
-            self._model, self._tokenizer, tokens, params,
-            max_tokens=max_tokens, stop_ids=self._stop_ids, seed=seed, cancel=cancel,
-            guide=self._guide(params.constraint),
+        return generation.Sequence(
+            self._tokenizer, tokens, params,
+            max_tokens=max_tokens, stop_ids=self._stop_ids, seed=seed, guide=self._guide(params.constraint),
         )  # fmt: skip
 
     def chat(self, messages: list[base.ChatMessage], params: base.SamplingParams) -> AsyncIterator[base.Delta]:
         def tokens() -> list[int]:
             return self._chat_tokens(messages, params.tools)
 
-        return threads.stream(self._executor, lambda cancel: self._generate(tokens, params, "messages", cancel))
+        return self._scheduler.stream(lambda: self._sequence(tokens, params, "messages"), params.adapter)
 
     def complete(self, prompt: str, params: base.SamplingParams) -> AsyncIterator[base.Delta]:
-        return threads.stream(
-            self._executor, lambda cancel: self._generate(lambda: self._completion_tokens(prompt), params, "prompt", cancel)
+        return self._scheduler.stream(
+            lambda: self._sequence(lambda: self._completion_tokens(prompt), params, "prompt"), params.adapter
         )
 
     # -- encoders -------------------------------------------------------------------------------
@@ -202,16 +253,17 @@ class TransformersBackend(base.ModelBackend):
     def _embed_sync(self, texts: list[str]) -> base.Embeddings:
         self._require(llmserver_api.Capability.EMBEDDINGS)
         causal = self._head is loading.Head.CAUSAL_LM
-        return encoders.embed(
-            self._model, self._tokenizer, texts, mode=self._pooling, max_length=self._embed_max, causal=causal
-        )
+        with self._loaded_adapters().active(None) as model:  # embeddings come from the base model
+            return encoders.embed(
+                model, self._tokenizer, texts, mode=self._pooling, max_length=self._embed_max, causal=causal
+            )
 
     async def embed(self, texts: list[str]) -> base.Embeddings:
-        return await threads.run(self._executor, self._embed_sync, texts)
+        return await self._scheduler.call(self._embed_sync, texts)
 
     def _rerank_sync(self, query: str, documents: list[str]) -> base.RerankScores:
         self._require(llmserver_api.Capability.RERANK)
         return encoders.rerank(self._model, self._tokenizer, query, documents, self._context_length)
 
     async def rerank(self, query: str, documents: list[str]) -> base.RerankScores:
-        return await threads.run(self._executor, self._rerank_sync, query, documents)
+        return await self._scheduler.call(self._rerank_sync, query, documents)

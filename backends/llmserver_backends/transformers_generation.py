@@ -1,18 +1,19 @@
-"""The transformers backend's token loop: one forward per token with the KV cache, our own sampler.
+"""The transformers backend's sampler and per-request decoding state (`Sequence`).
 
-A hand-written loop rather than `generate()` + TextIteratorStreamer: every token is a point where
+Our own token loop rather than `generate()` + TextIteratorStreamer: every token is a point where
 a cancelled request stops at once (no thread left generating for nobody), usage is counted
-exactly, and the seed drives a private torch.Generator, so concurrent servers or tests cannot
-disturb one another's sampling. Stop strings are applied by the server on the text stream; ending
-the stream here (cancel) is what stops generation.
+exactly, requests decoded together in one batch keep their own parameters, and each seed drives a
+private torch.Generator, so requests sharing a batch, concurrent servers or tests cannot disturb
+one another's sampling. Stop strings are applied by the server on the text stream; ending the
+stream (cancel) is what stops generation. The forward passes themselves are `transformers_batch`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
 from typing import Any
 
-from llmserver_backends import base, threads, token_logprobs, xgrammar_guide
+from llmserver_backends import base, token_logprobs, xgrammar_guide
 
 
 class IncrementalDecoder:
@@ -97,53 +98,61 @@ def sample(logits: Any, params: base.SamplingParams, generator: Any) -> int:
     return int(order[choice])
 
 
-def generate(
-    model: Any,
-    tokenizer: Any,
-    prompt: list[int],
-    params: base.SamplingParams,
-    *,
-    max_tokens: int,
-    stop_ids: frozenset[int],
-    seed: int,
-    cancel: threads.CancelToken,
-    guide: xgrammar_guide.Guide | None = None,
-) -> Iterator[base.Delta]:
-    """Deltas for `prompt` until an end-of-generation token ("stop") or `max_tokens` ("length");
-    `guide` (structured outputs) masks the tokens its grammar refuses before each draw."""
-    import torch
+class Sequence:
+    """One request's decoding state: the tokens it generated, its private sampler and the text
+    decoded so far. `advance` turns the model's logits for its next position into one Delta; the
+    batch scheduler calls it once per forward pass, whatever else shares that pass."""
 
-    device = model.device
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    decoder = IncrementalDecoder(tokenizer)
-    n_prompt = len(prompt)
-    produced = 0
-    generated: list[int] = []
-    token_bytes = token_logprobs.hf_token_bytes(tokenizer) if params.logprobs is not None else None
-    inputs = torch.tensor([prompt], device=device)
-    past: Any = None
-    with torch.inference_mode():
-        while True:
-            cancel.check()
-            output = model(input_ids=inputs, past_key_values=past, use_cache=True)
-            past = output.past_key_values
-            raw = output.logits[0, -1].float().cpu()
-            processed = process(raw, params, generated, prompt)
-            token = sample(processed if guide is None else guide.mask_torch(processed), params, generator)
-            if guide is not None:
-                guide.accept(token)
-            if token in stop_ids:
-                yield base.Delta(decoder.flush(), n_prompt, produced, "stop")
-                return
-            produced += 1
-            generated.append(token)
-            text = decoder.add(token)
-            logprobs = _logprobs(raw, token, params.logprobs, token_bytes)
-            if produced >= max_tokens:
-                yield base.Delta(text + decoder.flush(), n_prompt, produced, "length", logprobs=logprobs)
-                return
-            yield base.Delta(text, n_prompt, produced, logprobs=logprobs)
-            inputs = torch.tensor([[token]], device=device)
+    def __init__(
+        self,
+        tokenizer: Any,
+        prompt: list[int],
+        params: base.SamplingParams,
+        *,
+        max_tokens: int,
+        stop_ids: frozenset[int],
+        seed: int,
+        guide: xgrammar_guide.Guide | None = None,
+    ) -> None:
+        import torch
+
+        self.prompt = prompt
+        self.params = params
+        self.max_tokens = max_tokens
+        self.stop_ids = stop_ids
+        self.guide = guide
+        self.generated: list[int] = []
+        self.finished = False
+        self._generator = torch.Generator(device="cpu").manual_seed(seed)
+        self._decoder = IncrementalDecoder(tokenizer)
+        self._token_bytes = token_logprobs.hf_token_bytes(tokenizer) if params.logprobs is not None else None
+
+    @property
+    def last_token(self) -> int:
+        """The token the next forward pass feeds for this sequence."""
+        return self.generated[-1]
+
+    def advance(self, raw: Any) -> base.Delta:
+        """Samples the next token from `raw` (1-D float logits on the CPU) and returns its Delta;
+        an end-of-generation token ("stop") or reaching max_tokens ("length") sets `finished`.
+        `guide` (structured outputs) masks the tokens its grammar refuses before the draw."""
+        params, n_prompt = self.params, len(self.prompt)
+        processed = process(raw, params, self.generated, self.prompt)
+        token = sample(processed if self.guide is None else self.guide.mask_torch(processed), params, self._generator)
+        if self.guide is not None:
+            self.guide.accept(token)
+        now = time.perf_counter()
+        if token in self.stop_ids:
+            self.finished = True
+            return base.Delta(self._decoder.flush(), n_prompt, len(self.generated), "stop", at=now)
+        self.generated.append(token)
+        text = self._decoder.add(token)
+        logprobs = _logprobs(raw, token, params.logprobs, self._token_bytes)
+        if len(self.generated) >= self.max_tokens:
+            self.finished = True
+            flushed = text + self._decoder.flush()
+            return base.Delta(flushed, n_prompt, len(self.generated), "length", at=now, logprobs=logprobs)
+        return base.Delta(text, n_prompt, len(self.generated), at=now, logprobs=logprobs)
 
 
 def _logprobs(raw: Any, token: int, k: int | None, token_bytes: Any) -> tuple[base.TokenLogprob, ...]:

@@ -59,7 +59,7 @@ def _hf_greedy(hf, prompt_ids: list[int], steps: int) -> list[int]:
 def test_capabilities_and_context_come_from_the_config(causal) -> None:
     assert causal.capabilities == {Cap.TEXT_GENERATION}
     assert causal.context_length == 2048
-    assert causal.max_concurrency == 1
+    assert causal.max_concurrency == 8  # transformers.DEFAULT_MAX_BATCH_SIZE: requests decoded together
 
 
 def test_chat_renders_the_template_and_decodes_like_generate(causal, hf) -> None:
