@@ -192,7 +192,7 @@ def _proxy(spec: llmserver_api.LLMServerSpec, observed: Observed) -> _Verdict:
     return _Verdict(llmserver_api.Phase.READY, message, conditions)
 
 
-def _apple(observed: Observed) -> _Verdict:
+def _apple(spec: llmserver.LLMServerSpec, observed: Observed) -> _Verdict:
     conditions = {"Downloaded": ("Unknown", "OnAppleNode", "the Mac's agent downloads the model"),
                   "Degraded": ("False", "AsExpected", "")}
     if observed.placement is None:
@@ -206,6 +206,11 @@ def _apple(observed: Observed) -> _Verdict:
         conditions.update(Ready=("False", "RuntimeFailedOnAppleNode", message), Progressing=("False", "Failed", message),
                           Degraded=("True", "RuntimeFailedOnAppleNode", message))
         return _Verdict(llmserver_api.Phase.FAILED, message, conditions)
+    if spec.replicas == 0:  # the agent unloads the runtime and keeps the placement (scale to zero)
+        conditions.update(Ready=("False", "ScaledToZero", "spec.replicas is 0: the model is unloaded"),
+                          Progressing=("False", "ScaledToZero", ""))
+        return _Verdict(llmserver_api.Phase.UNLOADED, f"unloaded on AppleNode {node!r} (spec.replicas is 0)",
+                        conditions, int(observed.placement_ready))
     if observed.placement_ready:
         conditions.update(Ready=("True", "RunningOnAppleNode", f"serving on AppleNode {node!r}"), Progressing=("False", "Complete", ""))
         return _Verdict(llmserver_api.Phase.READY, f"serving on AppleNode {node!r}", conditions, 1)
@@ -297,7 +302,7 @@ def compute(
     elif plan.placement(spec) == plan.Placement.PROXY:
         verdict = _proxy(spec, observed)
     elif plan.placement(spec) == plan.Placement.APPLE:
-        verdict = _apple(observed)
+        verdict = _apple(spec, observed)
     else:
         verdict = _kubernetes(spec, observed, previous)
     routed = True

@@ -57,3 +57,13 @@ def test_selector_is_the_deployments_pod_selector_as_a_string() -> None:
     assert result["selector"] == selector
     assert status.changed({**result, "selector": None}, result)  # a new selector is written
     assert compute(status.Observed(invalid="bad"), None)["selector"] is None
+
+
+def test_a_mac_model_scaled_to_zero_is_unloaded_not_starting() -> None:
+    placement = llmserver_api.llmserver.Placement(node="mac-1")
+    cold = compute(status.Observed(placement=placement), spec(backend="mlx", replicas=0))
+    ready = {c["type"]: c for c in cold["conditions"]}["Ready"]
+    assert (cold["phase"], cold["replicas"], ready["reason"]) == ("Unloaded", 0, "ScaledToZero")
+    unloading = compute(status.Observed(placement=placement, placement_ready=True), spec(backend="mlx", replicas=0))
+    assert (unloading["phase"], unloading["replicas"]) == ("Unloaded", 1)  # the agent has not stopped it yet
+    assert compute(status.Observed(placement=placement), spec(backend="mlx", replicas=1))["phase"] == "Starting"
