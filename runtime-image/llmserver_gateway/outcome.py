@@ -59,9 +59,10 @@ def not_allowed(why: object) -> Outcome:
 TOO_LARGE = Outcome(Kind.STREAM_BROKEN, "too_large", "answered more than the gateway relays")
 
 
-def of_status(status: int, gateway_key_sent: bool) -> Outcome:
-    """An upstream answer, before its body is read."""
-    if status in RETRYABLE_STATUS:
+def of_status(status: int, gateway_key_sent: bool, adapter: bool = False) -> Outcome:
+    """An upstream answer, before its body is read. For an adapter route (`adapter`) a 404 means the
+    replica no longer holds the adapter (unloaded since the gateway last asked): another may."""
+    if status in RETRYABLE_STATUS or (adapter and status == 404):
         return Outcome(Kind.RETRY, f"status_{status}", f"answered {status}")
     if status in (401, 403) and gateway_key_sent:
         # A gateway configuration problem, not the caller's: passing 401 on would tell a caller

@@ -82,7 +82,8 @@ class Proxy:
             if endpoint.api_key:
                 headers["Authorization"] = f"Bearer {endpoint.api_key}"
             result = await self._attempt(
-                request, route.model, endpoint.url, f"{endpoint.url}/v1{path}", headers, body, started
+                request, route.model, endpoint.url, f"{endpoint.url}/v1{path}", headers, body, started,
+                adapter=route.adapter_of is not None,
             )
             if not isinstance(result, _Failure):
                 return result
@@ -122,6 +123,7 @@ class Proxy:
         body: bytes,
         started: float,
         session: aiohttp.ClientSession | None = None,
+        adapter: bool = False,
     ) -> web.StreamResponse | _Failure:
         """One try against one endpoint. Returns a _Failure only while nothing was sent to the client."""
         gauge = self.metrics.child(self.metrics.in_flight, model, endpoint)
@@ -140,7 +142,7 @@ class Proxy:
                     return _not_allowed(model)
                 ended = outcome.of_error(exc, outcome.Stage.CONNECT)
                 return _unsent(model, ended, exc)
-            answered = outcome.of_status(upstream.status, "Authorization" in headers)
+            answered = outcome.of_status(upstream.status, "Authorization" in headers, adapter)
             if answered.kind is outcome.Kind.RETRY:
                 failure = _Failure(f"status {upstream.status}", upstream.status, headers=_passed(upstream))
                 try:

@@ -34,7 +34,8 @@ class Replica:
         self.name = name
         self.base = base
         self.adapters: set[str] = set()
-        self.seen: collections.Counter[str] = collections.Counter()
+        self.seen: collections.Counter[str] = collections.Counter()  # requests answered, per model
+        self.asked: collections.Counter[str] = collections.Counter()  # requests received, 404s included
         self.loop = asyncio.new_event_loop()
         started = threading.Event()
         self.thread = threading.Thread(target=self._serve, args=(started,), daemon=True)
@@ -63,6 +64,7 @@ class Replica:
 
     async def _chat(self, request: web.Request) -> web.Response:
         model = (await request.json())["model"]
+        self.asked[model] += 1
         if model not in self.served():
             return web.json_response({"error": {"message": f"no {model}", "type": "invalid_request_error",
                                                 "param": "model", "code": "model_not_found"}}, status=404)
@@ -112,10 +114,17 @@ def cluster(run_gateway):
             "KUBECONFIG": kube.kubeconfig, "LLMSERVER_GATEWAY_ADAPTER_PROBE_SECONDS": "0.2"})
         client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0, timeout=30)
         _until(lambda: len({m.id for m in client.models.list()}) == 3, what="discovery")
-        yield replicas, client
+        yield replicas, client, kube
         client.close()
     for replica in replicas:
         replica.close()
+
+
+def _asked(client: openai.OpenAI, replicas: list[Replica], model: str, n: int = 8) -> set[str]:
+    """The replicas the gateway sent `n` requests for `model` to (404s it retried elsewhere included)."""
+    before = {r.name: r.asked[model] for r in replicas}
+    _answers(client, model, n)
+    return {r.name for r in replicas if r.asked[model] > before[r.name]}
 
 
 def _answers(client: openai.OpenAI, model: str, n: int = 8) -> set[str]:
@@ -124,27 +133,27 @@ def _answers(client: openai.OpenAI, model: str, n: int = 8) -> set[str]:
 
 
 def test_an_adapter_goes_only_to_the_replicas_that_hold_it(cluster) -> None:
-    (r1, r2), client = cluster
+    (r1, r2), client, _ = cluster
     r1.adapters, r2.adapters = {"sql"}, set()
     assert sorted(m.id for m in client.models.list()) == ["tiny", "tiny:poet", "tiny:sql"]
-    _until(lambda: _answers(client, "tiny:sql", 2) == {"R1"}, what="the probe to find sql on R1")
-    assert _answers(client, "tiny:sql") == {"R1"}  # never R2, which would answer 404
+    _until(lambda: _asked(client, [r1, r2], "tiny:sql", 4) == {"R1"}, what="the probe to find sql on R1 only")
+    assert _asked(client, [r1, r2], "tiny:sql") == {"R1"}  # R2, which does not hold it, is not even asked
+    assert _answers(client, "tiny:sql") == {"R1"}
     assert _answers(client, "tiny") == {"R1", "R2"}  # the base model still uses both
-    assert r2.seen["tiny:sql"] == 0
 
 
 def test_the_route_follows_adapters_loaded_and_unloaded(cluster) -> None:
-    (r1, r2), client = cluster
+    (r1, r2), client, _ = cluster
     r1.adapters, r2.adapters = {"poet"}, set()
-    _until(lambda: _answers(client, "tiny:poet", 2) == {"R1"}, what="poet on R1 only")
+    _until(lambda: _asked(client, [r1, r2], "tiny:poet", 4) == {"R1"}, what="poet on R1 only")
     r2.adapters = {"poet"}
     _until(lambda: _answers(client, "tiny:poet") == {"R1", "R2"}, what="poet loaded on R2 too")
     r1.adapters = set()
-    _until(lambda: _answers(client, "tiny:poet", 4) == {"R2"}, what="poet unloaded from R1")
+    _until(lambda: _asked(client, [r1, r2], "tiny:poet", 4) == {"R2"}, what="poet unloaded from R1")
 
 
 def test_an_adapter_no_replica_holds_is_503_and_an_unknown_one_404(cluster) -> None:
-    (r1, r2), client = cluster
+    (r1, r2), client, _ = cluster
     r1.adapters, r2.adapters = set(), set()
     time.sleep(0.6)  # a few probe rounds
     with pytest.raises(openai.APIStatusError) as cold:
@@ -153,3 +162,18 @@ def test_an_adapter_no_replica_holds_is_503_and_an_unknown_one_404(cluster) -> N
     with pytest.raises(openai.NotFoundError) as unknown:
         client.chat.completions.create(model="tiny:nope", messages=MESSAGES)
     assert unknown.value.body["code"] == "model_not_found" and unknown.value.body["param"] == "model"
+
+
+def test_a_replica_that_unloaded_the_adapter_since_the_last_probe_is_skipped(cluster, run_gateway) -> None:
+    (r1, r2), _, kube = cluster
+    r1.adapters, r2.adapters = {"sql"}, {"sql"}
+    slow = run_gateway("--kubernetes", "--namespace", NS, ready="/ready", env={
+        "KUBECONFIG": kube.kubeconfig, "LLMSERVER_GATEWAY_ADAPTER_PROBE_SECONDS": "600"})
+    client = openai.OpenAI(base_url=slow.url + "/v1", api_key="unused", max_retries=0, timeout=30)
+    _until(lambda: _answers(client, "tiny:sql") == {"R1", "R2"}, what="sql on both replicas")
+    r1.adapters = set()  # unloaded; this gateway asks again only in 10 minutes
+    before, refused = r2.seen["tiny:sql"], r1.asked["tiny:sql"]
+    assert _answers(client, "tiny:sql", 10) == {"R2"}  # R1's 404 is retried on R2, never seen by the client
+    assert r2.seen["tiny:sql"] - before == 10
+    assert r1.asked["tiny:sql"] > refused  # R1 was asked (and answered 404) for some of them
+    client.close()

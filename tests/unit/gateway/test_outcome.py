@@ -55,3 +55,9 @@ def test_mid_stream_failures_end_the_stream() -> None:
 
 def test_a_client_that_left_is_no_upstream_error() -> None:
     assert outcome.CLIENT_GONE.kind is Kind.CLIENT_GONE and outcome.CLIENT_GONE.reason is None
+
+
+def test_a_404_is_retried_only_on_adapter_routes() -> None:
+    assert outcome.of_status(404, gateway_key_sent=False) is outcome.PASSED
+    retried = outcome.of_status(404, gateway_key_sent=False, adapter=True)
+    assert retried.kind is Kind.RETRY and retried.reason == "status_404"
