@@ -13,7 +13,8 @@ llama-server's layout when it picks its slot count itself): a request may use al
 when concurrent requests together outgrow it, the youngest is preempted (its cells freed) and
 resumes later by re-reading its prompt and what it generated, so nothing fails and nothing is
 lost. A freed slot keeps its cells as a prefix cache: the next request whose prompt starts the
-same way (same adapter) skips those tokens; idle cells are dropped when room is needed.
+same way (same adapter) skips those tokens; the other idle cells are dropped when a request joins
+(llama.cpp attends over the used range of a unified cache, so idle cells slow every sequence).
 """
 
 from __future__ import annotations
@@ -153,9 +154,9 @@ class BatchScheduler:
             )
             need = len(sequence.tokens) - reuse + len(self._active)  # its prompt, the others' next tokens
             room = self._pool - sum(s.cells() for s in self._slots) + len(slot.cached) - reuse
-            for idle in sorted((s for s in free if s is not slot and s.cached), key=lambda s: s.last_used):
-                if need <= room:
-                    break
+            # Other idle prefixes go: cells in the unified cache widen every sequence's attention
+            # span (llama.cpp attends over the used range, masking other sequences' cells).
+            for idle in (s for s in free if s is not slot and s.cached):
                 room += len(idle.cached)
                 self._forget(idle)
             if need > room and self._active:
