@@ -20,6 +20,7 @@ import aiohttp
 import aiohttp.web as web
 
 from llmserver_api.protocol import errors
+from llmserver_cli.hosting import hosted
 from llmserver_cli.local import state
 
 if TYPE_CHECKING:
@@ -68,11 +69,22 @@ async def _action(request: web.Request) -> web.Response:
     return web.json_response(state.server_state(unit).model_dump())
 
 
+def _models(unit: hosted.Hosted) -> dict[str, Any]:
+    """What the runtime's /v1/models will list once loaded: the model and its adapters."""
+    model = unit.model
+    data = [{"id": model, "object": "model", "created": 0, "owned_by": "llmserver"}]
+    data += [{"id": f"{model}:{adapter.name}", "object": "model", "created": 0, "owned_by": "llmserver",
+              "parent": model, "root": model} for adapter in unit.server.spec.adapters]  # fmt: skip
+    return {"object": "list", "data": data}
+
+
 async def _wake(request: web.Request) -> web.StreamResponse:
     sup: supervisor_module.Supervisor = request.app[_SUPERVISOR]
     unit = sup.engine.units.get(request.match_info["name"])
     if unit is None:
         return _error(404, "unknown model", "model_not_found", "model")
+    if request.method == "GET" and request.match_info["tail"] == "v1/models":
+        return web.json_response(_models(unit))  # the gateway's adapter probe: answered without a load
     if not await sup.engine.ensure_loaded(unit, WAKE_TIMEOUT_S) or unit.base_url is None:
         return _error(503, f"model {unit.model!r} is not available: {unit.message}", "model_not_ready", "model")
     body = await request.read()

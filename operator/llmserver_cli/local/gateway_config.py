@@ -50,6 +50,7 @@ class Route:
     upstream: Upstream | None = None
     hold: Hold | None = None
     wake_url: str | None = None
+    adapters: tuple[str, ...] = ()  # spec.adapters: each also served as `<model>:<adapter>`
 
 
 def build(routes: list[Route]) -> dict[str, Any]:
@@ -74,6 +75,8 @@ def build(routes: list[Route]) -> dict[str, Any]:
             entry["autoscaling"] = hold
         if route.wake_url:
             entry["wakeUrl"] = route.wake_url
+        if route.adapters:
+            entry["adapters"] = list(route.adapters)
         models.append(entry)
     return {"models": models}
 

@@ -18,6 +18,8 @@ fallback, until `load-model`.
 
 from __future__ import annotations
 
+import dataclasses
+
 from llmserver_cli.hosting import elastic, hosted
 from llmserver_cli.local import gateway_config, proxy
 
@@ -68,5 +70,12 @@ def _held(unit: hosted.Hosted, control_url: str | None, policy: str) -> gateway_
 
 
 def routes(all_units: list[hosted.Hosted], control_url: str | None) -> list[gateway_config.Route]:
-    """Routes of every server."""
-    return [route(unit, control_url) for unit in all_units]
+    """Routes of every server; a self-hosted one's adapters ride on its route (the gateway sends
+    `<model>:<adapter>` to the endpoints whose /v1/models lists it)."""
+    found = []
+    for unit in all_units:
+        built = route(unit, control_url)
+        if unit.self_hosted and unit.server.spec.adapters:
+            built = dataclasses.replace(built, adapters=tuple(a.name for a in unit.server.spec.adapters))
+        found.append(built)
+    return found

@@ -55,3 +55,35 @@ def test_a_missing_local_adapter_is_a_problem_before_start(tmp_path: pathlib.Pat
     ]
     (tmp_path / "loras" / "mine").mkdir()
     assert sources.check_local(server("transformers", ADAPTERS), origin) == []
+
+
+def test_listing_models_is_not_use() -> None:
+    """The gateway reads every replica's /v1/models (adapter probe): that must not keep a model
+    from its idle unload."""
+    import prometheus_client
+
+    from llmserver_cli.hosting import activity
+    from llmserver_runtime.server import metrics as runtime_metrics
+
+    m = runtime_metrics.RuntimeMetrics("tiny", "transformers")
+    before = activity.signature(prometheus_client.generate_latest(m.registry).decode())
+    m.requests.labels(model="tiny", endpoint="models", status="200").inc()
+    probed = activity.signature(prometheus_client.generate_latest(m.registry).decode())
+    assert not activity.used_since(before, probed)
+    m.requests.labels(model="tiny", endpoint="completions", status="200").inc()
+    assert activity.used_since(probed, activity.signature(prometheus_client.generate_latest(m.registry).decode()))
+
+
+def test_the_gateway_config_lists_a_self_hosted_servers_adapters(tmp_path: pathlib.Path) -> None:
+    from llmserver_cli.hosting import hosted
+    from llmserver_cli.local import gateway_config, routing
+
+    unit = hosted.Hosted(key="base", server=server("transformers", ADAPTERS[:2]), origin=tmp_path / "b.yaml",
+                         changed=lambda: None, phase="Ready", port=9100)  # fmt: skip
+    plain = hosted.Hosted(key="p", server=llmserver_api.LLMServer.model_validate({
+        "apiVersion": llmserver_api.API_VERSION, "kind": "LLMServer", "metadata": {"name": "p"},
+        "spec": {"model": "p", "source": {"huggingFace": {"repo": "Org/P"}}}}), origin=tmp_path, changed=lambda: None)  # fmt: skip
+    models = {m["name"]: m for m in gateway_config.build(routing.routes([unit, plain], "http://127.0.0.1:1"))["models"]}
+    assert models["base"]["adapters"] == ["hub", "url"]
+    assert models["base"]["endpoints"] == [{"url": "http://127.0.0.1:9100", "ready": True}]
+    assert "adapters" not in models["p"]
