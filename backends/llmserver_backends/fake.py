@@ -121,7 +121,9 @@ class FakeBackend(base.ModelBackend):
 
     def _require_live_adapters(self) -> None:
         if not self.options["live_adapters"]:
-            raise base.UnsupportedRequest("the fake backend was started with live_adapters=false: adapters load only at start")
+            raise base.UnsupportedRequest(
+                "the fake backend was started with live_adapters=false: adapters load only at start"
+            )
 
     async def load_adapter(self, name: str, path: str) -> None:
         self._require_live_adapters()

@@ -198,7 +198,8 @@ class VllmBackend(base.ModelBackend):
         request_id = f"llmserver-{uuid.uuid4().hex}"
         lora = self._lora_request(params.adapter)
         # aclosing: when our consumer stops early, closing vLLM's generator aborts the request.
-        async with contextlib.aclosing(engine.generate(engine_input, sampling, request_id, lora_request=lora)) as stream:
+        outputs = engine.generate(engine_input, sampling, request_id, lora_request=lora)
+        async with contextlib.aclosing(outputs) as stream:
             with _vllm_errors():
                 async for output in stream:
                     completion = output.outputs[0]

@@ -27,7 +27,9 @@ def greedy(client: openai.OpenAI, model: str, max_tokens: int = 12) -> str:
     return answer.choices[0].text
 
 
-def post(server: runtime_server.RuntimeServer, path: str, body: dict[str, object], key: str | None = None) -> tuple[int, str]:
+def post(
+    server: runtime_server.RuntimeServer, path: str, body: dict[str, object], key: str | None = None
+) -> tuple[int, str]:
     """(status, body text) of a JSON POST; HTTP errors are returned, not raised."""
     headers = {"Content-Type": "application/json"}
     if key is not None:

@@ -41,7 +41,9 @@ class TestAdapters(adapter_checks.AdapterSurface):
     live = False
 
 
-def test_the_peft_adapter_gives_the_tokens_transformers_with_peft_gives(root: pathlib.Path, tiny_hf_causal: str) -> None:
+def test_the_peft_adapter_gives_the_tokens_transformers_with_peft_gives(
+    root: pathlib.Path, tiny_hf_causal: str
+) -> None:
     """The conversion (lora_a = A^T, lora_b = B^T, scale alpha/r) is exact: same greedy tokens; the
     view shares the base model's weight arrays and leaves the base unwrapped."""
     import mlx.core as mx

@@ -54,6 +54,6 @@ def test_unloading_a_start_adapter_frees_its_name(server: runtime_server.Runtime
     one = adapter_checks.greedy(client, f"{MODEL}:one")
     assert adapter_checks.post(server, "/v1/unload_lora_adapter", {"lora_name": "one"})[0] == 200
     assert f"{MODEL}:one" not in {model.id for model in client.models.list()}
-    status, _ = adapter_checks.post(server, "/v1/load_lora_adapter", {"lora_name": "one", "lora_path": str(root / "one")})
-    assert status == 200
+    body = {"lora_name": "one", "lora_path": str(root / "one")}
+    assert adapter_checks.post(server, "/v1/load_lora_adapter", body)[0] == 200
     assert adapter_checks.greedy(client, f"{MODEL}:one") == one  # reloaded from its files: the same adapter

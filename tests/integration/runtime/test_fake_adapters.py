@@ -97,8 +97,9 @@ def test_unknown_adapter_is_404_and_embeddings_with_an_adapter_400(server: runti
 
 def test_live_load_and_unload_behind_the_key(server: runtime_server.RuntimeServer, root: pathlib.Path) -> None:
     client = server.client(KEY)
-    assert _post(server, "/v1/load_lora_adapter", {"lora_name": "extra", "lora_path": str(root / "extra")}, "bad")[0] == 401
-    status, text = _post(server, "/v1/load_lora_adapter", {"lora_name": "extra", "lora_path": str(root / "extra")})
+    body = {"lora_name": "extra", "lora_path": str(root / "extra")}
+    assert _post(server, "/v1/load_lora_adapter", body, "bad")[0] == 401
+    status, text = _post(server, "/v1/load_lora_adapter", body)
     assert (status, text.startswith("Success")) == (200, True)
     assert "tiny:extra" in {model.id for model in client.models.list()}
     assert _reply(client, "tiny:extra") not in {_reply(client, "tiny"), _reply(client, "tiny:sql")}
@@ -139,7 +140,10 @@ def test_bad_adapter_arguments_fail_start_with_a_clear_message(tmp_path: pathlib
     model.write_bytes(b"GGUF")
     base = [sys.executable, "-m", "llmserver_runtime", "serve", "--served-model-name", "m", "--model", str(model)]
     bad_name = subprocess.run(
-        [*base, "--backend", "fake", "--adapter", "no good=/x"], capture_output=True, text=True, env=runtime_server.env()
+        [*base, "--backend", "fake", "--adapter", "no good=/x"],
+        capture_output=True,
+        text=True,
+        env=runtime_server.env(),
     )
     assert bad_name.returncode == 2 and "--adapter:" in bad_name.stderr and "must be 1-63" in bad_name.stderr
     missing = subprocess.run(
