@@ -1,6 +1,6 @@
 """Demand per LLMServer, for the operator's autoscaler: `GET /internal/load` (docs/contracts.md).
 
-A request counts for the server that owns the model it asked for from admission to its last byte,
+A request counts for the server that owns the model (or adapter) it asked for from admission to its last byte,
 held or not, and also for the fallback's server while a fallback answers it (its replicas serve
 it). Counts change only on the event loop, in enter/leave pairs run from `finally`, so they are
 exact under concurrency and return to 0; a key is dropped once its count is 0.
@@ -36,7 +36,7 @@ class Demand:
         key = route.demand_key
         count = self._counts.get(key)
         if count is None:
-            count = self._counts[key] = Count(key, route.model)
+            count = self._counts[key] = Count(key, route.adapter_of or route.model)
         count.in_flight += 1
         return count
 
@@ -50,7 +50,8 @@ class Demand:
         """`{key: {"model", "inFlight", "held"}}` for every route (0 when idle) and every key still busy."""
         out: dict[str, dict[str, Any]] = {}
         for route in routes:
-            out[route.demand_key] = {"model": route.model, "inFlight": 0, "held": 0}
+            if route.adapter_of is None:  # an adapter's demand is its server's, under the server's model
+                out[route.demand_key] = {"model": route.model, "inFlight": 0, "held": 0}
         for key, count in self._counts.items():
             out[key] = {"model": out.get(key, {}).get("model", count.model), "inFlight": count.in_flight,
                         "held": count.held}

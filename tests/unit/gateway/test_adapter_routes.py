@@ -8,7 +8,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from llmserver_gateway import adapter_probe, adapter_routes, kubeview, table
+from llmserver_gateway import adapter_probe, adapter_routes, config, kubeview, table
 
 SOURCE = {"huggingFace": {"repo": "acme/tiny-GGUF", "file": "tiny.gguf"}}
 LORA = {"huggingFace": {"repo": "acme/tiny-lora"}}
@@ -100,8 +100,6 @@ async def _until(condition, timeout: float = 5.0) -> None:
 
 
 def test_static_config_adapters_get_routes_and_clashes_are_refused() -> None:
-    from llmserver_gateway import config
-
     routes, _ = config.parse("models: [{name: m, endpoints: [{url: 'http://127.0.0.1:9'}], adapters: [sql]}]", {})
     by_name = {r.model: r for r in routes}
     assert by_name["m:sql"].adapter_of == "m" and by_name["m:sql"].endpoints == by_name["m"].endpoints

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llmserver_gateway import demand, table
+from llmserver_gateway import adapter_routes, demand, table
 
 
 def test_counts_per_server_and_back_to_zero() -> None:
@@ -27,3 +27,13 @@ def test_a_removed_route_still_reports_its_requests_in_flight() -> None:
     assert load.snapshot([]) == {"ml/gone": {"model": "gone", "inFlight": 1, "held": 0}}
     load.leave(count)
     assert load.snapshot([]) == {}
+
+
+def test_an_adapter_request_is_demand_for_its_server_under_the_base_model() -> None:
+    base = table.Route(model="tiny", server="ml/tiny")
+    sql = adapter_routes.route(base, "sql")
+    load = demand.Demand()
+    count = load.enter(sql)
+    assert load.snapshot([base, sql]) == {"ml/tiny": {"model": "tiny", "inFlight": 1, "held": 0}}
+    load.leave(count)
+    assert load.snapshot([base, sql]) == {"ml/tiny": {"model": "tiny", "inFlight": 0, "held": 0}}
