@@ -93,6 +93,8 @@ def test_unknown_adapter_is_404_and_embeddings_with_an_adapter_400(server: runti
     with pytest.raises(openai.BadRequestError, match="LoRA adapter") as refused:
         client.embeddings.create(model="tiny:sql", input="x")
     assert refused.value.param == "model"
+    status, text = _post(server, "/v1/rerank", {"model": "tiny:sql", "query": "q", "documents": ["d"]})
+    assert status == 400 and "send Rerank requests to `tiny`" in text
 
 
 def test_live_load_and_unload_behind_the_key(server: runtime_server.RuntimeServer, root: pathlib.Path) -> None:
