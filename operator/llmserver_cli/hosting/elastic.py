@@ -13,8 +13,13 @@ Servers without spec.autoscaling keep the host's own idle setting.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import llmserver_api
 from llmserver_api import elastic
+
+if TYPE_CHECKING:
+    from llmserver_cli.hosting import hosted
 
 
 def autoscaling(server: llmserver_api.LLMServer) -> elastic.Autoscaling | None:
@@ -42,3 +47,18 @@ def starts_cold(server: llmserver_api.LLMServer) -> bool:
     minReplicas 0 and spec.replicas 0 (where the autoscaler left it)."""
     block = autoscaling(server)
     return block is not None and block.min_replicas == 0 and server.spec.replicas == 0
+
+
+def park_at_start(unit: hosted.Hosted) -> bool:
+    """Leaves a server that should not start now unloaded and says why; True when it was parked.
+
+    Cold autoscaled servers wake on their first request; `replicas: 0` ones wait for `load-model`.
+    Local mode applies this when `up` boots and when the local set gains a server."""
+    if starts_cold(unit.server):
+        unit.wakeable = True
+        unit.set("Unloaded", "scaled to zero (spec.autoscaling.minReplicas 0); starts on the next request")
+        return True
+    if unit.server.spec.replicas == 0:
+        unit.set("Unloaded", f"spec.replicas is 0; `llmserver load-model {unit.key} --local` loads it")
+        return True
+    return False

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 import llmserver_api
-from llmserver_cli.hosting import engine
+from llmserver_cli.hosting import elastic, engine
 from llmserver_cli.local import manifests, settings
 
 if TYPE_CHECKING:
@@ -182,7 +182,5 @@ class Follower:
         self.owned[manifest.name] = manifest.server
         unit = hosts.add(manifest.name, manifest.server, manifest.origin)
         self.report(f"local set: serving {manifest.name} (model {manifest.server.spec.model})")
-        if manifest.server.spec.replicas == 0:
-            unit.set("Unloaded", f"spec.replicas is 0; `llmserver load-model {unit.key} --local` loads it")
-            return
-        hosts.launch(unit)
+        if not elastic.park_at_start(unit):
+            hosts.launch(unit)

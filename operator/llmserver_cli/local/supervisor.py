@@ -144,12 +144,7 @@ class Supervisor:
         `load-model`); beyond --max-loaded, self-hosted ones wait for their first request."""
         started = 0
         for unit in self.engine.units.values():
-            if elastic.starts_cold(unit.server):
-                unit.wakeable = True
-                unit.set("Unloaded", "scaled to zero (spec.autoscaling.minReplicas 0); starts on the next request")
-                continue
-            if unit.server.spec.replicas == 0:
-                unit.set("Unloaded", f"spec.replicas is 0; `llmserver load-model {unit.key} --local` loads it")
+            if elastic.park_at_start(unit):
                 continue
             if unit.self_hosted and self.options.max_loaded and started >= self.options.max_loaded:
                 unit.wakeable = True

@@ -28,6 +28,7 @@ class Unit:
     key: str
     server: llmserver_api.LLMServer
     phase: str = "Pending"
+    wakeable: bool = False
 
     @property
     def model(self) -> str:
@@ -97,6 +98,21 @@ def test_added_changed_and_removed_servers(where: pathlib.Path, tmp_path: pathli
     server_set.write(where, server("cold", replicas=0, claim=str(tmp_path)))
     assert sync(follower, engine) == [("add", "cold")] and engine.units["cold"].phase == "Unloaded"
     assert any("serving second" in line for line in reports) and any("first removed" in line for line in reports)
+
+
+def test_an_added_autoscaled_server_at_zero_stays_cold_until_a_request(where: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    engine, reports = Engine(), []
+    follower = follow(where, engine, reports)
+    cold = server("elastic", replicas=0, claim=str(tmp_path))
+    cold.spec.autoscaling = llmserver_api.llmserver.elastic.Autoscaling(min_replicas=0, max_replicas=2)
+    server_set.write(where, cold)
+    assert sync(follower, engine) == [("add", "elastic")]  # not launched
+    unit = engine.units["elastic"]
+    assert (unit.phase, unit.wakeable) == ("Unloaded", True)  # the next request wakes it
+    warm = server("warm", replicas=1, claim=str(tmp_path))
+    warm.spec.autoscaling = llmserver_api.llmserver.elastic.Autoscaling(min_replicas=0, max_replicas=2)
+    server_set.write(where, warm)
+    assert sync(follower, engine) == [("add", "warm"), ("launch", "warm")]
 
 
 def test_servers_it_does_not_own_are_left_alone(where: pathlib.Path, tmp_path: pathlib.Path) -> None:
