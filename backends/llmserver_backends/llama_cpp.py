@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import pathlib
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
@@ -245,9 +246,14 @@ class LlamaCppBackend(base.ModelBackend):
         return max_tokens or limit - n_prompt
 
     def _sequence(
-        self, prompt: Callable[[], list[int]], params: base.SamplingParams, param: str, loop: asyncio.AbstractEventLoop
+        self,
+        prompt: Callable[[], list[int]],
+        params: base.SamplingParams,
+        param: str,
+        outbox: llama_cpp_slots.Outbox,
+        cancelled: threading.Event,
     ) -> llama_cpp_slots.SequenceState:
-        """Tokenizes and checks a request and builds its sampler (in the worker thread)."""
+        """Tokenizes and checks a request and builds its sampler (in the scheduler thread)."""
         llm = self._llm
         assert llm is not None, "model not loaded"
         if params.adapter is not None and params.adapter not in self.config.adapters:
@@ -265,11 +271,12 @@ class LlamaCppBackend(base.ModelBackend):
             max_tokens=max_tokens,
             adapter=params.adapter,
             sampler=llama_cpp_slots.SequenceSampler(llm._model, llm.n_vocab(), params),
-            outbox=llama_cpp_slots.Outbox(loop),
+            outbox=outbox,
             token_bytes=lambda token: llm.detokenize([token]),
             is_end=lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token)),
             logprobs=params.logprobs,
             stop=stops.StopMatcher(params.stop),
+            cancelled=cancelled,
         )
 
     async def _stream(
@@ -278,9 +285,11 @@ class LlamaCppBackend(base.ModelBackend):
         scheduler = self._scheduler
         if scheduler is None:
             raise base.UnsupportedRequest("this model was loaded without the TextGeneration capability")
-        loop = asyncio.get_running_loop()
-        sequence = await threads.run(self._executor, self._sequence, prompt, params, param, loop)
-        async for delta in llama_cpp_batch.drain(scheduler, sequence):
+        request = llama_cpp_slots.Request(
+            lambda outbox, cancelled: self._sequence(prompt, params, param, outbox, cancelled),
+            llama_cpp_slots.Outbox(asyncio.get_running_loop()),
+        )
+        async for delta in llama_cpp_batch.drain(scheduler, request):
             yield delta
 
     def chat(self, messages: list[base.ChatMessage], params: base.SamplingParams) -> AsyncIterator[base.Delta]:

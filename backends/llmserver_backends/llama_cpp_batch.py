@@ -66,7 +66,7 @@ class BatchScheduler:
         self._applied: str | None = None
         self._batch = llama_cpp.llama_batch_init(self._n_batch, 0, 1)
         self._slots = [_Slot(i) for i in range(n_slots)]
-        self._inbox: collections.deque[llama_cpp_slots.SequenceState] = collections.deque()
+        self._inbox: collections.deque[llama_cpp_slots.Request] = collections.deque()
         self._waiting: collections.deque[llama_cpp_slots.SequenceState] = collections.deque()
         self._active: list[llama_cpp_slots.SequenceState] = []
         self._cond = threading.Condition()
@@ -89,17 +89,17 @@ class BatchScheduler:
         """Requests on a slot now (at most the slot count)."""
         return len(self._active)
 
-    def submit(self, sequence: llama_cpp_slots.SequenceState) -> None:
+    def submit(self, request: llama_cpp_slots.Request) -> None:
         """Queues a request; it joins the next step that has a slot and room for it."""
         with self._cond:
             if self._stopping:
                 raise base.BackendUnavailable("the model is unloading")
-            self._inbox.append(sequence)
+            self._inbox.append(request)
             self._cond.notify()
 
-    def cancel(self, sequence: llama_cpp_slots.SequenceState) -> None:
+    def cancel(self, request: llama_cpp_slots.Request) -> None:
         """Drops a request before its next step (its slot is free for the next one)."""
-        sequence.cancelled.set()
+        request.cancelled.set()
         with self._cond:
             self._cond.notify()
 
@@ -121,16 +121,38 @@ class BatchScheduler:
                     self._cond.wait()
                 if self._stopping:
                     break
-                self._waiting.extend(self._inbox)
+                requests = list(self._inbox)
                 self._inbox.clear()
+            for request in requests:
+                self._accept(request)
             self._drop_cancelled()
             self._admit()
             if self._active:
                 self._step()
             self._flush()
-        for sequence in [*self._active, *self._waiting, *self._inbox]:
+        for sequence in [*self._active, *self._waiting]:
             self._end(sequence, base.BackendUnavailable("the model was unloaded"))
+        for request in self._inbox:
+            self._close(request.outbox, base.BackendUnavailable("the model was unloaded"))
         self._flush(force=True)
+
+    def _accept(self, request: llama_cpp_slots.Request) -> None:
+        """Tokenizes and checks a new request; it waits for a slot, or its stream ends here."""
+        if request.cancelled.is_set():
+            self._close(request.outbox, None)
+            return
+        try:
+            sequence = request.prepare(request.outbox, request.cancelled)
+        except Exception as error:  # noqa: BLE001 - refused (too long, bad schema...): its stream says why
+            self._close(request.outbox, error)
+            return
+        self._waiting.append(sequence)
+
+    def _close(self, outbox: llama_cpp_slots.Outbox, error: BaseException | None) -> None:
+        if error is not None:
+            outbox.put(error)
+        outbox.put(None)
+        self._mark(outbox, urgent=True)
 
     def _drop_cancelled(self) -> None:
         for sequence in [s for s in self._active if s.cancelled.is_set()]:
@@ -284,10 +306,7 @@ class BatchScheduler:
                 llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
             sequence.slot = None
         sequence.sampler.close()
-        if error is not None:
-            sequence.outbox.put(error)
-        sequence.outbox.put(None)
-        self._mark(sequence.outbox, urgent=True)
+        self._close(sequence.outbox, error)
 
     def _mark(self, outbox: llama_cpp_slots.Outbox, urgent: bool) -> None:
         self._dirty[id(outbox)] = outbox
@@ -312,17 +331,17 @@ class BatchScheduler:
         self._last_wake = now
 
 
-async def drain(scheduler: BatchScheduler, sequence: llama_cpp_slots.SequenceState) -> AsyncIterator[base.Delta]:
-    """Submits `sequence` and yields its deltas; leaving early cancels it (freeing its slot)."""
-    scheduler.submit(sequence)
+async def drain(scheduler: BatchScheduler, request: llama_cpp_slots.Request) -> AsyncIterator[base.Delta]:
+    """Submits `request` and yields its deltas; leaving early cancels it (freeing its slot)."""
+    scheduler.submit(request)
     try:
         while True:
-            item = await sequence.outbox.get()
+            item = await request.outbox.get()
             if item is None:
                 return
             if isinstance(item, BaseException):
                 raise item
             yield item
     finally:
-        scheduler.cancel(sequence)
+        scheduler.cancel(request)
 

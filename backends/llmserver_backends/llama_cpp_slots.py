@@ -101,6 +101,16 @@ class Outbox:
         return self._items.popleft()
 
 
+@dataclasses.dataclass(eq=False)
+class Request:
+    """A request before the scheduler thread tokenizes it (`prepare`, run there between decode
+    steps: no thread hop of its own); failures of `prepare` end the stream through `outbox`."""
+
+    prepare: Callable[[Outbox, threading.Event], SequenceState]
+    outbox: Outbox
+    cancelled: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+
 def wake_all(outboxes: Sequence[Outbox]) -> None:
     """Wakes every outbox (run on the event loop)."""
     for outbox in outboxes:
