@@ -56,10 +56,15 @@ class Gateway:
     def __post_init__(self) -> None:
         self.balancer = balancing.Balancer(self.config.load_factor)
         holds = hold.Holds(self.routes, self.metrics)
-        self.cold = cold.ColdPath(
-            self.routes, holds, self.waker, self.metrics, self.config.prefix_chars, self.config.max_json_depth)
+
+        def adapter_held() -> bool:
+            return any((r := self.routes.get(model)) is not None and r.adapter_of is not None for model in holds.held)
+
         self.adapters = adapter_probe.AdapterProbe(
-            self.routes, self.config.adapter_probe_seconds, self.config.adapter_probe_timeout)
+            self.routes, self.config.adapter_probe_seconds, self.config.adapter_probe_timeout, adapter_held)
+        self.cold = cold.ColdPath(
+            self.routes, holds, self.waker, self.metrics, self.config.prefix_chars, self.config.max_json_depth,
+            self.adapters.hurry)
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -237,7 +242,8 @@ async def _models(request: web.Request) -> web.Response:
         return errors.to_response(exc)
     listing = protocol_models.ModelList(
         data=[
-            protocol_models.Model(id=route.model, created=gw.started_at, owned_by="llmserver")
+            protocol_models.Model(id=route.model, created=gw.started_at, owned_by="llmserver",
+                                  parent=route.adapter_of, root=route.adapter_of)
             for route in gw.routes.routes()
             if key is None or key.allows(route.model)
         ]
@@ -250,11 +256,13 @@ async def _model(request: web.Request) -> web.Response:
     name = request.match_info["model"]
     try:
         key = gw.keys.authenticate(request.headers.get("Authorization"))
-        if gw.routes.get(name) is None or (key is not None and not key.allows(name)):
+        route = gw.routes.get(name)
+        if route is None or (key is not None and not key.allows(name)):
             raise protocol_errors.model_not_found(name)
     except protocol_errors.APIError as exc:
         return errors.to_response(exc)
-    model = protocol_models.Model(id=name, created=gw.started_at, owned_by="llmserver")
+    model = protocol_models.Model(id=name, created=gw.started_at, owned_by="llmserver",
+                                  parent=route.adapter_of, root=route.adapter_of)
     return web.Response(body=model.model_dump_json(exclude_none=True), content_type="application/json")
 
 
