@@ -8,10 +8,11 @@ seeded sampling alike). Stops, cancellation, slot limits and KV-pool preemption 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 
 import pytest
-from llmserver_backends import base, llama_cpp
+from llmserver_backends import base, llama_cpp, structured
 from testkit.models import tiny_gguf  # noqa: F401 - session fixture
 
 pytestmark = pytest.mark.timeout(600)
@@ -20,6 +21,10 @@ PROMPTS = ("Hello there", "Once upon a time, in a land far away,", "The model", 
 # Token ids of the tiny vocabulary's end tokens (<|endoftext|> 0, <|im_end|> 2): a bias of -100
 # keeps a request generating until max_tokens.
 NO_END = {0: -100.0, 2: -100.0}
+
+JSON_ANSWER = structured.JsonConstraint.of(
+    {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 9}}, "required": ["n"]}
+)
 
 Result = tuple[str, int, int, str | None, tuple[base.TokenLogprob, ...]]
 
@@ -49,7 +54,7 @@ async def run(engine: llama_cpp.LlamaCppBackend, prompt: str, params: base.Sampl
 
 
 def mixed_params() -> list[base.SamplingParams]:
-    """Eight requests that each use the sampler differently."""
+    """Nine requests that each use the sampler differently (one follows a JSON schema)."""
     return [
         base.SamplingParams(max_tokens=24, temperature=0.0),
         base.SamplingParams(max_tokens=31, temperature=0.9, seed=1),
@@ -59,10 +64,11 @@ def mixed_params() -> list[base.SamplingParams]:
         base.SamplingParams(max_tokens=22, temperature=1.0, seed=4, presence_penalty=0.7, logit_bias={337: 3.0}),
         base.SamplingParams(max_tokens=35, temperature=0.0, logprobs=0, logit_bias=NO_END),
         base.SamplingParams(max_tokens=12, temperature=0.7, seed=2**40 + 5),
+        base.SamplingParams(max_tokens=30, temperature=0.9, seed=6, constraint=JSON_ANSWER),
     ]
 
 
-async def test_eight_concurrent_requests_get_what_each_gets_alone(eight: llama_cpp.LlamaCppBackend) -> None:
+async def test_concurrent_requests_get_what_each_gets_alone(eight: llama_cpp.LlamaCppBackend) -> None:
     jobs = [(PROMPTS[i % len(PROMPTS)], params) for i, params in enumerate(mixed_params())]
     alone = [await run(eight, prompt, params) for prompt, params in jobs]
     together = await asyncio.gather(*(run(eight, prompt, params) for prompt, params in jobs))
@@ -76,6 +82,7 @@ async def test_eight_concurrent_requests_get_what_each_gets_alone(eight: llama_c
 
         assert values(batched[4]) == pytest.approx(values(single[4]), abs=1e-3)
     assert len({result[0] for result in alone}) >= 5, "the requests were meant to differ"
+    assert set(json.loads(alone[-1][0])) == {"n"}, "the grammar held while batched with others"
     assert all(result[2] > 0 for result in alone)
 
 
