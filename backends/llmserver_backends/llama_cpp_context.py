@@ -33,7 +33,7 @@ def default_parallel(n_gpu_layers: int, cpus: int) -> int:
 
 
 def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, e.g. a container's cpuset)."""
+    """CPUs this process may run on (its affinity mask: a cpuset counts, a CPU quota does not)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
