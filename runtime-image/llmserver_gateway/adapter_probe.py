@@ -4,14 +4,16 @@ The operator loads adapters on live engines after a replica is ready, and restar
 with theirs, so the gateway asks each replica (short timeout) when it first becomes ready or the
 table changes, and again every `interval` seconds. What it learned feeds the routing table's
 transform (`adapter_routes.restrict`); a change re-installs the table, which also wakes requests
-held for an adapter. A replica that does not answer keeps what was last learned of it.
+held for an adapter. While a request is held for an adapter (`waiting`), every replica is asked
+again every `HURRY_SECONDS`: the operator loads adapters on a live engine just after it is ready.
+A replica that does not answer keeps what was last learned of it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import aiohttp
 
@@ -19,12 +21,16 @@ from llmserver_gateway import adapter_routes, table
 
 log = logging.getLogger("llmserver.gateway.adapters")
 
+HURRY_SECONDS = 0.5
+
 
 class AdapterProbe:
     """What each replica URL serves (model ids of its /v1/models), kept current in the background."""
 
-    def __init__(self, routes: table.RoutingTable, interval: float = 5.0, timeout: float = 2.0) -> None:
+    def __init__(self, routes: table.RoutingTable, interval: float = 5.0, timeout: float = 2.0,
+                 waiting: Callable[[], bool] = lambda: False) -> None:
         self.routes = routes
+        self.waiting = waiting
         self.interval = interval
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.held: dict[str, frozenset[str]] = {}
@@ -33,22 +39,29 @@ class AdapterProbe:
         routes.subscribe(self._changed.set)
         routes.set_transform(lambda given: adapter_routes.restrict(given, self.held))
 
+    def hurry(self) -> None:
+        """A request is about to be held for an adapter: look again now (then every HURRY_SECONDS)."""
+        self._changed.set()
+
     async def run(self, session: aiohttp.ClientSession) -> None:
-        """Probes new replicas at once after a table change and all of them every `interval`."""
+        """Probes new replicas at once after a table change and all of them every `interval`
+        (every HURRY_SECONDS while `waiting()`)."""
         loop = asyncio.get_running_loop()
-        next_round = loop.time()
+        next_round = last_round = loop.time()
         while True:
             self._changed.clear()
             targets = adapter_routes.probe_targets(self.routes.given())
-            if loop.time() >= next_round:
+            now = loop.time()
+            if now >= next_round or (self.waiting() and now >= last_round + HURRY_SECONDS):
                 due = targets
-                next_round = loop.time() + self.interval
+                last_round, next_round = now, now + self.interval
             else:
                 due = {url: key for url, key in targets.items() if url not in self._asked}
             if await self._probe(session, targets, due):
                 self.routes.refresh()
+            wake_at = min(next_round, last_round + HURRY_SECONDS) if self.waiting() else next_round
             try:
-                await asyncio.wait_for(self._changed.wait(), max(0.0, next_round - loop.time()))
+                await asyncio.wait_for(self._changed.wait(), max(0.0, wake_at - loop.time()))
             except TimeoutError:
                 pass
 

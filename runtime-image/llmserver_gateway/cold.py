@@ -9,6 +9,8 @@ soon as it has a ready endpoint: every request looks at the table it finds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from llmserver_api.protocol import errors as protocol_errors
 from llmserver_gateway import auth, bodies, demand, errors, hold, metrics, table, targets, wake
 
@@ -24,6 +26,7 @@ class ColdPath:
         gauges: metrics.GatewayMetrics,
         prefix_chars: int,
         max_json_depth: int,
+        adapter_wanted: Callable[[], None] = lambda: None,
     ) -> None:
         self.routes = routes
         self.holds = holds
@@ -31,6 +34,7 @@ class ColdPath:
         self.metrics = gauges
         self.prefix_chars = prefix_chars
         self.max_json_depth = max_json_depth
+        self.adapter_wanted = adapter_wanted  # a request waits for an adapter: learn replicas' adapters soon
 
     async def target(
         self, route: table.Route, body: bytes, key: auth.ApiKey | None, count: demand.Count
@@ -50,6 +54,8 @@ class ColdPath:
             return found
         if elastic is None or elastic.hold_seconds <= 0:
             raise errors.cold(model)
+        if route.adapter_of is not None:
+            self.adapter_wanted()
         return await self.holds.wait(route, check, count)
 
     def _now(self, model: str, body: bytes, key: auth.ApiKey | None) -> targets.Target | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import threading
 import time
 
@@ -94,7 +95,7 @@ def _until(check, timeout: float = 10.0, what: str = "") -> None:
 
 @pytest.fixture(scope="module")
 def cluster(run_gateway):
-    replicas = [Replica("R1", "tiny"), Replica("R2", "tiny")]
+    replicas = [Replica("R1", "tiny"), Replica("R2", "tiny"), Replica("R3", "auto")]
     with emulator.KubeEmulator(crds=emulator.project_crds()) as kube:
         kube.create({"apiVersion": "serving.llmserver.dev/v1alpha1", "kind": "LLMServer",
                      "metadata": {"name": "tiny", "namespace": NS}, "spec": {
@@ -110,11 +111,21 @@ def cluster(run_gateway):
             "metadata": {"name": "tiny-2", "namespace": NS, "labels": {"kubernetes.io/service-name": "tiny"}},
             "addressType": "IPv4", "ports": [{"name": "http", "port": replicas[1].port}],
             "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}]})
+        # A server that holds requests while cold, adapters included (replica R3).
+        kube.create({"apiVersion": "serving.llmserver.dev/v1alpha1", "kind": "LLMServer",
+                     "metadata": {"name": "auto", "namespace": NS}, "spec": {
+                         "model": "auto", "source": SOURCE, "autoscaling": {"maxReplicas": 1, "holdSeconds": 30},
+                         "adapters": [{"name": "sql", "source": LORA}]}})
+        kube.create({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "auto-1", "namespace": NS, "labels": {"kubernetes.io/service-name": "auto"}},
+            "addressType": "IPv4", "ports": [{"name": "http", "port": replicas[2].port}],
+            "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}]})
         gateway = run_gateway("--kubernetes", "--namespace", NS, ready="/ready", env={
             "KUBECONFIG": kube.kubeconfig, "LLMSERVER_GATEWAY_ADAPTER_PROBE_SECONDS": "0.2"})
         client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0, timeout=30)
-        _until(lambda: len({m.id for m in client.models.list()}) == 3, what="discovery")
-        yield replicas, client, kube
+        _until(lambda: len({m.id for m in client.models.list()}) == 5, what="discovery")
+        yield replicas[:2], client, kube, replicas[2]
         client.close()
     for replica in replicas:
         replica.close()
@@ -133,9 +144,9 @@ def _answers(client: openai.OpenAI, model: str, n: int = 8) -> set[str]:
 
 
 def test_an_adapter_goes_only_to_the_replicas_that_hold_it(cluster) -> None:
-    (r1, r2), client, _ = cluster
+    (r1, r2), client, _, _ = cluster
     r1.adapters, r2.adapters = {"sql"}, set()
-    assert sorted(m.id for m in client.models.list()) == ["tiny", "tiny:poet", "tiny:sql"]
+    assert sorted(m.id for m in client.models.list()) == ["auto", "auto:sql", "tiny", "tiny:poet", "tiny:sql"]
     _until(lambda: _asked(client, [r1, r2], "tiny:sql", 4) == {"R1"}, what="the probe to find sql on R1 only")
     assert _asked(client, [r1, r2], "tiny:sql") == {"R1"}  # R2, which does not hold it, is not even asked
     assert _answers(client, "tiny:sql") == {"R1"}
@@ -143,7 +154,7 @@ def test_an_adapter_goes_only_to_the_replicas_that_hold_it(cluster) -> None:
 
 
 def test_the_route_follows_adapters_loaded_and_unloaded(cluster) -> None:
-    (r1, r2), client, _ = cluster
+    (r1, r2), client, _, _ = cluster
     r1.adapters, r2.adapters = {"poet"}, set()
     _until(lambda: _asked(client, [r1, r2], "tiny:poet", 4) == {"R1"}, what="poet on R1 only")
     r2.adapters = {"poet"}
@@ -153,7 +164,7 @@ def test_the_route_follows_adapters_loaded_and_unloaded(cluster) -> None:
 
 
 def test_an_adapter_no_replica_holds_is_503_and_an_unknown_one_404(cluster) -> None:
-    (r1, r2), client, _ = cluster
+    (r1, r2), client, _, _ = cluster
     r1.adapters, r2.adapters = set(), set()
     time.sleep(0.6)  # a few probe rounds
     with pytest.raises(openai.APIStatusError) as cold:
@@ -165,7 +176,7 @@ def test_an_adapter_no_replica_holds_is_503_and_an_unknown_one_404(cluster) -> N
 
 
 def test_a_replica_that_unloaded_the_adapter_since_the_last_probe_is_skipped(cluster, run_gateway) -> None:
-    (r1, r2), _, kube = cluster
+    (r1, r2), _, kube, _ = cluster
     r1.adapters, r2.adapters = {"sql"}, {"sql"}
     slow = run_gateway("--kubernetes", "--namespace", NS, ready="/ready", env={
         "KUBECONFIG": kube.kubeconfig, "LLMSERVER_GATEWAY_ADAPTER_PROBE_SECONDS": "600"})
@@ -176,4 +187,22 @@ def test_a_replica_that_unloaded_the_adapter_since_the_last_probe_is_skipped(clu
     assert _answers(client, "tiny:sql", 10) == {"R2"}  # R1's 404 is retried on R2, never seen by the client
     assert r2.seen["tiny:sql"] - before == 10
     assert r1.asked["tiny:sql"] > refused  # R1 was asked (and answered 404) for some of them
+    client.close()
+
+
+def test_a_request_held_for_an_adapter_is_answered_soon_after_a_replica_loads_it(cluster, run_gateway) -> None:
+    _, _, kube, r3 = cluster
+    r3.adapters = set()
+    slow = run_gateway("--kubernetes", "--namespace", NS, ready="/ready", env={
+        "KUBECONFIG": kube.kubeconfig, "LLMSERVER_GATEWAY_ADAPTER_PROBE_SECONDS": "600"})
+    client = openai.OpenAI(base_url=slow.url + "/v1", api_key="unused", max_retries=0, timeout=30)
+    _until(lambda: "auto:sql" in {m.id for m in client.models.list()}, what="discovery")
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        reply = pool.submit(client.chat.completions.create, model="auto:sql", messages=MESSAGES)
+        time.sleep(1)
+        assert not reply.done()  # held: R3 does not hold sql yet
+        loaded_at = time.perf_counter()
+        r3.adapters = {"sql"}  # the operator loads it; this gateway's own round is 10 minutes away
+        assert reply.result(10).choices[0].message.content == "R3"
+        print(f"\nheld adapter request answered {time.perf_counter() - loaded_at:.2f} s after the replica loaded it")
     client.close()
