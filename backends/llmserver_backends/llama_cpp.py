@@ -167,7 +167,7 @@ class LlamaCppBackend(base.ModelBackend):
             gpu_layers = int(kwargs.get("n_gpu_layers") or 0)
             parallel = llama_cpp_context.default_parallel(gpu_layers, llama_cpp_context.available_cpus())
         self._parallel = int(parallel)
-        n_batch = int(kwargs.get("n_batch") or 512)
+        n_batch = max(int(kwargs.get("n_batch") or 512), self._parallel)  # llama.cpp: one output per slot per step
         self._context = llama_cpp_context.batched_context(self._llm, n_ctx, n_batch, self._parallel)
         adapters = llama_cpp_context.load_adapters(self._llm, self.config.adapters)
         self._scheduler = llama_cpp_batch.BatchScheduler(

@@ -123,12 +123,16 @@ class BatchScheduler:
                     break
                 requests = list(self._inbox)
                 self._inbox.clear()
-            for request in requests:
-                self._accept(request)
-            self._drop_cancelled()
-            self._admit()
-            if self._active:
-                self._step()
+            try:
+                for request in requests:
+                    self._accept(request)
+                self._drop_cancelled()
+                self._admit()
+                if self._active:
+                    self._step()
+            except Exception as error:  # noqa: BLE001 - a bug here must not hang every client
+                for sequence in [*self._active, *self._waiting]:
+                    self._end(sequence, base.BackendError(f"the llama-cpp scheduler failed: {error!r}"), False)
             self._flush()
         for sequence in [*self._active, *self._waiting]:
             self._end(sequence, base.BackendUnavailable("the model was unloaded"))
@@ -210,7 +214,9 @@ class BatchScheduler:
         self._turn += 1
         adapter = adapters[self._turn % len(adapters)]
         self._apply(adapter)
-        group = sorted((s for s in self._active if s.adapter == adapter), key=lambda s: s.pending > 1)
+        group = [s for s in self._active if s.adapter == adapter]
+        shift = self._turn % len(group)  # who goes first rotates, so long prompts take turns too
+        group = sorted(group[shift:] + group[:shift], key=lambda s: s.pending > 1)
         batch, budget, n = self._batch, self._n_batch, 0
         planned: list[tuple[llama_cpp_slots.SequenceState, int]] = []
         outputs: list[tuple[llama_cpp_slots.SequenceState, int]] = []

@@ -29,8 +29,8 @@ JSON_ANSWER = structured.JsonConstraint.of(
 Result = tuple[str, int, int, str | None, tuple[base.TokenLogprob, ...]]
 
 
-def backend(path: str, parallel: int, n_ctx: int = 512) -> llama_cpp.LlamaCppBackend:
-    options = {"n_ctx": n_ctx, "n_threads": 1, "parallel": parallel}
+def backend(path: str, parallel: int, n_ctx: int = 512, n_batch: int = 512) -> llama_cpp.LlamaCppBackend:
+    options = {"n_ctx": n_ctx, "n_threads": 1, "parallel": parallel, "n_batch": n_batch}
     loaded = llama_cpp.LlamaCppBackend(base.BackendConfig(model_path=path, served_model_name="t", options=options))
     asyncio.run(loaded.load())
     return loaded
@@ -155,5 +155,17 @@ async def test_requests_outgrowing_the_shared_cache_are_preempted_and_resume(tin
         together = await asyncio.gather(*(run(engine, prompt, params) for prompt, params in jobs))
         assert together == alone
         assert all(result[2] == 120 for result in together)
+    finally:
+        await engine.unload()
+
+
+async def test_prompts_read_in_small_chunks_give_the_same_answers(tiny_gguf: str) -> None:  # noqa: F811
+    # --n-batch 2 is raised to the 3 slots (llama.cpp needs one output per slot per step), so every
+    # prompt is read over several steps, alone and interleaved with the others' decoding.
+    engine = await asyncio.to_thread(backend, tiny_gguf, 3, 512, 2)
+    try:
+        params = base.SamplingParams(max_tokens=10, temperature=0.0, logit_bias=NO_END)
+        alone = [await run(engine, prompt, params) for prompt in PROMPTS]
+        assert await asyncio.gather(*(run(engine, prompt, params) for prompt in PROMPTS)) == alone
     finally:
         await engine.unload()
