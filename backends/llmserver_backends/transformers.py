@@ -130,8 +130,8 @@ class TransformersBackend(base.ModelBackend):
             self._adapters.load(name, adapter_path)
         pad = self._tokenizer.pad_token_id
         pad = pad if pad is not None else next(iter(sorted(self._stop_ids)), 0)
-        handle = scheduling.ModelHandle(self._adapters, int(pad), self._model.device, batching.keeps_last_logits_only(self._model))
-        self._scheduler.attach(handle)
+        keep_last = batching.keeps_last_logits_only(self._model)
+        self._scheduler.attach(scheduling.ModelHandle(self._adapters, int(pad), self._model.device, keep_last))
 
     def _end_of_generation_ids(self) -> frozenset[int]:
         ids: set[int] = set()
@@ -218,7 +218,9 @@ class TransformersBackend(base.ModelBackend):
             raise base.BackendUnavailable("the model is not loaded")
         return self._adapters
 
-    def _sequence(self, prompt: Callable[[], list[int]], params: base.SamplingParams, param: str) -> generation.Sequence:
+    def _sequence(
+        self, prompt: Callable[[], list[int]], params: base.SamplingParams, param: str
+    ) -> generation.Sequence:
         """A request's decoding state, built on the model thread when the scheduler admits it."""
         self._require(llmserver_api.Capability.TEXT_GENERATION)
         tokens = prompt()

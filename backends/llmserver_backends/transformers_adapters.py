@@ -36,7 +36,9 @@ class AdapterSet:
     def load(self, name: str, path: str) -> None:
         """Loads the peft adapter folder at `path` as `name` (replacing a loaded one of that name)."""
         if not (pathlib.Path(path) / "adapter_config.json").is_file():
-            raise base.UnsupportedRequest(f"adapter {name!r}: {path} is not a peft adapter folder (no adapter_config.json)")
+            raise base.UnsupportedRequest(
+                f"adapter {name!r}: {path} is not a peft adapter folder (no adapter_config.json)"
+            )
         try:
             import peft
         except ImportError as error:

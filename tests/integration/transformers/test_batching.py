@@ -104,7 +104,8 @@ def test_requests_join_a_running_batch_and_leave_it(backend) -> None:
     short = base.SamplingParams(max_tokens=5, temperature=0.0, logit_bias=bias)
 
     async def run() -> tuple[list[str], list[str]]:
-        alone = [(await _text(backend, prompt, params))[0] for prompt, params in ((PROMPTS[2], long), (PROMPTS[0], short))]
+        pairs = ((PROMPTS[2], long), (PROMPTS[0], short))
+        alone = [(await _text(backend, prompt, params))[0] for prompt, params in pairs]
         stream = backend.complete(PROMPTS[2], long)
         first = [await anext(stream) for _ in range(5)]  # the long request is mid-flight ...
         joined = await _text(backend, PROMPTS[0], short)  # ... when the short one joins and leaves
@@ -126,7 +127,8 @@ def test_leaving_early_frees_the_row_for_the_next_request() -> None:
             taken = [await anext(stream) for _ in range(3)]
             await asyncio.wait_for(stream.aclose(), timeout=60)  # returns once the row is gone
             passes = single.batch_stats.decode_passes
-            _, last = await asyncio.wait_for(_text(single, "Hi", base.SamplingParams(max_tokens=4, temperature=0.0, logit_bias=bias)), 60)
+            next_params = base.SamplingParams(max_tokens=4, temperature=0.0, logit_bias=bias)
+            _, last = await asyncio.wait_for(_text(single, "Hi", next_params), 60)
             return len(taken), last.completion_tokens, passes
 
         taken, completed, passes = asyncio.run(run())
@@ -159,7 +161,9 @@ def test_one_bad_request_fails_alone(backend) -> None:
     async def run() -> tuple[BaseException | tuple[str, base.Delta], ...]:
         too_long = base.SamplingParams(max_tokens=5000)
         return tuple(
-            await asyncio.gather(_text(backend, "Hello", too_long), _text(backend, "Hello", params), return_exceptions=True)
+            await asyncio.gather(
+                _text(backend, "Hello", too_long), _text(backend, "Hello", params), return_exceptions=True
+            )
         )
 
     failed, fine = asyncio.run(run())

@@ -64,13 +64,15 @@ def fake() -> Iterator[tuple[scheduling.Scheduler, FakeAdapters]]:
     executor = threads.single_worker("fake-model")
     scheduler = scheduling.Scheduler(executor, max_batch_size=3)
     adapters = FakeAdapters()
-    scheduler.attach(scheduling.ModelHandle(adapters, pad_id=0, device="cpu", forward_kwargs={}))  # type: ignore[arg-type]
+    handle = scheduling.ModelHandle(adapters, pad_id=0, device="cpu", forward_kwargs={})  # type: ignore[arg-type]
+    scheduler.attach(handle)
     yield scheduler, adapters
     executor.shutdown(wait=True)
 
 
 async def _answer(scheduler: scheduling.Scheduler, prompt: list[int], steps: int, adapter: str | None = None) -> str:
-    return "".join([d.text async for d in scheduler.stream(lambda: FakeSequence(prompt, steps), adapter)])  # type: ignore[arg-type,return-value]
+    stream = scheduler.stream(lambda: FakeSequence(prompt, steps), adapter)  # type: ignore[arg-type,return-value]
+    return "".join([delta.text async for delta in stream])
 
 
 def test_batches_hold_at_most_max_rows_and_one_adapter(fake) -> None:
