@@ -169,3 +169,35 @@ async def test_prompts_read_in_small_chunks_give_the_same_answers(tiny_gguf: str
         assert await asyncio.gather(*(run(engine, prompt, params) for prompt in PROMPTS)) == alone
     finally:
         await engine.unload()
+
+
+async def test_a_prompt_that_extends_the_last_one_reuses_its_cached_prefix(
+    tiny_gguf: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import llama_cpp as bindings
+
+    decoded: list[int] = []
+    decode = bindings.llama_decode
+
+    def counting(ctx: object, batch: object) -> int:
+        decoded.append(batch.n_tokens)  # type: ignore[attr-defined]
+        return decode(ctx, batch)
+
+    first_turn = "Once upon a time, in a land far away, there lived a model"
+    second_turn = first_turn + " and it answered every question"
+    params = base.SamplingParams(max_tokens=6, temperature=0.0, logit_bias=NO_END)
+    cold = await asyncio.to_thread(backend, tiny_gguf, 2)
+    try:
+        expected = await run(cold, second_turn, params)
+    finally:
+        await cold.unload()
+    engine = await asyncio.to_thread(backend, tiny_gguf, 2)
+    try:
+        await run(engine, first_turn, params)
+        monkeypatch.setattr(bindings, "llama_decode", counting)
+        assert await run(engine, second_turn, params) == expected
+        # Only the new words and the generated tokens were decoded, not the shared prefix.
+        assert sum(decoded) < engine.count_tokens(second_turn) - engine.count_tokens(first_turn) + 6 + 2
+    finally:
+        await engine.unload()
