@@ -110,9 +110,9 @@ async def test_a_stop_string_ends_only_its_own_request(eight: llama_cpp.LlamaCpp
 
 
 async def test_a_cancelled_stream_frees_its_slot(tiny_gguf: str) -> None:  # noqa: F811
-    engine = await asyncio.to_thread(backend, tiny_gguf, 2)
+    engine = await asyncio.to_thread(backend, tiny_gguf, 2, 4096)
     try:
-        long = base.SamplingParams(max_tokens=400, temperature=0.0, logit_bias=NO_END)
+        long = base.SamplingParams(max_tokens=1800, temperature=0.0, logit_bias=NO_END)
         keeps_running = asyncio.create_task(run(engine, PROMPTS[0], long))
         cancelled = engine.complete(PROMPTS[1], long)
         async for _ in cancelled:
@@ -121,7 +121,7 @@ async def test_a_cancelled_stream_frees_its_slot(tiny_gguf: str) -> None:  # noq
         short = await run(engine, PROMPTS[2], base.SamplingParams(max_tokens=4, temperature=0.0))
         assert short[2] == 4
         assert not keeps_running.done(), "the new request had to wait for a slot the cancelled one held"
-        assert (await keeps_running)[2] == 400
+        assert (await keeps_running)[2] == 1800
         assert engine._scheduler is not None and engine._scheduler.running == 0
     finally:
         await engine.unload()
