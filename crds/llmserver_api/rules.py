@@ -154,6 +154,14 @@ SPEC_RULES: tuple[Rule, ...] = (
         field_path=".adapters",
         holds=lambda spec: len({a.get("name") for a in spec.get("adapters") or ()}) == len(spec.get("adapters") or ()),
     ),
+    Rule(
+        name="adapters-not-on-mlx-vlm",
+        cel="self.backend != 'mlx-vlm' || !has(self.adapters) || size(self.adapters) == 0",
+        message="spec.adapters: the mlx-vlm backend cannot load LoRA adapters (mlx, llama-cpp, vllm and "
+        "transformers can)",
+        field_path=".adapters",
+        holds=lambda spec: spec.get("backend") != "mlx-vlm" or not spec.get("adapters"),
+    ),
     _config_rule("llamaCpp", "llama-cpp"),
     _config_rule("vllm", "vllm"),
     _config_rule("transformers", "transformers"),

@@ -77,6 +77,9 @@ class AdapterPass:
         host, settings = self.host, self.host.settings
         namespace = common.namespace_of(server)
         seen: dict[str, adapter_status.Seen] = {}
+        refused = adapter_builders.unsupported(server.spec)
+        if refused:  # nothing to download or start with: each adapter is Failed until the spec changes
+            return {a.name: adapter_status.Seen(problem=refused, permanent=True) for a in server.spec.adapters}
         for adapter in server.spec.adapters:
             if not adapter_builders.needs_download(adapter):
                 claim = adapter_builders.unmounted_claim(server, adapter, settings)

@@ -33,6 +33,18 @@ Source = llmserver_api.llmserver.Source
 LIVE_BACKENDS = frozenset({Backend.VLLM, Backend.TRANSFORMERS})
 
 
+# Engines that cannot load LoRA adapters at all: mlx-vlm's module names do not match peft's, and
+# its runtime refuses --adapter rather than serve the base model under an adapter's name.
+NO_ADAPTERS = frozenset({Backend.MLX_VLM})
+
+
+def unsupported(spec: llmserver_api.LLMServerSpec) -> str | None:
+    """Why this server's (resolved) engine cannot serve spec.adapters, or None."""
+    if spec.adapters and spec.backend in NO_ADAPTERS:
+        return f"the {spec.backend.value} backend cannot load LoRA adapters; use mlx for a text model"
+    return None
+
+
 def loads_live(spec: llmserver_api.LLMServerSpec) -> bool:
     """Whether adapters reach this server's replicas through the runtime's load endpoint (no restart)."""
     return spec.backend in LIVE_BACKENDS
@@ -118,6 +130,6 @@ def adapter_of(job: common.Manifest) -> str | None:
 def argv_adapters(server: llmserver_api.LLMServer, ready: frozenset[str] | None = None) -> list[tuple[str, str]]:
     """(name, path) of the adapters a restart engine's pods start with: those `ready` (downloaded;
     None: all, as `llmserver render` shows them); none for live engines (the operator loads theirs)."""
-    if loads_live(server.spec):
+    if loads_live(server.spec) or unsupported(server.spec):
         return []
     return [(a.name, adapter_path(a)) for a in server.spec.adapters if ready is None or a.name in ready]

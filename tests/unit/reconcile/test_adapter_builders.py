@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import kubernetes_validate
+import pydantic
 import llmserver_api
 import pytest
 from llmserver_operator import settings as settings_mod
@@ -147,3 +148,13 @@ def test_the_runtime_policy_admits_the_operator_on_the_runtime_port() -> None:
                   for peer in rule["from"]]
     operator_pods = [peer for peer, component in zip(rule["from"], components, strict=True) if component == "operator"]
     assert operator_pods and operator_pods[0]["namespaceSelector"]
+
+
+def test_mlx_vlm_gets_no_adapters_and_says_why(settings: settings_mod.Settings) -> None:
+    with pytest.raises(pydantic.ValidationError, match="mlx-vlm backend cannot load LoRA adapters"):
+        server("mlx-vlm")
+    resolved = server("auto")  # backend auto that resolved to mlx-vlm: the builders see the decided backend
+    resolved.spec.backend = llmserver_api.Backend.MLX_VLM
+    assert adapters.argv_adapters(resolved) == []
+    assert "cannot load LoRA adapters" in (adapters.unsupported(resolved.spec) or "")
+    assert adapters.unsupported(server("mlx").spec) is None and adapters.argv_adapters(server("mlx"))
