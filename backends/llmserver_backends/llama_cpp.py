@@ -86,6 +86,9 @@ class LlamaCppBackend(base.ModelBackend):
         unknown = sorted(set(self._extra) - allowed)
         if unknown:
             raise ValueError(f"unknown llama_cpp.Llama arguments in extra args: {', '.join(unknown)}")
+        if {"lora_path", "lora_base", "lora_scale"} & set(self._extra):
+            # Llama applies them to its own context, which the batch scheduler does not decode in.
+            raise ValueError("LoRA adapters are given as adapters (--adapter NAME=PATH), not as lora_path extra args")
         self._executor = threads.single_worker("llama-cpp")
         self._llm: llama_cpp.Llama | None = None
         self._embedder: llama_cpp.Llama | None = None

@@ -79,3 +79,11 @@ def test_adapters_from_different_seeds_differ_and_a_directory_gets_the_default_n
         {t.name: np.asarray(t.data) for t in gguf.GGUFReader(str(p)).tensors} for p in (one, two)
     )
     assert not np.array_equal(first["blk.0.attn_q.weight.lora_b"], second["blk.0.attn_q.weight.lora_b"])
+
+
+def test_llama_s_own_lora_arguments_are_refused_for_adapters() -> None:
+    from llmserver_backends import llama_cpp
+
+    config = base.BackendConfig(model_path="m.gguf", served_model_name="m", extra_args=("lora_path=/a.gguf",))
+    with pytest.raises(ValueError, match="--adapter NAME=PATH"):
+        llama_cpp.LlamaCppBackend(config)
