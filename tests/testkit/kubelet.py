@@ -13,6 +13,9 @@ It stands in for the parts of a cluster that turn the operator's objects into ru
   `--port` rewritten to a free loopback port, /models mapped to `models_dir`, env from the
   container and Secrets; the pod turns Ready once GET /ready answers 200, and its EndpointSlice
   carries 127.0.0.1:<that port>. Deployment status (replicas, ready, updated, conditions) follows.
+  With ``kubelet.mount_models = True`` the process runs in its own mount namespace where
+  `models_dir` is bind-mounted at a real /models (which must exist), so paths sent to it over
+  HTTP (live adapter loads) resolve too; /models is then not rewritten.
 - Services with a selector get EndpointSlices (label kubernetes.io/service-name) listing their pods.
 
 Usage::
@@ -58,6 +61,7 @@ class Kubelet:
         self.kube = kube
         self.store = kube.store
         self.models_dir = models_dir
+        self.mount_models = False  # process mode: bind-mount models_dir at /models (root, unshare)
         self.endpoint_slices = endpoint_slices
         self.ready_timeout = ready_timeout
         self._job_rules: list[tuple[str | None, JobOutcome]] = [(None, JobOutcome(jobs))]
@@ -240,13 +244,16 @@ class Kubelet:
         container = pod["spec"]["containers"][0]
         port = ports.free_port()
         workdir = kubelet_process.workdir(f"pod-{name}-")
-        mapping = {"/models": self.models_dir, "/tmp": workdir}
+        mapping = {"/tmp": workdir} if self.mount_models else {"/models": self.models_dir, "/tmp": workdir}
+        argv = kubelet_process.command_line(container, port, mapping)
+        if self.mount_models:
+            argv = kubelet_process.with_models_mounted(argv, self.models_dir)
 
         def lookup(kind: str, obj_name: str, key: str) -> str | None:
             return kubelet_process.secret_value(self.kube.get("v1", kind, obj_name, namespace), key)
 
         self.processes[name] = kubelet_process.LocalProcess(
-            kubelet_process.command_line(container, port, mapping),
+            argv,
             kubelet_process.environment(container, lookup, mapping),
             port, workdir,
             on_ready=lambda: self._enqueue(("PodReady", namespace, name)),

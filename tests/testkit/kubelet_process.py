@@ -56,6 +56,13 @@ def command_line(container: Manifest, port: int, mapping: dict[str, str]) -> lis
     return out
 
 
+def with_models_mounted(argv: list[str], models_dir: str) -> list[str]:
+    """`argv` run in a new mount namespace (unshare, root only) where `models_dir` is bind-mounted
+    at /models: the mount lives and dies with the process, the host's /models (an empty mountpoint
+    the caller provides) stays as it was."""
+    return ["unshare", "--mount", "sh", "-c", 'mount --bind "$0" /models && exec "$@"', models_dir, *argv]
+
+
 def environment(container: Manifest, lookup: Callable[[str, str, str], str | None], mapping: dict[str, str]) -> dict[str, str]:
     """This process's env plus the container's; `lookup(kind, name, key)` resolves Secret/ConfigMap keys."""
     env = dict(os.environ)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import subprocess
 import sys
@@ -79,3 +80,34 @@ def tiny_gguf() -> str:
 @pytest.fixture(scope="session")
 def tiny_hf_causal() -> str:
     return models.tiny_model_path("hf-causal")
+
+
+def _mount_namespaces_work(probe_dir: pathlib.Path) -> bool:
+    """Whether a process can run with `probe_dir` bind-mounted at /models (root and unshare)."""
+    (probe_dir / "probe").write_text("ok")
+    command = ["unshare", "--mount", "sh", "-c", 'mount --bind "$0" /models && test -f /models/probe', str(probe_dir)]
+    try:
+        return subprocess.run(command, capture_output=True, timeout=30, check=False).returncode == 0
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def models_mountpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[bool]:
+    """True when the kubelet simulator can run pods with a real /models (its `mount_models`): the
+    empty mountpoint /models is made here when missing and removed again afterwards."""
+    made = False
+    mountpoint = pathlib.Path("/models")
+    try:
+        if not mountpoint.exists():
+            mountpoint.mkdir()
+            made = True
+    except OSError:
+        yield False
+        return
+    try:
+        yield mountpoint.is_dir() and _mount_namespaces_work(tmp_path_factory.mktemp("mount-probe"))
+    finally:
+        if made:
+            with contextlib.suppress(OSError):  # another run may still use it; it is empty either way
+                mountpoint.rmdir()

@@ -1,0 +1,149 @@
+"""Issue 21's adapter acceptance in a cluster: LLMServers with spec.adapters (pvc sources, files
+already on the claim) reconciled by the real kopf operator against the API emulator, pods run as
+real `llmserver-runtime serve` processes by the kubelet simulator, and the real
+`llmserver-gateway --kubernetes` answering `<model>:<adapter>` (official openai SDK).
+
+- llama-cpp (a restart engine): the adapters are in the pod's command line (`--adapter NAME=/models/...`).
+- transformers (a live engine): the pod's command line has no adapter; the operator loads them
+  over HTTP on each ready replica. The load body names `/models/...`, so these pods run with the
+  claim really mounted at /models (the simulator's `mount_models`: a mount namespace per process,
+  root only); where that cannot work the test is skipped with the reason.
+
+Both end with status.adapters Ready and readyReplicas counting every replica."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from testkit import fake_cluster, fake_upstreams
+
+from .conftest import gguf_lora, hf_lora
+
+pytestmark = pytest.mark.timeout(600)
+
+NS = "adapters"
+CLAIM = "store"
+PROMPT = "Once upon a time"
+
+
+def _pvc(path: str) -> dict[str, Any]:
+    return {"pvc": {"claimName": CLAIM, "path": path}}
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: str, tiny_hf_causal: str) -> pathlib.Path:
+    """The claim's files: each tiny model and two adapters for it. Real copies, not symlinks: a live
+    load's path must resolve inside /models, the runtime's trusted tree."""
+    root = tmp_path_factory.mktemp("claim")
+    shutil.copy(tiny_gguf, root / "tiny.gguf")
+    shutil.copytree(tiny_hf_causal, root / "tiny-hf", symlinks=False)
+    (root / "loras").mkdir()
+    for name, seed in (("a", 1), ("b", 2)):
+        gguf_lora(str(root / "tiny.gguf"), root / "loras" / f"{name}.gguf", seed)
+        hf_lora(str(root / "tiny-hf"), root / "loras" / f"hf-{name}", seed)
+    return root
+
+
+@pytest.fixture(scope="module")
+def cluster(models_dir: pathlib.Path, models_mountpoint: bool) -> Iterator[fake_cluster.FakeCluster]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("LLMSERVER_OPERATOR_RUNTIME_IMAGES", raising=False)  # the default image catalog
+        with fake_cluster.FakeCluster(models_dir=str(models_dir), pods="process") as running:
+            assert running.kubelet is not None
+            running.kubelet.mount_models = models_mountpoint
+            claim_spec = {"accessModes": ["ReadOnlyMany"], "resources": {"requests": {"storage": "1Gi"}}}
+            running.kube.create({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                                 "metadata": {"name": CLAIM, "namespace": NS}, "spec": claim_spec})
+            yield running
+            assert not running.kubelet.errors, running.kubelet.errors
+
+
+@pytest.fixture(scope="module")
+def gateway(cluster: fake_cluster.FakeCluster,
+            run_gateway: Callable[..., fake_upstreams.Proc]) -> Iterator[openai.OpenAI]:
+    proc = run_gateway("--kubernetes", "--namespace", NS, ready="/ready", env={"KUBECONFIG": cluster.kube.kubeconfig})
+    with openai.OpenAI(base_url=proc.url + "/v1", api_key="unused", max_retries=0, timeout=120) as client:
+        yield client
+
+
+def _greedy(client: openai.OpenAI, model: str) -> str:
+    answer = client.completions.create(model=model, prompt=PROMPT, max_tokens=12, temperature=0)
+    assert answer.model == model
+    return answer.choices[0].text
+
+
+def _adapters_ready(cluster: fake_cluster.FakeCluster, name: str, replicas: int,
+                    timeout: float) -> list[dict[str, Any]]:
+    """status.adapters once the server is Ready and every adapter Ready on every replica."""
+    def ready() -> list[dict[str, Any]] | None:
+        status = cluster.status(name, NS)
+        listed = status.get("adapters") or []
+        done = status.get("phase") == "Ready" and len(listed) == 2 and all(
+            entry.get("phase") == "Ready" and entry.get("readyReplicas") == replicas for entry in listed)
+        return listed if done else None
+
+    try:
+        return cluster.kube.wait_for(ready, timeout)
+    except TimeoutError:
+        raise AssertionError(f"{name}: adapters not Ready on {replicas} replicas: {cluster.status(name, NS)}") from None
+
+
+def _answers_through_gateway(client: openai.OpenAI, model: str, timeout: float = 60) -> dict[str, str]:
+    """Greedy answers of the base model and both adapters, once the gateway routes all three (it
+    learns the adapters from each replica's /v1/models; until then an adapter is a 503)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return {name: _greedy(client, name) for name in (model, f"{model}:a", f"{model}:b")}
+        except (openai.InternalServerError, openai.NotFoundError):
+            assert time.monotonic() < deadline, f"the gateway did not route {model}'s adapters in {timeout}s"
+            time.sleep(0.2)
+
+
+def _argv(cluster: fake_cluster.FakeCluster, name: str) -> list[str]:
+    [deployment] = [d for d in cluster.kube.list("apps/v1", "Deployment", NS) if d["metadata"]["name"] == name]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return [*(container.get("command") or []), *(container.get("args") or [])]
+
+
+def _check_served(cluster: fake_cluster.FakeCluster, client: openai.OpenAI, name: str, replicas: int) -> None:
+    listed = _adapters_ready(cluster, name, replicas, timeout=300)
+    assert sorted(entry["name"] for entry in listed) == ["a", "b"]
+    answers = _answers_through_gateway(client, name)
+    assert len(set(answers.values())) == 3, answers
+    models = {model.id: model.model_dump() for model in client.models.list() if model.id.startswith(name)}
+    assert set(models) == {name, f"{name}:a", f"{name}:b"}
+    assert models[f"{name}:b"].get("parent") == name
+    with pytest.raises(openai.NotFoundError) as unknown:
+        _greedy(client, f"{name}:nope")
+    assert unknown.value.code == "model_not_found"
+
+
+def test_restart_engine_serves_adapters_from_its_command_line(cluster: fake_cluster.FakeCluster,
+                                                              gateway: openai.OpenAI) -> None:
+    adapters = [{"name": n, "source": _pvc(f"loras/{n}.gguf")} for n in ("a", "b")]
+    cluster.apply_server("gguf", NS, model="gguf", backend="llama-cpp", source=_pvc("tiny.gguf"), adapters=adapters)
+    _check_served(cluster, gateway, "gguf", replicas=1)
+    argv = _argv(cluster, "gguf")
+    assert "a=/models/loras/a.gguf" in argv and "b=/models/loras/b.gguf" in argv, argv
+
+
+def test_live_engine_gets_adapters_loaded_by_the_operator(cluster: fake_cluster.FakeCluster, gateway: openai.OpenAI,
+                                                          models_mountpoint: bool) -> None:
+    if not models_mountpoint:
+        pytest.skip("no mount namespace with a real /models here (needs root and unshare): a live load of "
+                    "/models/... cannot resolve in a simulated pod")
+    adapters = [{"name": n, "source": _pvc(f"loras/hf-{n}")} for n in ("a", "b")]
+    cluster.apply_server("hf", NS, model="hf", backend="transformers", source=_pvc("tiny-hf"), adapters=adapters,
+                         replicas=2)
+    _check_served(cluster, gateway, "hf", replicas=2)
+    assert not any("--adapter" in arg for arg in _argv(cluster, "hf")), "a live engine's pods carry no adapter"
+    assert os.path.isdir("/models") and not os.listdir("/models"), "the host's /models stays an empty mountpoint"
