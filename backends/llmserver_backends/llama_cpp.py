@@ -273,7 +273,7 @@ class LlamaCppBackend(base.ModelBackend):
             n_prompt=len(tokens),
             max_tokens=max_tokens,
             adapter=params.adapter,
-            sampler=llama_cpp_slots.SequenceSampler(llm._model, llm.n_vocab(), params),
+            sampler=llama_cpp_slots.SequenceSampler(llm._model, llm.n_vocab(), params, llm.last_n_tokens_size),
             outbox=outbox,
             token_bytes=lambda token: llm.detokenize([token]),
             is_end=lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token)),

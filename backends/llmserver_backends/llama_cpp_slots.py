@@ -23,7 +23,8 @@ import llama_cpp
 
 from llmserver_backends import base, llama_cpp_grammar, stops, token_logprobs
 
-# Tokens of history the repetition penalties look at (llama_cpp.Llama's last_n_tokens_size).
+# Tokens of history the repetition penalties look at (llama_cpp.Llama's last_n_tokens_size default;
+# the `last_n_tokens_size=N` extra arg sets it).
 PENALTY_LAST_N = 64
 
 
@@ -31,7 +32,9 @@ class SequenceSampler:
     """One request's llama.cpp sampler chain, in llama_cpp.Llama's order: logit bias, penalties,
     grammar, then greedy (temperature 0) or top-k / top-p / min-p / temperature / seeded draw."""
 
-    def __init__(self, model: Any, n_vocab: int, params: base.SamplingParams) -> None:
+    def __init__(
+        self, model: Any, n_vocab: int, params: base.SamplingParams, penalty_last_n: int = PENALTY_LAST_N
+    ) -> None:
         grammar = llama_cpp_grammar.grammar(params.constraint)  # first: it may refuse the request
         self._chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         add = lambda sampler: llama_cpp.llama_sampler_chain_add(self._chain, sampler)  # noqa: E731
@@ -42,7 +45,7 @@ class SequenceSampler:
             add(llama_cpp.llama_sampler_init_logit_bias(n_vocab, len(params.logit_bias), bias))
         add(
             llama_cpp.llama_sampler_init_penalties(
-                n_vocab, PENALTY_LAST_N, params.repetition_penalty, params.frequency_penalty, params.presence_penalty
+                n_vocab, penalty_last_n, params.repetition_penalty, params.frequency_penalty, params.presence_penalty
             )
         )
         if grammar is not None:
