@@ -39,6 +39,20 @@ def hf_lora(base: str, out: pathlib.Path, seed: int) -> str:
     return lora_adapters.hf_lora(base, out, seed)
 
 
+LoraWriter = Callable[[str, str, pathlib.Path, int], str]
+
+
+@pytest.fixture(scope="session")
+def write_lora() -> LoraWriter:
+    """`write_lora(kind, base, out, seed)`: a tiny adapter of `kind` ("gguf-lora" or "hf-lora") for
+    the model at `base`, written by the real `tiny-model` command; returns its path."""
+
+    def write(kind: str, base: str, out: pathlib.Path, seed: int) -> str:
+        return (gguf_lora if kind == "gguf-lora" else hf_lora)(base, out, seed)
+
+    return write
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     return tmp_path_factory.mktemp("adapters")

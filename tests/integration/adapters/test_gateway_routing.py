@@ -21,8 +21,6 @@ import pytest
 
 from testkit import fake_upstreams, runtime_server
 
-from .conftest import gguf_lora, hf_lora
-
 pytestmark = pytest.mark.timeout(600)
 
 MODEL = "tiny"
@@ -38,12 +36,13 @@ class Served:
     client: openai.OpenAI
 
 
-def _engine_setup(engine: str, root: pathlib.Path, gguf: str, hf: str) -> tuple[str, dict[str, str], list[str]]:
+def _engine_setup(engine: str, root: pathlib.Path, gguf: str, hf: str,
+                  write_lora: Callable[[str, str, pathlib.Path, int], str]) -> tuple[str, dict[str, str], list[str]]:
     """(model path, adapter paths a/b, engine flags) for `engine`."""
     if engine == "llama-cpp":
-        made = {name: gguf_lora(gguf, root / f"{name}.gguf", seed) for name, seed in (("a", 1), ("b", 2))}
+        made = {name: write_lora("gguf-lora", gguf, root / f"{name}.gguf", seed) for name, seed in (("a", 1), ("b", 2))}
         return gguf, made, ["--n-ctx", "512", "--n-threads", "1"]
-    made = {name: hf_lora(hf, root / name, seed) for name, seed in (("a", 1), ("b", 2))}
+    made = {name: write_lora("hf-lora", hf, root / name, seed) for name, seed in (("a", 1), ("b", 2))}
     return hf, made, []
 
 
@@ -60,11 +59,12 @@ def _until(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 @pytest.fixture(scope="module", params=["transformers", "llama-cpp"])
 def served(request: pytest.FixtureRequest, workdir: pathlib.Path, tiny_gguf: str, tiny_hf_causal: str,
-           static_gateway: Callable[[dict[str, object]], fake_upstreams.Proc]) -> Iterator[Served]:
+           static_gateway: Callable[[dict[str, object]], fake_upstreams.Proc],
+           write_lora: Callable[[str, str, pathlib.Path, int], str]) -> Iterator[Served]:
     engine: str = request.param
     root = workdir / f"{engine}-loras"
     root.mkdir()
-    model, made, flags = _engine_setup(engine, root, tiny_gguf, tiny_hf_causal)
+    model, made, flags = _engine_setup(engine, root, tiny_gguf, tiny_hf_causal, write_lora)
     with contextlib.ExitStack() as stack:
         holding_b = stack.enter_context(runtime_server.start(
             workdir, engine, model, MODEL, *flags, "--adapter", f"a={made['a']}", "--adapter", f"b={made['b']}",

@@ -25,8 +25,6 @@ import pytest
 
 from testkit import fake_cluster, fake_upstreams
 
-from .conftest import gguf_lora, hf_lora
-
 pytestmark = pytest.mark.timeout(600)
 
 NS = "adapters"
@@ -39,7 +37,8 @@ def _pvc(path: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: str, tiny_hf_causal: str) -> pathlib.Path:
+def models_dir(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: str, tiny_hf_causal: str,
+               write_lora: Callable[[str, str, pathlib.Path, int], str]) -> pathlib.Path:
     """The claim's files: each tiny model and two adapters for it. Real copies, not symlinks: a live
     load's path must resolve inside /models, the runtime's trusted tree."""
     root = tmp_path_factory.mktemp("claim")
@@ -47,8 +46,8 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: str, tiny_hf
     shutil.copytree(tiny_hf_causal, root / "tiny-hf", symlinks=False)
     (root / "loras").mkdir()
     for name, seed in (("a", 1), ("b", 2)):
-        gguf_lora(str(root / "tiny.gguf"), root / "loras" / f"{name}.gguf", seed)
-        hf_lora(str(root / "tiny-hf"), root / "loras" / f"hf-{name}", seed)
+        write_lora("gguf-lora", str(root / "tiny.gguf"), root / "loras" / f"{name}.gguf", seed)
+        write_lora("hf-lora", str(root / "tiny-hf"), root / "loras" / f"hf-{name}", seed)
     return root
 
 
