@@ -125,8 +125,8 @@ class Scheduler:
         """`fn(*args)` on the model thread between forward passes, awaited."""
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         with self._lock:
+            self._ensure_running()  # first: nothing is queued if the backend was unloaded
             self._calls.append((lambda: fn(*args), future))
-            self._ensure_running()
         return await asyncio.wrap_future(future)
 
     async def stream(self, start: Callable[[], generation.Sequence], adapter: str | None) -> AsyncIterator[base.Delta]:
@@ -135,8 +135,8 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         job = _Job(start, adapter, _Outbox(loop), loop.create_future())
         with self._lock:
-            self._waiting.append(job)
             self._ensure_running()
+            self._waiting.append(job)
         ended = False
         try:
             while True:
@@ -160,8 +160,8 @@ class Scheduler:
 
     def _ensure_running(self) -> None:
         if not self._running:
+            self._executor.submit(self._run)  # raises once the backend unloaded: stays not running
             self._running = True
-            self._executor.submit(self._run)
 
     # -- model-thread side ----------------------------------------------------------------------
 

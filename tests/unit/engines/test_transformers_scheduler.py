@@ -125,3 +125,13 @@ def test_a_failing_request_ends_alone_and_calls_run_between_passes(fake) -> None
     assert answer == _expected([4, 5], 6)
     assert isinstance(failure, base.ContextLengthExceeded)
     assert called == 42
+
+
+def test_after_unload_requests_fail_at_once_instead_of_waiting() -> None:
+    executor = threads.single_worker("unloaded")
+    scheduler = scheduling.Scheduler(executor, max_batch_size=2)
+    executor.shutdown()
+    with pytest.raises(RuntimeError):
+        asyncio.run(asyncio.wait_for(_answer(scheduler, [1], 2), 10))
+    with pytest.raises(RuntimeError):
+        asyncio.run(asyncio.wait_for(scheduler.call(int), 10))
