@@ -45,7 +45,7 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: str, tiny_hf
     shutil.copy(tiny_gguf, root / "tiny.gguf")
     shutil.copytree(tiny_hf_causal, root / "tiny-hf", symlinks=False)
     (root / "loras").mkdir()
-    for name, seed in (("a", 1), ("b", 2)):
+    for name, seed in (("a", 1), ("b", 2), ("c", 3)):
         write_lora("gguf-lora", str(root / "tiny.gguf"), root / "loras" / f"{name}.gguf", seed)
         write_lora("hf-lora", str(root / "tiny-hf"), root / "loras" / f"hf-{name}", seed)
     return root
@@ -113,6 +113,44 @@ def _argv(cluster: fake_cluster.FakeCluster, name: str) -> list[str]:
     return [*(container.get("command") or []), *(container.get("args") or [])]
 
 
+def _replica_urls(cluster: fake_cluster.FakeCluster, name: str) -> list[str]:
+    """The ready replicas behind the server's Service (process mode: one EndpointSlice per port)."""
+    slices = cluster.kube.list("discovery.k8s.io/v1", "EndpointSlice", NS, labels=f"kubernetes.io/service-name={name}")
+    return [f"http://{endpoint['addresses'][0]}:{piece['ports'][0]['port']}/v1"
+            for piece in slices for endpoint in piece["endpoints"] if endpoint["conditions"]["ready"]]
+
+
+def _pods(cluster: fake_cluster.FakeCluster, name: str) -> set[str]:
+    return {pod["metadata"]["name"] for pod in cluster.kube.list("v1", "Pod", NS)
+            if (pod["metadata"].get("labels") or {}).get("serving.llmserver.dev/server") == name}
+
+
+def _until_answer(client: openai.OpenAI, model: str, timeout: float = 60) -> str:
+    """`model`'s greedy answer once the gateway routes it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return _greedy(client, model)
+        except (openai.InternalServerError, openai.NotFoundError):
+            assert time.monotonic() < deadline, f"the gateway did not route {model} in {timeout}s"
+            time.sleep(0.2)
+
+
+def _until_unknown(client: openai.OpenAI, model: str, timeout: float = 60) -> None:
+    """Waits until `model` is a 404 model_not_found through the gateway."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _greedy(client, model)
+        except openai.NotFoundError as exc:
+            assert exc.code == "model_not_found"
+            return
+        except openai.InternalServerError:
+            pass
+        assert time.monotonic() < deadline, f"{model} still routed after {timeout}s"
+        time.sleep(0.2)
+
+
 def _check_served(cluster: fake_cluster.FakeCluster, client: openai.OpenAI, name: str, replicas: int) -> None:
     listed = _adapters_ready(cluster, name, replicas, timeout=300)
     assert sorted(entry["name"] for entry in listed) == ["a", "b"]
@@ -146,3 +184,57 @@ def test_live_engine_gets_adapters_loaded_by_the_operator(cluster: fake_cluster.
     _check_served(cluster, gateway, "hf", replicas=2)
     assert not any("--adapter" in arg for arg in _argv(cluster, "hf")), "a live engine's pods carry no adapter"
     assert os.path.isdir("/models") and not os.listdir("/models"), "the host's /models stays an empty mountpoint"
+
+
+def _change_adapters(cluster: fake_cluster.FakeCluster, client: openai.OpenAI, name: str, replicas: int,
+                     adapter_path: Callable[[str], str]) -> None:
+    """Swaps adapter b for c on a served server; c answers through the gateway, b is unknown."""
+    server = cluster.server(name, NS)
+    assert server is not None
+    spec = {**server["spec"], "adapters": [{"name": n, "source": _pvc(adapter_path(n))} for n in ("a", "c")]}
+    base = _until_answer(client, name)
+    cluster.apply_server(name, NS, **spec)
+
+    def swapped() -> bool:
+        listed = cluster.status(name, NS).get("adapters") or []
+        return sorted((e["name"], e.get("phase"), e.get("readyReplicas")) for e in listed) == [
+            ("a", "Ready", replicas), ("c", "Ready", replicas)]
+
+    try:
+        cluster.kube.wait_for(swapped, 300)
+    except TimeoutError:
+        raise AssertionError(f"{name}: a and c not Ready: {cluster.status(name, NS)}") from None
+    assert _until_answer(client, f"{name}:c") != base
+    _until_unknown(client, f"{name}:b")
+
+
+def test_restart_engine_rolls_when_its_adapters_change(cluster: fake_cluster.FakeCluster,
+                                                       gateway: openai.OpenAI) -> None:
+    adapters = [{"name": n, "source": _pvc(f"loras/{n}.gguf")} for n in ("a", "b")]
+    cluster.apply_server("gguf-roll", NS, model="gguf-roll", backend="llama-cpp", source=_pvc("tiny.gguf"),
+                         adapters=adapters)
+    _adapters_ready(cluster, "gguf-roll", 1, timeout=300)
+    before = _pods(cluster, "gguf-roll")
+    _change_adapters(cluster, gateway, "gguf-roll", 1, lambda n: f"loras/{n}.gguf")
+    argv = _argv(cluster, "gguf-roll")
+    assert "c=/models/loras/c.gguf" in argv and not any(arg.startswith("b=") for arg in argv), argv
+    assert before.isdisjoint(_pods(cluster, "gguf-roll")), "the pod was replaced to start with c"
+
+
+def test_live_engine_changes_adapters_without_a_restart(cluster: fake_cluster.FakeCluster, gateway: openai.OpenAI,
+                                                        models_mountpoint: bool) -> None:
+    if not models_mountpoint:
+        pytest.skip("no mount namespace with a real /models here (needs root and unshare)")
+    adapters = [{"name": n, "source": _pvc(f"loras/hf-{n}")} for n in ("a", "b")]
+    cluster.apply_server("hf-swap", NS, model="hf-swap", backend="transformers", source=_pvc("tiny-hf"),
+                         adapters=adapters, replicas=2)
+    _adapters_ready(cluster, "hf-swap", 2, timeout=300)
+    before, template = _pods(cluster, "hf-swap"), _argv(cluster, "hf-swap")
+    _change_adapters(cluster, gateway, "hf-swap", 2, lambda n: f"loras/hf-{n}")
+    assert _pods(cluster, "hf-swap") == before and len(before) == 2, "the replicas kept running"
+    assert _argv(cluster, "hf-swap") == template
+    urls = _replica_urls(cluster, "hf-swap")
+    assert len(urls) == 2, urls
+    for url in urls:  # b unloaded from each replica, c loaded
+        with openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=30) as replica:
+            assert sorted(m.id for m in replica.models.list()) == ["hf-swap", "hf-swap:a", "hf-swap:c"]
