@@ -8,7 +8,12 @@ count and time. LiteLLM runs from its own virtualenv (created with `pip install 
 on first use, never in the project's venv). Scenarios, each measured on what a shared 2-core
 machine can show without saturating itself:
   paced8    the upstream streams 20 tokens 10 ms apart (like a model), 8 concurrent streams (the
-            CPU is not the bottleneck): throughput and added time to first byte, gateway vs direct
+            CPU is not the bottleneck): throughput and added time to first byte, gateway vs direct.
+            Added TTFB is per request: the upstream stamps when it got the request and when it
+            wrote the first chunk (gateway_apps.STAMP_KEY), so a request's own path time is its
+            TTFB minus the upstream's time (pacing jitter out); the added time of a gateway
+            request is its path time minus the median direct path time of the same round. The
+            bare proxy's is printed beside it: what any Python proxy adds on this machine now.
   cpu       the upstream streams 20 chunks at once, 16 concurrent: CPU milliseconds per streamed
             request of the gateway process against a bare aiohttp pass-through proxy written here
             (one client session, bytes copied through: the Python floor for any proxy)
@@ -32,6 +37,7 @@ import os
 import pathlib
 import signal
 import socket
+import re
 import statistics
 import subprocess
 import sys
@@ -42,7 +48,7 @@ import urllib.request
 import aiohttp
 from aiohttp import web
 
-from gateway_apps import bare_proxy_app, upstream_app
+from gateway_apps import STAMP_KEY, bare_proxy_app, upstream_app
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 KEY = "sk-bench-master"
@@ -151,12 +157,16 @@ def ensure_litellm(venv: pathlib.Path) -> pathlib.Path | None:
 
 
 # ------------------------------------------------------------------------------------ load
+_STAMP = re.compile(rb'"' + STAMP_KEY.encode() + rb'":\s*\[([-+.\deE]+),\s*([-+.\deE]+)\]')
+
+
 @dataclasses.dataclass
 class Result:
     ttfb: list[float]
     latency: list[float]
     errors: int
     elapsed: float
+    path: list[float] = dataclasses.field(default_factory=list)  # TTFB less the upstream's own time
 
     @property
     def rps(self) -> float:
@@ -170,9 +180,9 @@ async def load(url: str, model: str, stream: bool, total: int, seconds: float, k
     if key:
         headers["Authorization"] = f"Bearer {key}"
     body = json.dumps({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]}).encode()
-    ttfb, latency = [], []
+    ttfb, latency, path = [], [], []
     errors = 0
-    started = time.perf_counter()
+    started = time.monotonic()  # the clock the upstream stamps with (see gateway_apps.STAMP_KEY)
     deadline = started + seconds
     issued = 0
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -181,15 +191,18 @@ async def load(url: str, model: str, stream: bool, total: int, seconds: float, k
 
         async def worker() -> None:
             nonlocal issued, errors
-            while issued < total and time.perf_counter() < deadline:
+            while issued < total and time.monotonic() < deadline:
                 issued += 1
-                t0 = time.perf_counter()
+                t0 = time.monotonic()
                 try:
                     async with session.post(url, data=body, headers=headers) as resp:
                         first = await resp.content.readany()
-                        t1 = time.perf_counter()
-                        while await resp.content.readany():
-                            pass
+                        t1 = time.monotonic()
+                        head = first
+                        while (more := await resp.content.readany()) and len(head) < 4096 and b"\n\n" not in head:
+                            head += more  # the first event whole, for its stamp
+                        while more:
+                            more = await resp.content.readany()
                         if resp.status != 200 or not first:
                             errors += 1
                             continue
@@ -197,10 +210,24 @@ async def load(url: str, model: str, stream: bool, total: int, seconds: float, k
                     errors += 1
                     continue
                 ttfb.append(t1 - t0)
-                latency.append(time.perf_counter() - t0)
+                latency.append(time.monotonic() - t0)
+                if (stamp := _STAMP.search(head)) is not None:
+                    path.append((t1 - t0) - (float(stamp[2]) - float(stamp[1])))
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return Result(ttfb, latency, errors, time.perf_counter() - started)
+    return Result(ttfb, latency, errors, time.monotonic() - started, path)
+
+
+def added_ttfb(runs: list[tuple[Result, float]], direct_runs: list[tuple[Result, float]]) -> list[float]:
+    """Per request of `runs`: its path time (TTFB less the upstream's own time) less the median
+    direct path time of the same round. Percentiles of this, not differences of two percentiles
+    (those compare different requests and go negative when direct's tail is the noisier)."""
+    out: list[float] = []
+    for (result, _), (direct, _) in zip(runs, direct_runs, strict=True):
+        if result.path and direct.path:
+            floor = statistics.median(direct.path)
+            out.extend(p - floor for p in result.path)
+    return out
 
 
 def pct(values: list[float], q: float) -> float:
@@ -263,7 +290,7 @@ async def _run(targets: dict[str, tuple[Proc, str, str | None]], name: str, scen
     proc, url, key = targets[name]
     cpu = proc.cpu_seconds()
     if scenario == "paced8":
-        result = await load(url, "paced", True, PACED_STREAMS * 12, 30.0, key, PACED_STREAMS)
+        result = await load(url, "paced", True, PACED_STREAMS * 25, 30.0, key, PACED_STREAMS)
     elif scenario == "cpu":
         result = await load(url, "instant", True, 4_000, 4.0, key, CPU_STREAMS)
     elif name == "litellm":  # slow: fewer requests, more time
@@ -310,8 +337,11 @@ def report(out: dict[str, dict[str, list]]) -> str:
                   f"{row['lat50']:11.2f} {row['lat99']:11.2f} {row['errors']:7d} {row['cpu']:11.3f}")
     gw, direct = summary[("gateway", "paced8")], summary[("direct", "paced8")]
     r1 = gw["rps"] / direct["rps"]
-    x = gw["ttfb50"] - direct["ttfb50"]
-    y = gw["ttfb99"] - direct["ttfb99"]
+    added = {name: added_ttfb(out[name]["paced8"], out["direct"]["paced8"]) for name in ("gateway", "bare", "direct")}
+    print("paced8 added TTFB per request, p50/p99 ms: " + ", ".join(
+        f"{name} {pct(values, 0.50) * 1000:.2f}/{pct(values, 0.99) * 1000:.2f}" for name, values in added.items())
+        + " (direct: its own spread around its median)")
+    x, y = pct(added["gateway"], 0.50) * 1000, pct(added["gateway"], 0.99) * 1000
     cpu_gw, cpu_bare = summary[("gateway", "cpu")]["cpu"], summary[("bare", "cpu")]["cpu"]
     print(f"cpu per streamed request: gateway {cpu_gw:.3f} ms, bare aiohttp proxy {cpu_bare:.3f} ms")
     r2 = cpu_gw / cpu_bare if cpu_bare > 0 else float("nan")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -11,6 +12,10 @@ from aiohttp import web
 
 TOKENS = 20
 PACE_S = 0.010
+# The paced stream's first chunk carries `"bench_t":[received, sent]`: time.monotonic() when the
+# upstream got the request and just before it wrote that chunk (one machine, one monotonic clock),
+# so the load generator can take the upstream's own time, pacing jitter included, out of each TTFB.
+STAMP_KEY = "bench_t"
 
 
 # ------------------------------------------------------------------------------------ upstream
@@ -18,6 +23,7 @@ def upstream_app() -> web.Application:
     """A fake OpenAI chat endpoint: model `paced` streams 20 tokens 10 ms apart, others answer at once."""
 
     async def chat(request: web.Request) -> web.StreamResponse:
+        received = time.monotonic()
         body = await request.json()
         model = body.get("model", "")
         paced = model.endswith("paced")
@@ -37,6 +43,8 @@ def upstream_app() -> web.Application:
             chunk = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000,
                      "model": model, "choices": [{"index": 0, "delta": {"content": "tok "},
                                                   "finish_reason": "stop" if i == TOKENS - 1 else None}]}
+            if paced and i == 0:
+                chunk[STAMP_KEY] = [received, time.monotonic()]
             await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
         await response.write(b"data: [DONE]\n\n")
         return response
