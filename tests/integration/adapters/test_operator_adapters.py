@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -238,3 +240,15 @@ def test_live_engine_changes_adapters_without_a_restart(cluster: fake_cluster.Fa
     for url in urls:  # b unloaded from each replica, c loaded
         with openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=30) as replica:
             assert sorted(m.id for m in replica.models.list()) == ["hf-swap", "hf-swap:a", "hf-swap:c"]
+
+
+def test_a_server_added_by_the_cli_with_adapters_is_served(cluster: fake_cluster.FakeCluster,
+                                                           gateway: openai.OpenAI) -> None:
+    """`llmserver add-server --adapter NAME=pvc:CLAIM/PATH` (the real CLI process) -> the same flow."""
+    command = [str(pathlib.Path(sys.executable).with_name("llmserver")), "add-server", "--name", "gguf-cli", "--model", "gguf-cli",
+               "--backend", "llama-cpp", "--model-path", f"pvc:{CLAIM}/tiny.gguf", "-n", NS,
+               "--adapter", f"a=pvc:{CLAIM}/loras/a.gguf", "--adapter", f"b=pvc:{CLAIM}/loras/b.gguf",
+               "--kubeconfig", cluster.kube.kubeconfig]
+    added = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert added.returncode == 0, added.stdout + added.stderr
+    _check_served(cluster, gateway, "gguf-cli", replicas=1)
