@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import pathlib
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -33,7 +34,7 @@ from llama_cpp import llama_chat_format
 from llmserver_api import detection
 
 import llmserver_api
-from llmserver_backends import base, llama_cpp_batch, llama_cpp_context, llama_cpp_slots, stops, structured, threads
+from llmserver_backends import base, cpu_budget, llama_cpp_batch, llama_cpp_context, llama_cpp_slots, stops, structured, threads
 
 # Architectures llama.cpp runs as encoders: they embed, they cannot generate.
 _ENCODER_ARCHS = {
@@ -124,7 +125,8 @@ class LlamaCppBackend(base.ModelBackend):
             "n_gpu_layers": options.get("n_gpu_layers", 0),
             "n_ctx": n_ctx,
             "n_batch": options.get("n_batch", 512),
-            "n_threads": options.get("n_threads"),
+            # llama.cpp's default is half the cores it sees, the node's, not the pod's CPU limit.
+            "n_threads": options.get("n_threads") or default_threads(),
             "verbose": False,
         }
         return {**kwargs, **self._extra}
@@ -168,7 +170,7 @@ class LlamaCppBackend(base.ModelBackend):
         parallel = self.config.options.get("parallel")
         if parallel is None:
             gpu_layers = int(kwargs.get("n_gpu_layers") or 0)
-            parallel = llama_cpp_context.default_parallel(gpu_layers, llama_cpp_context.available_cpus())
+            parallel = llama_cpp_context.default_parallel(gpu_layers, cpu_budget.affinity_cpus())
         self._parallel = int(parallel)
         n_batch = max(int(kwargs.get("n_batch") or 512), self._parallel)  # llama.cpp: one output per slot per step
         self._context = llama_cpp_context.batched_context(self._llm, n_ctx, n_batch, self._parallel)
@@ -323,3 +325,9 @@ def _message_dict(message: base.ChatMessage) -> dict[str, Any]:
     return structured.template_message(
         message.role, message.content, name=message.name, tool_calls=message.tool_calls, tool_call_id=message.tool_call_id
     )
+
+
+def default_threads() -> int:
+    """Generation threads when `--n-threads` is unset: llama.cpp's own default (half the visible
+    cores, for SMT siblings) capped by the CPU budget (cpuset and cgroup quota)."""
+    return max(1, min((os.cpu_count() or 2) // 2, cpu_budget.cpu_budget()))

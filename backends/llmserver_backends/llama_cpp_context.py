@@ -9,7 +9,6 @@ still use the whole context).
 
 from __future__ import annotations
 
-import os
 import pathlib
 from collections.abc import Mapping
 from typing import Any
@@ -30,14 +29,6 @@ def default_parallel(n_gpu_layers: int, cpus: int) -> int:
     if n_gpu_layers != 0:
         return 8
     return 8 if cpus >= 16 else 4
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask: a cpuset counts, a CPU quota does not)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def batched_context(llm: llama_cpp.Llama, n_ctx: int, n_batch: int, n_slots: int) -> _internals.LlamaContext:

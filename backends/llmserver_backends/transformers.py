@@ -14,13 +14,14 @@ and LoRA adapters (peft) load at start and live, one adapter per batch (`transfo
 from __future__ import annotations
 
 import gc
+import os
 import random
 import warnings
 from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
 
 import llmserver_api
-from llmserver_backends import base, structured, threads, xgrammar_guide
+from llmserver_backends import base, cpu_budget, structured, threads, xgrammar_guide
 from llmserver_backends import transformers_adapters as adapters
 from llmserver_backends import transformers_batch as batching
 from llmserver_backends import transformers_encoders as encoders
@@ -102,6 +103,8 @@ class TransformersBackend(base.ModelBackend):
         import torch
         import transformers
 
+        if "OMP_NUM_THREADS" not in os.environ and not torch.cuda.is_available():
+            torch.set_num_threads(cpu_budget.cpu_budget())  # the pod's CPU limit, not the node's cores
         path, remote = self.config.model_path, self.config.trust_remote_code
         hf_config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=remote)
         self._capabilities = self.config.capabilities or loading.detect_capabilities(hf_config, path)
