@@ -245,7 +245,8 @@ def test_live_engine_changes_adapters_without_a_restart(cluster: fake_cluster.Fa
 def test_a_server_added_by_the_cli_with_adapters_is_served(cluster: fake_cluster.FakeCluster,
                                                            gateway: openai.OpenAI) -> None:
     """`llmserver add-server --adapter NAME=pvc:CLAIM/PATH` (the real CLI process) -> the same flow."""
-    command = [str(pathlib.Path(sys.executable).with_name("llmserver")), "add-server", "--name", "gguf-cli", "--model", "gguf-cli",
+    llmserver = str(pathlib.Path(sys.executable).with_name("llmserver"))  # this venv's console script
+    command = [llmserver, "add-server", "--name", "gguf-cli", "--model", "gguf-cli",
                "--backend", "llama-cpp", "--model-path", f"pvc:{CLAIM}/tiny.gguf", "-n", NS,
                "--adapter", f"a=pvc:{CLAIM}/loras/a.gguf", "--adapter", f"b=pvc:{CLAIM}/loras/b.gguf",
                "--kubeconfig", cluster.kube.kubeconfig]
