@@ -21,8 +21,8 @@ machine can show without saturating itself:
             second of one gateway process against LiteLLM's (what one process carries)
 The last line is `paced8_gateway/direct=R1 p50_added_ms=X p99_added_ms=Y cpu_gateway/bare=R2
 capacity_gateway/litellm=R3` (X, Y: p50 and p99 of the per-request added TTFB at 8 paced streams,
-above; R3 the lower of the plain and
-streaming ratios, nan when LiteLLM could not be installed or started). The load generator,
+above; R3 the lower of the plain and streaming ratios, nan when LiteLLM could not be installed or
+started). The load generator,
 upstream and proxies share the CPU: compare ratios from one run, never absolute numbers across
 runs; CPU per request is the figure that carries to other machines.
 All sides use uvloop when it is installed (the gateway does by default).
