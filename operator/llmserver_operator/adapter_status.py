@@ -14,7 +14,7 @@ from typing import Any
 
 import llmserver_api
 
-from llmserver_operator import events, workloads
+from llmserver_operator import events, status, workloads
 
 Manifest = dict[str, Any]
 
@@ -32,21 +32,8 @@ class Seen:
     load_error: str | None = None  # why a replica refused to load it (live engines)
 
 
-def _human(count: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if count < 1024:
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.1f} TiB"
-
-
 def _progress(download: Mapping[str, Any] | None) -> str:
-    done, total = (download or {}).get("bytesDone"), (download or {}).get("bytesTotal")
-    if done is None:
-        return "the adapter's download Job is running"
-    if total:
-        return f"downloaded {_human(done)} of {_human(total)} ({100 * done / total:.0f}%)"
-    return f"downloaded {_human(done)}"
+    return status.download_progress(download, "the adapter's download Job is running")
 
 
 def _entry(name: str, seen: Seen, previous: Mapping[str, Any], wanted: int, live: bool) -> Manifest:

@@ -14,6 +14,7 @@ from typing import Any
 
 import llmserver_api
 from llmserver_api import llmserver, proxy_policy
+from llmserver_api.units import human_bytes
 
 from llmserver_operator import workloads
 from llmserver_operator.builders import plan
@@ -78,22 +79,18 @@ def download_secret_refs(source: llmserver.Source) -> list[tuple[llmserver_api.S
     return []
 
 
-def _human_bytes(count: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if count < 1024 or unit == "TiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    raise AssertionError("unreachable")
+def download_progress(download: Mapping[str, Any] | None, running: str) -> str:
+    """A download's status.download as one phrase; `running` while the Job has reported nothing."""
+    done, total = (download or {}).get("bytesDone"), (download or {}).get("bytesTotal")
+    if done is None:
+        return running
+    if total:
+        return f"downloaded {human_bytes(done)} of {human_bytes(total)} ({100 * done / total:.0f}%)"
+    return f"downloaded {human_bytes(done)}"
 
 
 def _progress(previous: Mapping[str, Any] | None) -> str:
-    download = (previous or {}).get("download") or {}
-    done, total = download.get("bytesDone"), download.get("bytesTotal")
-    if done is None:
-        return "the download Job is running"
-    if total:
-        return f"downloaded {_human_bytes(done)} of {_human_bytes(total)} ({100 * done / total:.0f}%)"
-    return f"downloaded {_human_bytes(done)}"
+    return download_progress((previous or {}).get("download"), "the download Job is running")
 
 
 def _download(spec: llmserver_api.LLMServerSpec, observed: Observed, previous: Mapping[str, Any] | None) -> tuple[str, str, str]:

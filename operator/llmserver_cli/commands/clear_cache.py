@@ -20,6 +20,7 @@ import rich.console
 import llmserver_api
 import llmserver_api.paths
 import llmserver_api.sources
+from llmserver_api import units
 from llmserver_cli.commands import source_arg
 from llmserver_cli.hosting import sources
 from llmserver_cli.local import cache_clear, cache_use, server_set, settings, state
@@ -95,9 +96,9 @@ def _users(target: pathlib.Path, in_use: dict[str, list[pathlib.Path]], cache_di
 
 def _report(freed: list[cache_clear.Freed], console: rich.console.Console) -> None:
     for item in freed:
-        console.print(f"deleted {item.path} ({cache_clear.human_bytes(item.bytes)})", highlight=False)
+        console.print(f"deleted {item.path} ({units.human_bytes(item.bytes)})", highlight=False)
     total = sum(item.bytes for item in freed)
-    click.echo(f"freed {total} bytes ({cache_clear.human_bytes(total)})")
+    click.echo(f"freed {total} bytes ({units.human_bytes(total)})")
 
 
 @click.command("clear-cache")

@@ -29,16 +29,6 @@ class Freed:
     bytes: int
 
 
-def human_bytes(count: int) -> str:
-    """1536 -> '1.5 KiB' (for people; the exact count is printed beside it)."""
-    size = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{count} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"
-
-
 def entry_of(path: pathlib.Path, cache_dir: pathlib.Path) -> pathlib.Path:
     """The cache entry holding `path` (a served file or folder inside `cache_dir`)."""
     parts = path.relative_to(cache_dir).parts

@@ -8,6 +8,7 @@ import rich.live
 import rich.table
 import rich.text
 
+from llmserver_api.units import human_bytes
 from llmserver_cli.local import state
 
 PHASE_STYLES = {
@@ -23,14 +24,7 @@ PHASE_STYLES = {
 
 
 def _human_bytes(count: int | None) -> str:
-    if count is None:
-        return ""
-    size = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"
+    return "" if count is None else human_bytes(count)
 
 
 def detail(server: state.ServerState) -> str:

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from llmserver_api.units import human_bytes
 from llmserver_runtime.download import fetch
 
 
@@ -30,9 +31,9 @@ class Snapshot:
     def line(self) -> str:
         """Human-readable, with exact numbers for scripts: `progress: 1.5 MiB / 3.0 MiB (50%) ...`."""
         if self.bytes_total:
-            amount = f"{_human(self.bytes_done)} / {_human(self.bytes_total)} ({100 * self.bytes_done // self.bytes_total}%)"
+            amount = f"{human_bytes(self.bytes_done)} / {human_bytes(self.bytes_total)} ({100 * self.bytes_done // self.bytes_total}%)"
         else:
-            amount = _human(self.bytes_done)
+            amount = human_bytes(self.bytes_done)
         files = f"{self.files_done}/{self.files_total if self.files_total is not None else '?'} files"
         return f"progress: {amount}, {files} [bytes={self.bytes_done}/{self.bytes_total or '?'}] {self.message}".rstrip()
 
@@ -48,14 +49,6 @@ class Snapshot:
         if self.files_total is not None:
             download["filesTotal"] = self.files_total
         return {"status": {"download": download}}
-
-
-def _human(count: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if count < 1024:
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.1f} TiB"
 
 
 def measure(request: fetch.Request, plan: fetch.Plan, message: str) -> Snapshot:

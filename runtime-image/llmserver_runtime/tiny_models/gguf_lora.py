@@ -11,11 +11,12 @@ differ from each other.
 
 from __future__ import annotations
 
-import os
 import pathlib
 
 import gguf
 import numpy as np
+
+from llmserver_runtime.tiny_models import gguf_model
 
 FILE_NAME = "tiny-lora.gguf"
 RANK = 8
@@ -72,9 +73,4 @@ def write(out: pathlib.Path, seed: int, base: pathlib.Path) -> pathlib.Path:
         adapted += 1
     if adapted == 0:
         raise ValueError(f"--base {base} has none of the attention weights a LoRA adapts ({', '.join(TARGETS)})")
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    os.chmod(path, 0o644)
-    return path
+    return gguf_model.finish(writer, path)

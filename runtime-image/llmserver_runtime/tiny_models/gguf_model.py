@@ -104,6 +104,11 @@ def write(out_dir: pathlib.Path, seed: int, size: str = "tiny") -> pathlib.Path:
     _add_tokenizer(writer, tokenizer)
     for name, tensor in gguf_tensors(shape, llama.random_weights(shape, seed)).items():
         writer.add_tensor(name, tensor)
+    return finish(writer, path)
+
+
+def finish(writer: gguf.GGUFWriter, path: pathlib.Path) -> pathlib.Path:
+    """Writes the file `writer` describes and makes it readable by the runtime's user."""
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
