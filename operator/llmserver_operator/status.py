@@ -322,9 +322,21 @@ def compute(
     }
     if observed.adapters is not None:
         out["adapters"] = list(observed.adapters)
+    elif spec is not None and plan.placement(spec) == plan.Placement.APPLE and observed.placement is None:
+        unplaced = _unplaced_adapters(spec, previous)  # placed: the Mac's agent owns status.adapters
+        if unplaced is not None:
+            out["adapters"] = unplaced
     if spec is not None and plan.placement(spec) != plan.Placement.APPLE and (previous or {}).get("placement") is not None:
         out["placement"] = None  # left from Mac mode: the Mac's agent stops serving what is not placed on it
     return out
+
+
+def _unplaced_adapters(spec: llmserver_api.LLMServerSpec, previous: Mapping[str, Any] | None) -> list[Manifest] | None:
+    """status.adapters of a Mac server on no Mac: nothing serves them (None: none listed or wanted)."""
+    if not spec.adapters and not (previous or {}).get("adapters"):
+        return None
+    return [{"name": a.name, "phase": "Pending", "readyReplicas": 0, "message": "waiting for an AppleNode"}
+            for a in spec.adapters]
 
 
 def changed(current: Mapping[str, Any] | None, computed: Mapping[str, Any]) -> bool:

@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import llmserver_api
-from llmserver_cli.apple import agent_settings, system, token_refresh
+from llmserver_cli.apple import adapter_report, agent_settings, system, token_refresh
 from llmserver_cli.hosting import clean_env, engine, hosted, settings as hosting_settings, sources
 from llmserver_operator import kube as kube_mod
 from llmserver_operator.apple import leases, placement, publishing
@@ -101,6 +101,7 @@ def engine_settings(settings: agent_settings.AgentSettings, api_key: str,
         ready_timeout=settings.ready_timeout, bind_host=settings.bind_host,
         port_range_start=settings.port_range_start, idle_unload=settings.idle_unload_seconds,
         autoscaled_idle_unload=False, report_downloads=False, where=settings.node_name,
+        adapter_failures_alone=True,
     )  # fmt: skip
 
 
@@ -114,8 +115,9 @@ def runtime_fingerprint(server: llmserver_api.LLMServer) -> str:
 
 
 def download_report(unit: hosted.Hosted) -> dict[str, Any] | None:
-    """The LLMServer status.download patch for a unit that is downloading (None otherwise)."""
-    if unit.phase != "Downloading" or unit.download_bytes is None:
+    """The LLMServer status.download patch for a unit that is downloading its model (None otherwise:
+    an adapter's progress goes to its status.adapters entry)."""
+    if unit.phase != "Downloading" or unit.download_bytes is None or unit.adapter is not None:
         return None
     download: dict[str, Any] = {"bytesDone": unit.download_bytes, "message": unit.message[:500]}
     if unit.download_total is not None:
@@ -141,8 +143,11 @@ class AppleAgent:
         self.engine = engine.Engine(engine_settings(settings, self.api_key), self._changed, budget=budget)
         self.fingerprints: dict[str, str] = {}  # per hosted server: runtime_fingerprint of its spec
         self.replicas: dict[str, int] = {}  # per hosted server: the spec.replicas last seen
+        self.placed: dict[str, llmserver_api.LLMServer] = {}  # per server placed here: its spec, last listed
+        self.held_adapters: dict[str, Any] = {}  # per server placed here: status.adapters as the API holds it
         self._reported: Any = None
         self._report_lock = asyncio.Lock()
+        self._adapters_lock = asyncio.Lock()  # sync and the change reporter relay adapters one at a time
         self._dirty = asyncio.Event()
 
     async def _api(self, method: str, *args: Any) -> Any:
@@ -198,13 +203,16 @@ class AppleAgent:
             except ValueError:
                 continue
             meta = raw["metadata"]
-            wanted[f"{meta.get('namespace') or 'default'}/{meta['name']}"] = (server, meta.get("generation"))
+            key = f"{meta.get('namespace') or 'default'}/{meta['name']}"
+            wanted[key] = (server, meta.get("generation"))
+            self.held_adapters[key] = adapter_report.server_adapters(raw)
         return wanted
 
     async def sync(self) -> None:
         """Starts what was placed here, restarts what changed, stops what left, unloads what is
         scaled to 0 and loads it again at 1; then reports."""
         wanted = await self.placed_here()
+        self.placed = {key: server for key, (server, _generation) in wanted.items()}
         changed = [key for key in self.engine.units
                    if key not in wanted or self.fingerprints.get(key) != runtime_fingerprint(wanted[key][0])]
         for key in changed:
@@ -230,6 +238,7 @@ class AppleAgent:
                 self.engine.load(unit)
         await self.engine.track_usage()
         await self.report()
+        await self.relay_adapters()
 
     def _changed(self) -> None:
         self._dirty.set()
@@ -242,6 +251,7 @@ class AppleAgent:
             try:
                 await self.report()
                 await self.relay_downloads()
+                await self.relay_adapters()
             except kube_mod.ApiError as exc:
                 log.warning("status report failed, retrying on the next change: %s", exc)
 
@@ -270,6 +280,30 @@ class AppleAgent:
                 log.debug("download progress of %s not reported: %s", key, exc)
                 continue
             self._relayed[key] = patch
+
+    async def relay_adapters(self) -> None:
+        """Makes status.adapters of each server placed here say what this Mac does with its
+        adapters (adapter_report); compared with what the API server last showed, so nothing is
+        written when nothing changed, and an entry list someone else overwrote is written again."""
+        async with self._adapters_lock:
+            for key, server in sorted(self.placed.items()):
+                await self._relay_adapters_of(key, server)
+
+    async def _relay_adapters_of(self, key: str, server: llmserver_api.LLMServer) -> None:
+        """Writes one server's status.adapters when it differs from what the API server holds."""
+        unit = self.engine.units.get(key)
+        wanted = adapter_report.entries(unit.server if unit is not None else server, unit,
+                                        self.settings.node_name, self.settings.cache_dir)
+        patch = adapter_report.patch(wanted, self.held_adapters.get(key))
+        if patch is None:
+            return
+        namespace, _, name = key.partition("/")
+        try:
+            await self._api("patch_status", "LLMServer", namespace, name, patch)
+        except kube_mod.ApiError as exc:
+            log.debug("adapter status of %s not reported: %s", key, exc)
+            return
+        self.held_adapters[key] = wanted
 
     # --- main loop -------------------------------------------------------------------------------
     async def _retrying(self, what: str, call: Callable[[], Awaitable[None]], stop: asyncio.Event) -> bool:

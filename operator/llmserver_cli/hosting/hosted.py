@@ -36,6 +36,9 @@ class Hosted:
     wakeable: bool = False  # unloaded by idle time or eviction: the next request restarts it
     draining: bool = False  # re-routed away, waiting for the gateway to re-read its config
     wanted: bool = False  # a request arrived while draining
+    adapter: str | None = None  # the adapter being downloaded now (download_bytes are its progress)
+    adapter_progress: dict[str, tuple[int, int | None]] = dataclasses.field(default_factory=dict)
+    adapter_failures: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> download failure
 
     @property
     def model(self) -> str:

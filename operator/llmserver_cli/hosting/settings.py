@@ -27,6 +27,7 @@ class EngineSettings:
     report_downloads: bool = False  # downloader patches the LLMServer's status (`--report-to key`)
     where: str = "this machine"  # named in errors ("model path ... does not exist on <where>")
     download_env: dict[str, str] | None = None  # environment of downloads; None: `env` (clean_env.download_env)
+    adapter_failures_alone: bool = False  # a failed adapter download fails only that adapter (Mac agent)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -81,10 +81,20 @@ async def download(unit: hosted.Hosted, config: settings.EngineSettings) -> None
         report = ["--report-to", unit.key] if config.report_downloads else []
         target = sources.downloaded_path(unit.server, config.cache_dir)
         await _fetch(unit, config, spec.source, target, report, unit.log_name)
+    unit.adapter_failures.clear()
+    unit.adapter_progress.clear()
     for adapter in spec.adapters:
         if adapter.source.pvc is None:
             target = sources.adapter_path(adapter, unit.origin, config.cache_dir)
-            await _fetch(unit, config, adapter.source, target, [], f"{unit.log_name}.adapter-{adapter.name}")
+            unit.adapter = adapter.name
+            try:
+                await _fetch(unit, config, adapter.source, target, [], f"{unit.log_name}.adapter-{adapter.name}")
+            except hosted.LoadFailed as error:
+                if not config.adapter_failures_alone:
+                    raise
+                unit.adapter_failures[adapter.name] = str(error)  # the model starts without it
+            finally:
+                unit.adapter = None
 
 
 async def _fetch(
@@ -103,6 +113,8 @@ async def _fetch(
         progress = parse_progress(line)
         if progress is not None:
             unit.download_bytes, unit.download_total = progress
+            if unit.adapter is not None:
+                unit.adapter_progress[unit.adapter] = progress
             unit.message = repo
             unit.changed()
 
@@ -155,7 +167,7 @@ async def _start_once(
     unit.port = port
     unit.set("Starting", f"loading {model_path.name}")
     adapters = [(adapter.name, str(sources.adapter_path(adapter, unit.origin, config.cache_dir)))
-                for adapter in unit.server.spec.adapters]  # fmt: skip
+                for adapter in unit.server.spec.adapters if adapter.name not in unit.adapter_failures]  # fmt: skip
     command = argv.serve(config.python, unit.server, model_path, config.bind_host, port, adapters)
     unit.process = process.ManagedProcess(command, config.log_dir / f"{unit.log_name}.log", env=config.env)
     await unit.process.start()
