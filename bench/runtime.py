@@ -1,16 +1,19 @@
 """Runtime benchmark: our `llmserver-runtime serve --backend llama-cpp` against raw llama.cpp
 in-process, `python -m llama_cpp.server` and llama.cpp's own `llama-server --parallel 8`, in one run.
 
-    ~/.cache/llmserver/venv/bin/python bench/runtime.py [--samples 4] [--rounds 2] [--threads 1]
+    ~/.cache/llmserver/venv/bin/python bench/runtime.py [--samples 8] [--rounds 2] [--threads 1]
 
 The anchors' extra needs are installed at start by bench/runtime_anchors.py (pinned
 starlette-context/sse-starlette for llama_cpp.server in a bench-only folder; llama-server built
 once from the llama.cpp sources llama-cpp-python's sdist vendors, cached under
 ~/.cache/llmserver/bench/). Work is identical everywhere: the same GGUF, greedy decoding
-(temperature 0, repeat penalty 1), the same prompts and max_tokens, the same llama.cpp thread count.
+(temperature 0, repeat penalty 1), the same prompts and max_tokens, the same llama.cpp thread count,
+and the same generated tokens: "raw" (bench/runtime_raw.py: llama_decode, llama.cpp's greedy sampler
+chain and detokenize in this process, nothing else) runs every prompt first, and each request of
+every system is checked against its text and counted tokens (the `same k/n` columns).
 Phases:
-  overhead     tiny GGUF (a decode step is ~70 µs, so Python dominates): raw `Llama.generate` vs
-               ours, sequential; our added time per token in microseconds
+  overhead     tiny GGUF (a decode step is ~50 µs, so Python dominates): raw vs ours, request by
+               request; our added time per token in microseconds
   single       small GGUF (~51M parameters, compute dominates): one stream, raw vs ours vs
                llama_cpp.server vs llama-server, interleaved request by request (order rotated)
   concurrency  small GGUF: aggregate tok/s of ours and llama-server at 1, 4 and 8 concurrent
@@ -18,6 +21,8 @@ Phases:
 The last line is `ours/raw=R1 ours/llama_cpp_server=R2 c8/c1=R3 ours_c8/llama_server_c8=R4
 overhead_us_per_token=U`: R1, R2 single-stream tok/s ratios on the small model, R3 our aggregate
 tok/s at 8 streams over 1 stream, R4 ours over llama-server at 8 streams, U from the tiny model.
+R1, R2 and U are medians over pairs of requests on the same prompt run back to back (U: our
+seconds per token minus raw's), so a burst of other work skews one pair, not the figure.
 Loopback only; servers are started here and killed at the end; every loop is bounded. On a shared
 2-core machine everything competes for CPU (one llama.cpp thread is the default: llama.cpp's
 spinning thread barrier collapses when its threads outnumber free cores), so compare ratios from
@@ -32,16 +37,19 @@ import contextlib
 import os
 import pathlib
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import aiohttp
 
 import runtime_anchors
+import runtime_raw
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # Prompts the small model does not end at once (a random model may emit <|im_end|> first).
@@ -141,68 +149,95 @@ class Server:
         self.url, self.session, self.max_tokens = url, session, max_tokens
         self.penalty_field = penalty_field  # ours: repetition_penalty (vLLM's name); llama.cpp's: repeat_penalty
 
-    async def complete(self, prompt: str) -> int:
+    async def complete(self, prompt: str) -> tuple[int, str]:
+        """(completion tokens the server reports, the text)."""
         body = {"model": MODEL, "prompt": prompt, "max_tokens": self.max_tokens, "temperature": 0.0,
                 self.penalty_field: 1.0, "stream": False}
         async with self.session.post(self.url + "/v1/completions", json=body) as response:
             response.raise_for_status()
-            return int((await response.json())["usage"]["completion_tokens"])
+            reply = await response.json()
+            return int(reply["usage"]["completion_tokens"]), str(reply["choices"][0]["text"])
 
 
 class Raw:
-    """The engine's own loop in this process: Llama.generate + detokenize, greedy."""
+    """The engine alone in this process (bench/runtime_raw.py): decode, sample, detokenize."""
 
     def __init__(self, llm: object, max_tokens: int) -> None:
-        import llama_cpp
+        self.loop = runtime_raw.RawLoop(llm, max_tokens)
 
-        self.llm, self.max_tokens = llm, max_tokens
-        self.vocab = llama_cpp.llama_model_get_vocab(llm.model)  # type: ignore[attr-defined]
-        self.is_eog = llama_cpp.llama_vocab_is_eog
-
-    async def complete(self, prompt: str) -> int:
-        llm = self.llm
-        tokens = llm.tokenize(prompt.encode(), add_bos=True, special=True)  # type: ignore[attr-defined]
-        produced = 0
-        greedy = llm.generate(tokens, top_k=0, min_p=0.0, temp=0.0, repeat_penalty=1.0)  # type: ignore[attr-defined]
-        for token in greedy:
-            if self.is_eog(self.vocab, token):
-                break
-            produced += 1
-            llm.detokenize([token])  # type: ignore[attr-defined]
-            if produced >= self.max_tokens:
-                break
-        return produced
+    async def complete(self, prompt: str) -> tuple[int, str]:
+        return self.loop.generate(prompt)
 
 
-async def sequential(systems: dict[str, Raw | Server], samples: int) -> dict[str, float]:
-    """Single-stream tok/s per system, one request each in turn, order rotated every sample."""
-    tokens = dict.fromkeys(systems, 0)
-    seconds = dict.fromkeys(systems, 0.0)
+Output = tuple[int, str]  # (tokens generated, text) of one request
+
+
+class Tally:
+    """Tokens, seconds and agreement with the raw loop's output per system (and stream count)."""
+
+    def __init__(self, reference: dict[str, Output]) -> None:
+        self.reference = reference  # prompt -> the raw loop's counted output
+        self.tokens: dict[Any, int] = {}
+        self.seconds: dict[Any, float] = {}
+        self.same: dict[Any, list[bool]] = {}
+        self.per_token: dict[Any, list[float]] = {}  # seconds per token of each request, in order
+
+    def add(self, key: Any, outputs: list[tuple[str, Output]], seconds: float) -> None:
+        self.tokens[key] = self.tokens.get(key, 0) + sum(count for _, (count, _) in outputs)
+        self.seconds[key] = self.seconds.get(key, 0.0) + seconds
+        self.same.setdefault(key, []).extend(self.reference.get(p) == out for p, out in outputs)
+        self.per_token.setdefault(key, []).append(seconds / max(1, sum(count for _, (count, _) in outputs)))
+
+    def rate(self, key: Any) -> float:
+        return self.tokens[key] / self.seconds[key] if self.seconds.get(key) else float("nan")
+
+    def paired(self, a: Any, b: Any) -> list[tuple[float, float]]:
+        """Seconds per token of a and b on the same sample (same prompt, run back to back)."""
+        return list(zip(self.per_token[a], self.per_token[b], strict=True))
+
+    def speed_ratio(self, a: Any, b: Any) -> float:
+        """a's tok/s over b's: the median over samples of the paired ratio (a burst of load from
+        other work on this shared machine skews one pair, not the figure)."""
+        return statistics.median(tb / ta for ta, tb in self.paired(a, b))
+
+    def added_us(self, a: Any, b: Any) -> float:
+        """a's time per token minus b's, in µs: the median over paired samples."""
+        return statistics.median(ta - tb for ta, tb in self.paired(a, b)) * 1e6
+
+    def agreement(self, key: Any) -> str:
+        return f"{sum(self.same[key])}/{len(self.same[key])}"
+
+
+async def sequential(systems: dict[str, Raw | Server], samples: int) -> Tally:
+    """Single-stream tok/s per system, one request each in turn, order rotated every sample; the
+    raw loop (first) runs every prompt once first, so each request is checked against its output:
+    the same text and token count means the same tokens were generated."""
+    raw = systems["raw"]
+    tally = Tally({prompt: await raw.complete(prompt) for prompt in PROMPTS})
     names = list(systems)
     for name in names:  # warm-up
         await systems[name].complete(PROMPTS[0])
     for sample in range(samples):
+        prompt = PROMPTS[sample % len(PROMPTS)]
         for name in names[sample % len(names) :] + names[: sample % len(names)]:
             started = time.perf_counter()
-            tokens[name] += await systems[name].complete(PROMPTS[sample % len(PROMPTS)])
-            seconds[name] += time.perf_counter() - started
-    return {name: tokens[name] / seconds[name] if seconds[name] else float("nan") for name in names}
+            output = await systems[name].complete(prompt)
+            tally.add(name, [(prompt, output)], time.perf_counter() - started)
+    return tally
 
 
-async def concurrent(systems: dict[str, Server], rounds: int) -> dict[tuple[str, int], float]:
+async def concurrent(systems: dict[str, Server], rounds: int, reference: dict[str, Output]) -> Tally:
     """Aggregate tok/s per (system, streams): `streams` requests at once, stream i on prompt i."""
-    tokens: dict[tuple[str, int], int] = {}
-    seconds: dict[tuple[str, int], float] = {}
+    tally = Tally(reference)
     names = list(systems)
     for round_index in range(rounds):
         for level in LEVELS:
             for name in names[round_index % len(names) :] + names[: round_index % len(names)]:
-                started = time.perf_counter()
                 prompts = [PROMPTS[i % len(PROMPTS)] for i in range(level)]
-                counts = await asyncio.gather(*(systems[name].complete(prompt) for prompt in prompts))
-                seconds[(name, level)] = seconds.get((name, level), 0.0) + time.perf_counter() - started
-                tokens[(name, level)] = tokens.get((name, level), 0) + sum(counts)
-    return {key: tokens[key] / seconds[key] for key in tokens}
+                started = time.perf_counter()
+                outputs = await asyncio.gather(*(systems[name].complete(prompt) for prompt in prompts))
+                tally.add((name, level), list(zip(prompts, outputs, strict=True)), time.perf_counter() - started)
+    return tally
 
 
 def _session() -> aiohttp.ClientSession:
@@ -216,7 +251,7 @@ def _llm(model: str, threads: int) -> object:
     return llama_cpp.Llama(model_path=model, n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False)
 
 
-def overhead_phase(work: pathlib.Path, threads: int, samples: int) -> dict[str, float]:
+def overhead_phase(work: pathlib.Path, threads: int, samples: int) -> Tally:
     """Tiny model: raw vs ours single-stream tok/s."""
     model = generate_gguf(work / "tiny", "tiny")
     port = _free_port()
@@ -224,11 +259,11 @@ def overhead_phase(work: pathlib.Path, threads: int, samples: int) -> dict[str, 
     try:
         with server(ours_argv(model, port, threads), port, work / "ours-tiny.log", "/ready", _env()) as ours:
 
-            async def run() -> dict[str, float]:
+            async def run() -> Tally:
                 async with _session() as session:
                     systems = {"raw": Raw(llm, TINY_MAX_TOKENS),
                                "ours": Server(ours, session, TINY_MAX_TOKENS, OURS_PENALTY)}
-                    return await sequential(systems, samples * 4)
+                    return await sequential(systems, samples * 8)
 
             return asyncio.run(run())
     finally:
@@ -236,7 +271,7 @@ def overhead_phase(work: pathlib.Path, threads: int, samples: int) -> dict[str, 
 
 
 def small_phases(work: pathlib.Path, threads: int, samples: int, rounds: int,
-                 binary: pathlib.Path, extras: str | None) -> tuple[dict[str, float], dict[tuple[str, int], float]]:
+                 binary: pathlib.Path, extras: str | None) -> tuple[Tally, Tally]:
     """Small model: single-stream tok/s of all four, then the concurrency levels of the two servers."""
     model = generate_gguf(work / "small", "small")
     ports = [_free_port() for _ in range(3)]
@@ -250,7 +285,7 @@ def small_phases(work: pathlib.Path, threads: int, samples: int, rounds: int,
                    _env()) as native,
         ):
 
-            async def run() -> tuple[dict[str, float], dict[tuple[str, int], float]]:
+            async def run() -> tuple[Tally, Tally]:
                 async with _session() as session:
                     servers = {
                         "ours": Server(ours, session, SMALL_MAX_TOKENS, OURS_PENALTY),
@@ -258,7 +293,8 @@ def small_phases(work: pathlib.Path, threads: int, samples: int, rounds: int,
                         "llama-server": Server(native, session, SMALL_MAX_TOKENS, LLAMA_CPP_PENALTY),
                     }
                     single = await sequential({"raw": Raw(llm, SMALL_MAX_TOKENS), **servers}, samples)
-                    levels = await concurrent({n: servers[n] for n in ("ours", "llama-server")}, rounds)
+                    pair = {n: servers[n] for n in ("ours", "llama-server")}
+                    levels = await concurrent(pair, rounds, single.reference)
                     return single, levels
 
             return asyncio.run(run())
@@ -268,7 +304,7 @@ def small_phases(work: pathlib.Path, threads: int, samples: int, rounds: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--samples", type=int, default=4, help="single-stream requests per system (x4 on tiny)")
+    parser.add_argument("--samples", type=int, default=8, help="single-stream requests per system (x8 on tiny)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of the 1/4/8-stream levels")
     parser.add_argument("--threads", type=int, default=1, help="llama.cpp threads for every system")
     args = parser.parse_args()
@@ -279,20 +315,24 @@ def main() -> None:
         tiny = overhead_phase(work, args.threads, args.samples)
         single, levels = small_phases(work, args.threads, args.samples, args.rounds, binary, extras)
 
-    print(f"greedy, {args.threads} llama.cpp thread(s); prompts {len(PROMPTS)} fixed strings")
-    print(f"tiny GGUF, max_tokens {TINY_MAX_TOKENS}, single stream: "
-          f"raw {tiny['raw']:.0f} tok/s, ours {tiny['ours']:.0f} tok/s")
+    print(f"greedy, {args.threads} llama.cpp thread(s); prompts {len(PROMPTS)} fixed strings; "
+          "'same' = requests whose text and token count equal the raw loop's for that prompt")
+    print(f"tiny GGUF, max_tokens {TINY_MAX_TOKENS}, single stream: raw {tiny.rate('raw'):.0f} tok/s, "
+          f"ours {tiny.rate('ours'):.0f} tok/s (same {tiny.agreement('ours')})")
     print(f"small GGUF (~51M params), max_tokens {SMALL_MAX_TOKENS}, single stream tok/s:")
-    for name, tps in single.items():
-        print(f"  {name:18} {tps:8.1f}")
+    for name in single.tokens:
+        print(f"  {name:18} {single.rate(name):8.1f}  same {single.agreement(name)}")
     print("small GGUF, aggregate tok/s at " + "/".join(map(str, LEVELS)) + " concurrent streams:")
     for name in ("ours", "llama-server"):
-        print(f"  {name:18} " + " ".join(f"{levels[(name, level)]:8.1f}" for level in LEVELS))
-    r1 = single["ours"] / single["raw"]
-    r2 = single["ours"] / single["llama_cpp.server"]
-    r3 = levels[("ours", 8)] / levels[("ours", 1)]
-    r4 = levels[("ours", 8)] / levels[("llama-server", 8)]
-    overhead = (1 / tiny["ours"] - 1 / tiny["raw"]) * 1e6
+        print(f"  {name:18} " + " ".join(f"{levels.rate((name, level)):8.1f}" for level in LEVELS)
+              + "  same " + " ".join(levels.agreement((name, level)) for level in LEVELS))
+    if tiny.tokens["ours"] != tiny.tokens["raw"]:
+        print(f"WARNING: tiny model token counts differ (raw {tiny.tokens['raw']}, ours {tiny.tokens['ours']})")
+    r1 = single.speed_ratio("ours", "raw")
+    r2 = single.speed_ratio("ours", "llama_cpp.server")
+    r3 = levels.rate(("ours", 8)) / levels.rate(("ours", 1))
+    r4 = levels.rate(("ours", 8)) / levels.rate(("llama-server", 8))
+    overhead = tiny.added_us("ours", "raw")  # same prompts, same generated tokens (checked above)
     print(f"ours/raw={r1:.2f} ours/llama_cpp_server={r2:.2f} c8/c1={r3:.2f} ours_c8/llama_server_c8={r4:.2f} "
           f"overhead_us_per_token={overhead:.0f}")
 

@@ -1,0 +1,63 @@
+"""The raw anchor of bench/runtime.py: llama.cpp's decode loop in-process, with nothing else.
+
+`Llama.generate` is not a floor: its Python bookkeeping (batch filling, input-id arrays, KV
+trimming, its sampler wrapper) cost ~150 µs per token on the tiny GGUF, more than our whole
+server adds, so an anchor built on it let our per-token overhead come out negative. This loop
+does only what any server must: decode one token, sample it with the same llama.cpp sampler
+chain our backend builds for greedy requests (penalties at 1, then greedy), stop at an end token,
+and turn the token into bytes (`Llama.detokenize`, as our backend does).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any
+
+import llama_cpp
+
+# Our backend's penalty window (llama_cpp_slots.PENALTY_LAST_N); the penalties are 1 (a no-op).
+PENALTY_LAST_N = 64
+
+
+class RawLoop:
+    """Greedy generation on `llm`'s own single-sequence context, token by token, counted."""
+
+    def __init__(self, llm: Any, max_tokens: int) -> None:
+        self.llm, self.max_tokens = llm, max_tokens
+        self.ctx = llm._ctx.ctx
+        self.memory = llama_cpp.llama_get_memory(self.ctx)
+        self.vocab = llama_cpp.llama_model_get_vocab(llm.model)
+
+    def _chain(self) -> Any:
+        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+        penalties = llama_cpp.llama_sampler_init_penalties(self.llm.n_vocab(), PENALTY_LAST_N, 1.0, 0.0, 0.0)
+        llama_cpp.llama_sampler_chain_add(chain, penalties)
+        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
+        return chain
+
+    def generate(self, prompt: str) -> tuple[int, str]:
+        """(tokens generated, their text) for `prompt`, from an empty KV cache."""
+        llm, ctx = self.llm, self.ctx
+        tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+        llama_cpp.llama_memory_clear(self.memory, True)
+        chain = self._chain()
+        pieces: list[bytes] = []
+        try:
+            ids = (llama_cpp.llama_token * len(tokens))(*tokens)
+            if llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(ids, len(tokens))) != 0:
+                raise RuntimeError("llama_decode failed on the prompt")
+            one = (llama_cpp.llama_token * 1)()
+            while len(pieces) < self.max_tokens:
+                token = llama_cpp.llama_sampler_sample(chain, ctx, -1)
+                if llama_cpp.llama_vocab_is_eog(self.vocab, token):
+                    break
+                pieces.append(llm.detokenize([token]))
+                if len(pieces) == self.max_tokens:
+                    break
+                one[0] = token
+                if llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(ctypes.cast(one, ctypes.POINTER(
+                        llama_cpp.llama_token)), 1)) != 0:
+                    raise RuntimeError("llama_decode failed")
+        finally:
+            llama_cpp.llama_sampler_free(chain)
+        return len(pieces), b"".join(pieces).decode("utf-8", errors="replace")
