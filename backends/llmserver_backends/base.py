@@ -187,6 +187,30 @@ class RerankScores:
     prompt_tokens: int
 
 
+@dataclasses.dataclass
+class BatchStats:
+    """What a batching engine's scheduler did so far: proof that concurrent requests shared
+    forward passes (tests, benches) and the source of the runtime's batch metrics, read at scrape
+    time. Updated by the engine's model thread only; readers take a `snapshot`."""
+
+    decode_passes: int = 0  # forward passes over running rows (one token for each row)
+    prefill_passes: int = 0  # forward passes over joining requests' prompts only
+    rows_decoded: int = 0  # rows carried by decode passes, summed over passes
+    largest_batch: int = 0  # most rows one decode pass carried
+    passes_by_rows: dict[int, int] = dataclasses.field(default_factory=dict)  # rows -> decode passes
+
+    def record_decode(self, rows: int) -> None:
+        """One decode pass that carried `rows` sequences."""
+        self.decode_passes += 1
+        self.rows_decoded += rows
+        self.largest_batch = max(self.largest_batch, rows)
+        self.passes_by_rows[rows] = self.passes_by_rows.get(rows, 0) + 1
+
+    def snapshot(self) -> BatchStats:
+        """A copy another thread may read while the model thread goes on counting."""
+        return dataclasses.replace(self, passes_by_rows=dict(self.passes_by_rows))
+
+
 class ModelBackend(abc.ABC):
     """An inference engine serving one model.
 
@@ -234,6 +258,12 @@ class ModelBackend(abc.ABC):
     @property
     def context_length(self) -> int | None:
         """Maximum prompt + completion tokens, when the engine knows it."""
+        return None
+
+    @property
+    def batch_stats(self) -> BatchStats | None:
+        """Decode passes and the rows each carried, for engines that batch requests in-process
+        (the runtime exports them as metrics); None for engines that do not, or batch out of sight."""
         return None
 
     @abc.abstractmethod

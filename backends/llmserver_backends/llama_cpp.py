@@ -114,6 +114,12 @@ class LlamaCppBackend(base.ModelBackend):
         """The slots (`--parallel`): requests decoded together in one batch."""
         return self._parallel
 
+    @property
+    def batch_stats(self) -> base.BatchStats | None:
+        """Decode steps and the sequences each carried (prompt chunks included), since the load."""
+        scheduler = self._scheduler  # read once: an unload may clear it meanwhile
+        return scheduler.stats.snapshot() if scheduler is not None else base.BatchStats()
+
     def _kwargs(self, metadata: dict[str, str]) -> dict[str, Any]:
         options = self.config.options
         arch = metadata.get("general.architecture", "")

@@ -76,6 +76,7 @@ class BatchScheduler:
         self._dirty: dict[int, llama_cpp_slots.Outbox] = {}
         self._urgent = False
         self._last_wake = 0.0
+        self.stats = base.BatchStats()  # counted by the scheduler thread; others read stats.snapshot()
         self._thread = threading.Thread(target=self._run, name="llama-cpp-batch", daemon=True)
         self._thread.start()
 
@@ -249,6 +250,7 @@ class BatchScheduler:
             return
         for sequence, take in planned:
             sequence.n_past += take
+        self.stats.record_decode(len(planned))
         for sequence, index in outputs:
             self._sample(sequence, index)
 

@@ -83,7 +83,7 @@ class TransformersBackend(base.ModelBackend):
         return self._scheduler.max_batch_size
 
     @property
-    def batch_stats(self) -> scheduling.BatchStats:
+    def batch_stats(self) -> base.BatchStats:
         """Forward passes and batch sizes so far: shows that concurrent requests shared passes."""
         return self._scheduler.stats
 

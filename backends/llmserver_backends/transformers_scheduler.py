@@ -35,16 +35,6 @@ from llmserver_backends import transformers_generation as generation
 _DONE = object()
 
 
-@dataclasses.dataclass
-class BatchStats:
-    """What the scheduler did, for tests and benches: proof that requests really shared passes."""
-
-    decode_passes: int = 0  # forward passes over running rows (one token for each row)
-    prefill_passes: int = 0  # forward passes over joining requests' prompts
-    rows_decoded: int = 0  # tokens produced by decode passes, summed over passes
-    largest_batch: int = 0  # most rows one decode pass carried
-
-
 @dataclasses.dataclass(frozen=True)
 class ModelHandle:
     """What the scheduler needs of the loaded model."""
@@ -108,12 +98,12 @@ class Scheduler:
         self._running = False
         self._batches: dict[str | None, batching.DecodeBatch[_Job]] = {}  # model thread only
         self._wakeups: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-        self._stats = BatchStats()
+        self._stats = base.BatchStats()
 
     @property
-    def stats(self) -> BatchStats:
+    def stats(self) -> base.BatchStats:
         """A copy of the counters so far."""
-        return dataclasses.replace(self._stats)
+        return self._stats.snapshot()
 
     def attach(self, handle: ModelHandle | None) -> None:
         """Sets (None: clears) the model the passes run on; call from the model thread."""
@@ -250,9 +240,7 @@ class Scheduler:
             self._batches.pop(adapter, None)
 
     def _count_decode(self, rows: int) -> None:
-        self._stats.decode_passes += 1
-        self._stats.rows_decoded += rows
-        self._stats.largest_batch = max(self._stats.largest_batch, rows)
+        self._stats.record_decode(rows)
 
     def _advance(self, rows: list[batching.Row[_Job]], logits: Any) -> None:
         """Row i of `logits` is the next-token distribution of `rows[i]`."""

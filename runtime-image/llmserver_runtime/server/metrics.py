@@ -8,15 +8,44 @@ stays bounded), `endpoint` (chat, completions, embeddings, rerank, models) and `
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 
 import prometheus_client
+from prometheus_client import core, registry
 
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _TOKEN_GAP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _REQUEST_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class _BatchCollector(registry.Collector):
+    """Batch metrics of an engine that batches in-process, read from its counters at scrape time
+    (the engine's model thread only bumps plain counters; no metric call on the hot path)."""
+
+    def __init__(self, model: str, passes_by_rows: Callable[[], Mapping[int, int] | None]) -> None:
+        self.model = model
+        self.passes_by_rows = passes_by_rows
+
+    def collect(self) -> Iterator[core.Metric]:
+        counts = self.passes_by_rows()
+        if counts is None:  # the engine does not batch: no series
+            return
+        steps = sum(counts.values())
+        buckets = [(str(float(bound)), sum(n for rows, n in counts.items() if rows <= bound)) for bound in _BATCH_BUCKETS]
+        buckets.append(("+Inf", steps))
+        size = core.HistogramMetricFamily(
+            "llmserver_batch_size", "Sequences one engine decode step carried.", labels=["model"]
+        )
+        size.add_metric([self.model], buckets, sum(rows * n for rows, n in counts.items()))
+        yield size
+        total = core.CounterMetricFamily(
+            "llmserver_decode_steps", "Engine decode steps (forward passes over running sequences).", labels=["model"]
+        )
+        total.add_metric([self.model], steps)
+        yield total
 
 
 class RuntimeMetrics:
@@ -78,6 +107,11 @@ class RuntimeMetrics:
         self.queue_depth.labels(model=self.model).set_function(waiting)
         self.in_flight.labels(model=self.model).set_function(running)
         self.max_concurrency.labels(model=self.model).set(limit)
+
+    def track_batching(self, passes_by_rows: Callable[[], Mapping[int, int] | None]) -> None:
+        """Batch size histogram and decode step counter, read at scrape time from the engine's
+        decode passes by rows carried (None: the engine does not batch in-process)."""
+        self.registry.register(_BatchCollector(self.model, passes_by_rows))
 
     def loaded(self, seconds: float) -> None:
         """Record the load time."""

@@ -29,6 +29,7 @@ class Runtime:
         self.limits = input_limits or limits.InputLimits()
         self.backend = backend
         self.metrics = metrics_
+        self.metrics.track_batching(lambda: _passes_by_rows(backend))
         self.model = config.served_model_name
         self.created = int(time.time())
         self.ready = False
@@ -70,3 +71,8 @@ class Runtime:
 def of(request: requests.Request) -> Runtime:
     """The Runtime of the app serving `request`."""
     return request.app.state.runtime
+
+
+def _passes_by_rows(backend: base.ModelBackend) -> dict[int, int] | None:
+    stats = backend.batch_stats
+    return stats.passes_by_rows if stats is not None else None
