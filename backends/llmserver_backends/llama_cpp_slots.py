@@ -84,6 +84,7 @@ class Outbox:
         self.loop = loop
         self._items: collections.deque[base.Delta | BaseException | None] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
+        self._started = False
 
     def put(self, item: base.Delta | BaseException | None) -> None:
         """Scheduler side: a delta, the failure that ends the stream, or None (the end)."""
@@ -97,11 +98,24 @@ class Outbox:
             waiter.set_result(None)
 
     async def get(self) -> base.Delta | BaseException | None:
-        """Event-loop side: the next item, waiting for the scheduler's wake-up when there is none."""
+        """Event-loop side: the next item, waiting for the scheduler's wake-up when there is none.
+        Deltas queued together after the first come as one (text and logprobs joined, the last
+        one's counts and time): the event loop's work per delta (server layers, metrics) then
+        runs once per wake-up, not once per token, and holds the GIL the scheduler needs less."""
         while not self._items:
             self._waiter = self.loop.create_future()
             await self._waiter
-        return self._items.popleft()
+        item = self._items.popleft()
+        if not self._started:
+            self._started = True  # the first delta alone: its time is the time to first token
+            return item
+        items = self._items
+        if not (items and isinstance(item, base.Delta) and item.finish_reason is None):
+            return item
+        run = [item]
+        while items and isinstance(items[0], base.Delta) and run[-1].finish_reason is None:
+            run.append(items.popleft())
+        return merged(run) if len(run) > 1 else item
 
 
 @dataclasses.dataclass(eq=False)
@@ -112,6 +126,12 @@ class Request:
     prepare: Callable[[Outbox, threading.Event], SequenceState]
     outbox: Outbox
     cancelled: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+
+def merged(run: Sequence[base.Delta]) -> base.Delta:
+    """Consecutive deltas of one sequence as one (counts are cumulative: the last has them)."""
+    logprobs = tuple(entry for delta in run for entry in delta.logprobs)
+    return dataclasses.replace(run[-1], text="".join(delta.text for delta in run), logprobs=logprobs)
 
 
 def wake_all(outboxes: Sequence[Outbox]) -> None:
