@@ -38,6 +38,14 @@ def parse_progress(line: str) -> tuple[int, int | None] | None:
     return int(match.group(1)), None if match.group(2) == "?" else int(match.group(2))
 
 
+def last_words(proc: process.ManagedProcess) -> str:
+    """Why a runtime ended: its own `... failed: ...` line (e.g. an adapter it refused at load) when
+    it logged one, else its last lines (a load failure is followed by uvicorn's shutdown lines)."""
+    recent = proc.tail(20).splitlines()
+    said = next((line for line in reversed(recent) if " failed: " in line), None)
+    return said or proc.tail(3) or "no output"
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port the kernel just handed out on `host` (the child binds it a moment later)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -175,7 +183,7 @@ async def _start_once(
     deadline = time.monotonic() + config.ready_timeout
     while time.monotonic() < deadline:
         if unit.process.returncode is not None:
-            code, tail = unit.process.returncode, unit.process.tail(3) or "no output"
+            code, tail = unit.process.returncode, last_words(unit.process)
             raise hosted.LoadFailed(f"runtime exited with code {code}: {tail}")
         if await http_ok(http, f"{unit.base_url}/ready"):
             unit.touch()

@@ -144,3 +144,24 @@ def test_on_no_mac_the_operator_says_no_replica_serves_them() -> None:
     assert out["adapters"] == [{"name": n, "phase": "Pending", "readyReplicas": 0, "message": "waiting for an AppleNode"}
                                for n in ("sql", "chat")]
     assert "adapters" not in compute(status.Observed(), None, adapters=[])
+
+
+class EndedRuntime:
+    """A runtime's output after it exited (what ManagedProcess.tail returns)."""
+
+    def __init__(self, output: str) -> None:
+        self.output = output
+
+    def tail(self, lines: int = 5) -> str:
+        return "\n".join(self.output.splitlines()[-lines:])
+
+
+def test_a_runtime_that_refused_an_adapter_is_failed_with_its_own_reason() -> None:
+    from llmserver_cli.hosting import steps
+
+    reason = ("CRITICAL llmserver.runtime: loading model t (mlx backend) failed: UnsupportedRequest: "
+              "/m/loras/empty holds no adapter_config.json: not a LoRA adapter")
+    output = "\n".join([reason, "INFO: Shutting down", "INFO: Application shutdown complete.",
+                        "INFO: Finished server process [1]", "CRITICAL llmserver.runtime: exiting: model t could not be loaded"])
+    assert steps.last_words(EndedRuntime(output)) == reason  # type: ignore[arg-type]
+    assert steps.last_words(EndedRuntime("a\nb\nc\nd")) == "b\nc\nd"  # type: ignore[arg-type]
