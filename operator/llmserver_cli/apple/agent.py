@@ -7,8 +7,8 @@ Runtimes require a per-node API key (kept in a Secret the gateway reads), becaus
 reachable from more than the cluster, and start with a clean environment (hosting.clean_env): never
 the agent's kubeconfig, Hugging Face token or cloud credentials. The agent acts as its node's own
 ServiceAccount (apple.identity in the operator; `llmserver agent-credentials`), whose token it
-refreshes before it expires (token_refresh), and relays download progress to the LLMServer itself
-so that no child needs API credentials. Unified memory is the scarce resource: before a model loads,
+refreshes before it expires (token_refresh), and relays download progress and status.adapters
+(adapter_report) to the LLMServer itself so that no child needs API credentials. Unified memory is the scarce resource: before a model loads,
 least-recently-used models are stopped until it fits, and idle ones can be unloaded on a timer.
 
 spec.replicas is 0 or 1 on a Mac: 0 unloads the runtime (the server stays listed as Unloaded) and

@@ -14,7 +14,7 @@ command) and the agent only gets and updates them by name:
   specs and statuses, never Secret values);
 - per placed server: the operator adds a Role and RoleBinding `<server>-apple-agent` in the
   server's namespace that let the node it is placed on patch that one server's status (download
-  progress); it follows the server when it moves and goes with it (owner reference).
+  progress, status.adapters); it follows the server when it moves and goes with it (owner reference).
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def build_registration(node: str, namespace: str, address: str, lease_seconds: i
 
 
 def build_status_role(server: llmserver_api.LLMServer) -> Manifest:
-    """Role `<server>-apple-agent`: patch this one server's status (download progress)."""
+    """Role `<server>-apple-agent`: patch this one server's status (download progress, adapters)."""
     return {
         "apiVersion": RBAC, "kind": "Role",
         "metadata": common.metadata(server, status_grant_name(server), "apple-agent"),
