@@ -5,7 +5,8 @@ trimming, its sampler wrapper) cost ~150 µs per token on the tiny GGUF, more th
 server adds, so an anchor built on it let our per-token overhead come out negative. This loop
 does only what any server must: decode one token, sample it with the same llama.cpp sampler
 chain our backend builds for greedy requests (penalties at 1, then greedy), stop at an end token,
-and turn the token into bytes (`Llama.detokenize`, as our backend does).
+and turn the token into bytes (`Llama.detokenize`), asking llama.cpp once per token id for its bytes
+and end flag, as our backend does (llama_cpp_slots.TokenTable).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class RawLoop:
         self.ctx = llm._ctx.ctx
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        self.pieces: dict[int, bytes] = {}
+        self.ends: dict[int, bool] = {}
 
     def _chain(self) -> Any:
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
@@ -49,9 +52,15 @@ class RawLoop:
             one = (llama_cpp.llama_token * 1)()
             while len(pieces) < self.max_tokens:
                 token = llama_cpp.llama_sampler_sample(chain, ctx, -1)
-                if llama_cpp.llama_vocab_is_eog(self.vocab, token):
+                end = self.ends.get(token)
+                if end is None:
+                    end = self.ends[token] = bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+                if end:
                     break
-                pieces.append(llm.detokenize([token]))
+                piece = self.pieces.get(token)
+                if piece is None:
+                    piece = self.pieces[token] = llm.detokenize([token])
+                pieces.append(piece)
                 if len(pieces) == self.max_tokens:
                     break
                 one[0] = token

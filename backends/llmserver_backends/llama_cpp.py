@@ -97,6 +97,7 @@ class LlamaCppBackend(base.ModelBackend):
         self._format: Callable[..., llama_chat_format.ChatFormatterResponse] | None = None
         self._context: Any = None  # llama_cpp._internals.LlamaContext of the generation slots
         self._scheduler: llama_cpp_batch.BatchScheduler | None = None
+        self._token_table: llama_cpp_slots.TokenTable | None = None
         self._parallel = 1
 
     @property
@@ -171,6 +172,7 @@ class LlamaCppBackend(base.ModelBackend):
 
     def _load_generation(self, path: str, kwargs: dict[str, Any]) -> None:
         self._llm = llama_cpp.Llama(model_path=path, **{**kwargs, "n_ctx": llama_cpp_context.PROBE_N_CTX})
+        self._token_table = llama_cpp_slots.TokenTable(self._llm)
         n_ctx = int(kwargs["n_ctx"]) or self._llm._model.n_ctx_train()
         self._format = self._chat_formatter(self._llm)
         parallel = self.config.options.get("parallel")
@@ -217,6 +219,7 @@ class LlamaCppBackend(base.ModelBackend):
                 if llm is not None:
                     llm.close()
             self._llm = self._embedder = None
+            self._token_table = None
 
         await threads.run(self._executor, close)  # the idle worker thread stays for a later load()
 
@@ -275,7 +278,8 @@ class LlamaCppBackend(base.ModelBackend):
                 raise base.UnsupportedRequest("the prompt must not be empty")
             tokens = [llm.token_bos()]
         max_tokens = self._check_context(len(tokens), params.max_tokens, param)
-        vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        table = self._token_table
+        assert table is not None, "model not loaded"
         return llama_cpp_slots.SequenceState(
             tokens=list(tokens),
             n_prompt=len(tokens),
@@ -283,8 +287,8 @@ class LlamaCppBackend(base.ModelBackend):
             adapter=params.adapter,
             sampler=llama_cpp_slots.SequenceSampler(llm._model, llm.n_vocab(), params, llm.last_n_tokens_size),
             outbox=outbox,
-            token_bytes=lambda token: llm.detokenize([token]),
-            is_end=lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token)),
+            token_bytes=table.token_bytes,
+            is_end=table.is_end,
             logprobs=params.logprobs,
             stop=stops.StopMatcher(params.stop),
             cancelled=cancelled,

@@ -65,6 +65,8 @@ class BatchScheduler:
         self._adapters = dict(adapters)
         self._applied: str | None = None
         self._batch = llama_cpp.llama_batch_init(self._n_batch, 0, 1)
+        batch = self._batch  # its arrays, read once: each attribute read builds a ctypes pointer
+        self._arrays = (batch.token, batch.pos, batch.n_seq_id, batch.seq_id, batch.logits)
         self._slots = [_Slot(i) for i in range(n_slots)]
         self._inbox: collections.deque[llama_cpp_slots.Request] = collections.deque()
         self._waiting: collections.deque[llama_cpp_slots.SequenceState] = collections.deque()
@@ -219,6 +221,7 @@ class BatchScheduler:
         shift = self._turn % len(group)  # who goes first rotates, so long prompts take turns too
         group = sorted(group[shift:] + group[:shift], key=lambda s: s.pending > 1)
         batch, budget, n = self._batch, self._n_batch, 0
+        token_ids, positions, n_seq_ids, seq_ids, wants_logits = self._arrays
         planned: list[tuple[llama_cpp_slots.SequenceState, int]] = []
         outputs: list[tuple[llama_cpp_slots.SequenceState, int]] = []
         for sequence in group:
@@ -227,15 +230,15 @@ class BatchScheduler:
                 break
             for j in range(take):
                 pos = sequence.n_past + j
-                batch.token[n + j] = sequence.tokens[pos]
-                batch.pos[n + j] = pos
-                batch.n_seq_id[n + j] = 1
-                batch.seq_id[n + j][0] = sequence.slot
-                batch.logits[n + j] = False
+                token_ids[n + j] = sequence.tokens[pos]
+                positions[n + j] = pos
+                n_seq_ids[n + j] = 1
+                seq_ids[n + j][0] = sequence.slot
+                wants_logits[n + j] = False
             n += take
             planned.append((sequence, take))
             if take == sequence.pending:
-                batch.logits[n - 1] = True
+                wants_logits[n - 1] = True
                 outputs.append((sequence, n - 1))
         batch.n_tokens = n
         if n > len(planned):

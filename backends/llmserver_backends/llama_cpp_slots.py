@@ -75,6 +75,30 @@ class SequenceSampler:
             self._chain = None
 
 
+class TokenTable:
+    """One model's token bytes and end-of-generation flags, asked of llama.cpp once per token id
+    (then a dict lookup): per generated token, `Llama.detokenize` and the ctypes call were the
+    scheduler thread's costliest Python, and each ctypes call releases the GIL to the event loop."""
+
+    def __init__(self, llm: Any) -> None:
+        self._llm = llm
+        self._vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        self._bytes: dict[int, bytes] = {}
+        self._end: dict[int, bool] = {}
+
+    def token_bytes(self, token: int) -> bytes:
+        piece = self._bytes.get(token)
+        if piece is None:
+            piece = self._bytes[token] = self._llm.detokenize([token])
+        return piece
+
+    def is_end(self, token: int) -> bool:
+        end = self._end.get(token)
+        if end is None:
+            end = self._end[token] = bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+        return end
+
+
 class Outbox:
     """Scheduler thread -> event loop hand-off of one request's deltas. The scheduler appends and
     later wakes the loop once for every outbox that got items (`wake_all`), so a decode step costs
