@@ -36,9 +36,12 @@ def _download(progress: tuple[int, int | None] | None, finished: bool) -> dict[s
 
 
 def _refused_by_runtime(unit: hosted.Hosted, path: pathlib.Path) -> bool:
-    """True when the failed runtime's last words name this adapter's folder."""
+    """True when the failed runtime's last words name this adapter's folder, or refuse `--adapter`
+    as a whole (an engine without adapters, e.g. mlx-vlm when `backend: auto` resolved to it)."""
     if unit.phase != "Failed" or not unit.message.startswith("runtime exited"):
         return False
+    if "(--adapter)" in unit.message:
+        return True
     return any(str(candidate) in unit.message for candidate in {path, pathlib.Path(os.path.realpath(path))})
 
 

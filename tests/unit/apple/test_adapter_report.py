@@ -59,6 +59,16 @@ def test_an_adapter_the_runtime_refused_is_failed_the_others_pending(tmp_path: p
     assert (out["sql"]["phase"], out["sql"]["readyReplicas"]) == ("Pending", 0)
 
 
+def test_an_engine_that_takes_no_adapters_fails_them_all(tmp_path: pathlib.Path) -> None:
+    said = ("runtime exited with code 1: loading model q (mlx-vlm backend) failed: ValueError: the mlx-vlm backend "
+            "does not serve LoRA adapters (--adapter); use mlx or vllm")
+    out = adapter_report.entries(server(), unit(tmp_path, "Failed", said), "mac-a", tmp_path / "cache")
+    assert {(e["phase"], e["message"]) for e in out} == {("Failed", said)}
+    other = adapter_report.entries(server(), unit(tmp_path, "Failed", "runtime exited with code 1: out of memory"),
+                                   "mac-a", tmp_path / "cache")
+    assert {e["phase"] for e in other} == {"Pending"}  # a failure that is not the adapters' own
+
+
 def test_downloading_shows_the_adapters_progress_then_complete(tmp_path: pathlib.Path) -> None:
     busy = unit(tmp_path, "Downloading", adapter="sql", adapter_progress={"sql": (10, 40)})
     out = by_name(adapter_report.entries(server(), busy, "mac-a", tmp_path / "cache"))
