@@ -6,7 +6,8 @@ server adds, so an anchor built on it let our per-token overhead come out negati
 does only what any server must: decode one token, sample it with the same llama.cpp sampler
 chain our backend builds for greedy requests (penalties at 1, then greedy), stop at an end token,
 and turn the token into bytes (`Llama.detokenize`), asking llama.cpp once per token id for its bytes
-and end flag, as our backend does (llama_cpp_slots.TokenTable).
+and end flag, as our backend does (llama_cpp_slots.TokenTable). Like our backend's freed slot, it
+keeps the last request's cells and skips the prompt tokens they share with the next request.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class RawLoop:
         self.vocab = llama_cpp.llama_model_get_vocab(llm.model)
         self.pieces: dict[int, bytes] = {}
         self.ends: dict[int, bool] = {}
+        self.cached: list[int] = []  # the tokens whose cells the context holds
 
     def _chain(self) -> Any:
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
@@ -39,15 +41,23 @@ class RawLoop:
         return chain
 
     def generate(self, prompt: str) -> tuple[int, str]:
-        """(tokens generated, their text) for `prompt`, from an empty KV cache."""
+        """(tokens generated, their text) for `prompt`."""
         llm, ctx = self.llm, self.ctx
         tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
-        llama_cpp.llama_memory_clear(self.memory, True)
+        reuse = 0
+        for cached, token in zip(self.cached, tokens, strict=False):
+            if cached != token:
+                break
+            reuse += 1
+        reuse = min(reuse, len(tokens) - 1)  # at least one token is decoded for its logits
+        llama_cpp.llama_memory_seq_rm(self.memory, 0, reuse, -1)
+        self.cached = list(tokens)
         chain = self._chain()
         pieces: list[bytes] = []
         try:
-            ids = (llama_cpp.llama_token * len(tokens))(*tokens)
-            if llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(ids, len(tokens))) != 0:
+            rest = tokens[reuse:]
+            ids = (llama_cpp.llama_token * len(rest))(*rest)
+            if llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(ids, len(rest))) != 0:
                 raise RuntimeError("llama_decode failed on the prompt")
             one = (llama_cpp.llama_token * 1)()
             while len(pieces) < self.max_tokens:
@@ -64,6 +74,7 @@ class RawLoop:
                 if len(pieces) == self.max_tokens:
                     break
                 one[0] = token
+                self.cached.append(token)
                 if llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(ctypes.cast(one, ctypes.POINTER(
                         llama_cpp.llama_token)), 1)) != 0:
                     raise RuntimeError("llama_decode failed")
