@@ -1,7 +1,7 @@
 """Runtime benchmark: our `llmserver-runtime serve --backend llama-cpp` against raw llama.cpp
 in-process, `python -m llama_cpp.server` and llama.cpp's own `llama-server --parallel 8`, in one run.
 
-    ~/.cache/llmserver/venv/bin/python bench/runtime.py [--samples 8] [--rounds 2] [--threads 1]
+    ~/.cache/llmserver/venv/bin/python bench/runtime.py [--samples 16] [--rounds 2] [--threads 1]
 
 The anchors' extra needs are installed at start by bench/runtime_anchors.py (pinned
 starlette-context/sse-starlette for llama_cpp.server in a bench-only folder; llama-server built
@@ -10,7 +10,9 @@ once from the llama.cpp sources llama-cpp-python's sdist vendors, cached under
 (temperature 0, repeat penalty 1), the same prompts and max_tokens, the same llama.cpp thread count,
 and the same generated tokens: "raw" (bench/runtime_raw.py: llama_decode, llama.cpp's greedy sampler
 chain and detokenize in this process, nothing else) runs every prompt first, and each request of
-every system is checked against its text and counted tokens (the `same k/n` columns).
+every system is checked against its text and counted tokens (the `same a/b/n` columns: a of n
+requests gave its text and token count, b its token count: the same count at different text is the
+same number of decode steps, though not the same tokens).
 Phases:
   overhead     tiny GGUF (a decode step is ~50 µs, so Python dominates): raw vs ours, request by
                request; our added time per token in microseconds
@@ -180,12 +182,14 @@ class Tally:
         self.tokens: dict[Any, int] = {}
         self.seconds: dict[Any, float] = {}
         self.same: dict[Any, list[bool]] = {}
+        self.same_count: dict[Any, list[bool]] = {}
         self.per_token: dict[Any, list[float]] = {}  # seconds per token of each request, in order
 
     def add(self, key: Any, outputs: list[tuple[str, Output]], seconds: float) -> None:
         self.tokens[key] = self.tokens.get(key, 0) + sum(count for _, (count, _) in outputs)
         self.seconds[key] = self.seconds.get(key, 0.0) + seconds
         self.same.setdefault(key, []).extend(self.reference.get(p) == out for p, out in outputs)
+        self.same_count.setdefault(key, []).extend(self.reference.get(p, (-1,))[0] == out[0] for p, out in outputs)
         self.per_token.setdefault(key, []).append(seconds / max(1, sum(count for _, (count, _) in outputs)))
 
     def rate(self, key: Any) -> float:
@@ -205,7 +209,8 @@ class Tally:
         return statistics.median(ta - tb for ta, tb in self.paired(a, b)) * 1e6
 
     def agreement(self, key: Any) -> str:
-        return f"{sum(self.same[key])}/{len(self.same[key])}"
+        """Requests with raw's text and token count / with raw's token count / all requests."""
+        return f"{sum(self.same[key])}/{sum(self.same_count[key])}/{len(self.same[key])}"
 
 
 async def sequential(systems: dict[str, Raw | Server], samples: int) -> Tally:
@@ -304,7 +309,7 @@ def small_phases(work: pathlib.Path, threads: int, samples: int, rounds: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--samples", type=int, default=8, help="single-stream requests per system (x8 on tiny)")
+    parser.add_argument("--samples", type=int, default=16, help="single-stream requests per system (x8 on tiny)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of the 1/4/8-stream levels")
     parser.add_argument("--threads", type=int, default=1, help="llama.cpp threads for every system")
     args = parser.parse_args()
@@ -316,7 +321,7 @@ def main() -> None:
         single, levels = small_phases(work, args.threads, args.samples, args.rounds, binary, extras)
 
     print(f"greedy, {args.threads} llama.cpp thread(s); prompts {len(PROMPTS)} fixed strings; "
-          "'same' = requests whose text and token count equal the raw loop's for that prompt")
+          "'same a/b/n': of n requests, a had the raw loop's text and token count for that prompt, b its count")
     print(f"tiny GGUF, max_tokens {TINY_MAX_TOKENS}, single stream: raw {tiny.rate('raw'):.0f} tok/s, "
           f"ours {tiny.rate('ours'):.0f} tok/s (same {tiny.agreement('ours')})")
     print(f"small GGUF (~51M params), max_tokens {SMALL_MAX_TOKENS}, single stream tok/s:")
