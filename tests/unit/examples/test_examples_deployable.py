@@ -84,6 +84,7 @@ EXPECTED: dict[str, Pods | Refused | NoPods | NotAServer] = {
     "rerank-bge-reranker.yaml": Pods("cpu", Backend.TRANSFORMERS),
     "s3-source-gguf.yaml": Pods("cpu", Backend.LLAMA_CPP),
     "scaled-to-zero.yaml": Pods("cuda", Backend.VLLM, NVIDIA),
+    "autoscaling-gpu-with-fallback.yaml": Pods("cuda", Backend.VLLM, NVIDIA),
     "transformers-4bit.yaml": Pods("cuda", Backend.TRANSFORMERS, NVIDIA),
     "transformers-8bit-cpu.yaml": Pods("cpu", Backend.TRANSFORMERS),
     "url-source-gguf.yaml": Pods("cpu", Backend.LLAMA_CPP),
