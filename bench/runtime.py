@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import pathlib
 import socket
@@ -44,13 +43,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 
 import runtime_anchors
+from bench_process import server
 import runtime_raw
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -96,33 +94,6 @@ def generate_gguf(out: pathlib.Path, size: str) -> str:
         capture_output=True, text=True, timeout=600, env=_env(), check=True,
     )
     return result.stdout.strip().splitlines()[-1]
-
-
-@contextlib.contextmanager
-def server(argv: list[str], port: int, log: pathlib.Path, ready: str, env: dict[str, str]) -> Iterator[str]:
-    """A server process on loopback, ready within 300 s, killed on exit."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{argv[:3]} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            with contextlib.suppress(OSError), urllib.request.urlopen(url + ready, timeout=1) as response:
-                if response.status == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{argv[:3]} not ready after 300 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def ours_argv(model: str, port: int, threads: int) -> list[str]:

@@ -2,7 +2,7 @@
 transformers` with `--max-batch-size 1` (one request at a time) against the default batched
 scheduler, at 1, 4 and 8 concurrent streams, in one run.
 
-    ~/.cache/llmserver/venv/bin/python bench/transformers.py [--rounds 2] [--threads 1] [--max-tokens 64]
+    ~/.cache/llmserver/venv/bin/python bench/transformers_batching.py [--rounds 2] [--threads 1] [--max-tokens 64]
 
 The model is the small generated one (`llmserver-runtime tiny-model --kind hf-causal --size small`:
 ~51M parameters, float32), generated once and cached under ~/.cache/llmserver/bench/. Both servers
@@ -29,10 +29,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 
 import aiohttp
+
+import bench_process
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CACHE = pathlib.Path.home() / ".cache" / "llmserver" / "bench" / "hf-causal-small"
@@ -99,28 +100,8 @@ def server(model: pathlib.Path, batch_size: int, threads: int, log: pathlib.Path
             "--served-model-name", MODEL, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     if batch_size:
         argv += ["--max-batch-size", str(batch_size)]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=_env(threads), cwd=REPO)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            with contextlib.suppress(OSError), urllib.request.urlopen(url + "/ready", timeout=1) as response:
-                if response.status == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server not ready after {READY_TIMEOUT:.0f} s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
+    with bench_process.server(argv, port, log, "/ready", _env(threads), READY_TIMEOUT) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 class Client:
