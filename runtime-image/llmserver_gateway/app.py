@@ -64,7 +64,7 @@ class Gateway:
             self.routes, self.config.adapter_probe_seconds, self.config.adapter_probe_timeout, adapter_held)
         self.cold = cold.ColdPath(
             self.routes, holds, self.waker, self.metrics, self.config.prefix_chars, self.config.max_json_depth,
-            self.adapters.hurry)
+            self.adapters.hurry, self.demand.refused)
 
 
 GATEWAY = web.AppKey("gateway", Gateway)

@@ -3,7 +3,8 @@
 Order: the model's `wakeUrl` (static config) is POSTed; if its `fallback` names a model that can
 answer now (and the caller's key may use it), the request goes there at once, its body's `model`
 rewritten; otherwise, with `hold_seconds` > 0, it is held (`hold`) until the model, or the
-fallback, can answer; without a hold it is a 503 as before. Traffic returns to the model itself as
+fallback, can answer; without a hold it is a 503 as before, remembered as demand (`refused`) so
+that the autoscaler still wakes the model. Traffic returns to the model itself as
 soon as it has a ready endpoint: every request looks at the table it finds.
 """
 
@@ -27,6 +28,7 @@ class ColdPath:
         prefix_chars: int,
         max_json_depth: int,
         adapter_wanted: Callable[[], None] = lambda: None,
+        refused: Callable[[demand.Count], None] = lambda count: None,
     ) -> None:
         self.routes = routes
         self.holds = holds
@@ -35,6 +37,7 @@ class ColdPath:
         self.prefix_chars = prefix_chars
         self.max_json_depth = max_json_depth
         self.adapter_wanted = adapter_wanted  # a request waits for an adapter: learn replicas' adapters soon
+        self.refused = refused  # a request for an autoscaled model was refused cold: still demand
 
     async def target(
         self, route: table.Route, body: bytes, key: auth.ApiKey | None, count: demand.Count
@@ -53,6 +56,8 @@ class ColdPath:
         if found is not None:
             return found
         if elastic is None or elastic.hold_seconds <= 0:
+            if elastic is not None:
+                self.refused(count)
             raise errors.cold(model)
         if route.adapter_of is not None:
             self.adapter_wanted()

@@ -37,10 +37,11 @@ class LoadServer:
         self._lock = threading.Lock()
         self._runner: web.AppRunner | None = None
 
-    def set(self, key: str, in_flight: int, held: int = 0, model: str = "m") -> None:
-        """Reports `in_flight` requests (of which `held` are held) for the server `namespace/name`."""
+    def set(self, key: str, in_flight: int, held: int = 0, model: str = "m", refused: int = 0) -> None:
+        """Reports `in_flight` requests (of which `held` are held) for the server `namespace/name`, and
+        `refused` requests lately refused while it was cold."""
         with self._lock:
-            self._servers[key] = {"model": model, "inFlight": in_flight, "held": held}
+            self._servers[key] = {"model": model, "inFlight": in_flight, "held": held, "refused": refused}
 
     async def _load(self, request: web.Request) -> web.Response:
         self.asked += 1

@@ -2,7 +2,8 @@
 measured. No clock, no API: the loop passes the time and the measurement in and keeps the memory.
 
 desired = ceil(average in flight over windowSeconds / targetInFlight), clamped to [min, max]; any
-demand now lifts 0 to 1 at once (a held request waits for it). Up is applied at once; down only to
+demand now lifts 0 to 1 at once (a held request waits for it; one refused while cold, with
+holdSeconds 0, asked for it). Up is applied at once; down only to
 the highest desired count of the last scaleDownDelaySeconds (so it must have stayed lower that
 long, as the HPA's stabilization window does), and never in a round where a gateway could not be
 read (its requests are unknown). A spec.replicas outside [min, max] is clamped at once.
@@ -45,11 +46,12 @@ class Demand:
     in_flight: int
     held: int = 0
     complete: bool = True  # every gateway answered: a lower count is trustworthy
+    refused: int = 0  # requests refused at once while cold, lately (holdSeconds 0)
 
     @property
     def any(self) -> bool:
-        """Whether a request is in flight or held now."""
-        return self.in_flight > 0 or self.held > 0
+        """Whether a request is in flight or held now, or was lately refused for want of a replica."""
+        return self.in_flight > 0 or self.held > 0 or self.refused > 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +110,8 @@ def decide(policy: Policy, current: int, memory: Memory, now: float,
     if demand is None:
         return Decision(desired, shown, reason="no gateway load measured: replicas kept"), remembered
     if desired > current:
-        why = (f"{demand.in_flight} request(s) in flight, {demand.held} held, with no replica" if current == 0
+        refused = f", {demand.refused} refused lately" if demand.refused else ""
+        why = (f"{demand.in_flight} request(s) in flight, {demand.held} held{refused}, with no replica" if current == 0
                else f"average in flight {shown:g} over {policy.window_seconds:g}s, "
                     f"target {policy.target_in_flight} per replica")
         return write(desired, why)

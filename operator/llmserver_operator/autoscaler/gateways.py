@@ -79,6 +79,7 @@ class ServerLoad:
 
     in_flight: int = 0
     held: int = 0
+    refused: int = 0  # refused at once while cold (holdSeconds 0) in the gateway's last 10 s
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +103,8 @@ def _count(value: object) -> int:
 
 
 def parse(answer: object) -> dict[str, ServerLoad]:
-    """One gateway's JSON, `{"servers": {"ns/name": {"model", "inFlight", "held"}}}`; ValueError if malformed.
+    """One gateway's JSON, `{"servers": {"ns/name": {"model", "inFlight", "held", "refused"}}}` (`refused`
+    optional: older gateways lack it); ValueError if malformed.
     Static-config routes (`static/<model>`) belong to no LLMServer and are left out."""
     servers = answer.get("servers") if isinstance(answer, dict) else None
     if not isinstance(servers, dict):
@@ -113,7 +115,8 @@ def parse(answer: object) -> dict[str, ServerLoad]:
             raise ValueError(f"{key}: not an object")
         if key.startswith("static/"):
             continue
-        out[str(key)] = ServerLoad(_count(entry.get("inFlight", 0)), _count(entry.get("held", 0)))
+        out[str(key)] = ServerLoad(
+            _count(entry.get("inFlight", 0)), _count(entry.get("held", 0)), _count(entry.get("refused", 0)))
     return out
 
 
@@ -123,7 +126,8 @@ def total(answers: Iterable[Mapping[str, ServerLoad]]) -> dict[str, ServerLoad]:
     for answer in answers:
         for key, load in answer.items():
             before = summed.get(key, ServerLoad())
-            summed[key] = ServerLoad(before.in_flight + load.in_flight, before.held + load.held)
+            summed[key] = ServerLoad(
+                before.in_flight + load.in_flight, before.held + load.held, before.refused + load.refused)
     return summed
 
 

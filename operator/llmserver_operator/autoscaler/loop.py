@@ -133,7 +133,7 @@ class Autoscaler:
             demand = None
             if load is not None:
                 seen = load.servers.get(f"{namespace}/{name}", gateways.ServerLoad())
-                demand = decision.Demand(seen.in_flight, seen.held, load.complete)
+                demand = decision.Demand(seen.in_flight, seen.held, load.complete, seen.refused)
             try:
                 await self.step(namespace, name, demand, now)
             except kube_mod.ApiError as exc:

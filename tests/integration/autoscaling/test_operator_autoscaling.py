@@ -150,6 +150,18 @@ def test_min_zero_scales_to_zero_and_a_held_request_brings_a_replica_back(
     assert reason == "ScaledUp" and message.startswith("replicas 0 -> 1") and "1 held" in message
 
 
+def test_a_request_refused_while_cold_still_brings_a_replica(
+        cluster: Cluster, ns: str, gateways: tuple[gateway_load.LoadServer, gateway_load.LoadServer]) -> None:
+    first, _ = gateways
+    cluster.apply_server("nohold", ns, **gguf("nohold", minReplicas=0, maxReplicas=2, holdSeconds=0,
+                                              scaleDownDelaySeconds=1))
+    cluster.kube.wait_for(lambda: spec_replicas(cluster, ns, "nohold") == 0, 15, "scaled to zero when idle")
+    first.set(f"{ns}/nohold", 0, refused=1)  # holdSeconds 0: the client got its 503, nothing is in flight
+    cluster.kube.wait_for(lambda: spec_replicas(cluster, ns, "nohold") == 1, 5, "scaled from zero")
+    cluster.kube.wait_for(lambda: events(cluster, ns, "nohold")[-1][0] == "ScaledUp", 5, "the ScaledUp event")
+    assert "1 refused lately" in events(cluster, ns, "nohold")[-1][1]
+
+
 def test_a_server_without_autoscaling_is_left_alone_and_bounds_are_enforced(
         cluster: Cluster, ns: str, gateways: tuple[gateway_load.LoadServer, gateway_load.LoadServer]) -> None:
     first, _ = gateways

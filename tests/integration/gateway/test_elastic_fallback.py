@@ -77,8 +77,8 @@ def test_a_request_answered_by_the_fallback_counts_as_demand_for_the_cold_model(
     reply = env.pool.submit(_client(env).chat.completions.with_raw_response.create, model="big",
                             messages=MESSAGES, extra_body=slow)
     load = wait_until(lambda: (l := env.load())["static/big"]["inFlight"] == 1 and l, what="the demand")
-    assert load["static/big"] == {"model": "big", "inFlight": 1, "held": 0}  # answered, not held
-    assert load["static/small"] == {"model": "small", "inFlight": 1, "held": 0}  # its replicas serve it
+    assert load["static/big"] == {"model": "big", "inFlight": 1, "held": 0, "refused": 0}  # answered, not held
+    assert load["static/small"] == {"model": "small", "inFlight": 1, "held": 0, "refused": 0}  # its replicas serve it
     assert reply.result(15).headers[HEADER] == "small"
     assert counts(env, "static/big") == (0, 0) and counts(env, "static/small") == (0, 0)
 

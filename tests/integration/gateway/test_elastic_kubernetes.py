@@ -71,7 +71,7 @@ def cluster(start_fakes, run_gateway):
 def test_a_request_for_a_server_at_zero_replicas_is_held_until_its_slice_is_ready(cluster) -> None:
     kube, gateway, client, replicas, pool = cluster
     assert "zero-chat" in {m.id for m in client.models.list()}  # a route although no replica exists
-    assert _load(gateway)["ml/zero"] == {"model": "zero-chat", "inFlight": 0, "held": 0}
+    assert _load(gateway)["ml/zero"] == {"model": "zero-chat", "inFlight": 0, "held": 0, "refused": 0}
 
     def ask() -> tuple[str, float]:
         reply = client.chat.completions.create(model="zero-chat", messages=MESSAGES)
@@ -79,7 +79,7 @@ def test_a_request_for_a_server_at_zero_replicas_is_held_until_its_slice_is_read
 
     began = time.perf_counter()
     answer = pool.submit(ask)
-    _until(lambda: _load(gateway)["ml/zero"] == {"model": "zero-chat", "inFlight": 1, "held": 1}, what="held")
+    _until(lambda: _load(gateway)["ml/zero"] == {"model": "zero-chat", "inFlight": 1, "held": 1, "refused": 0}, what="held")
     time.sleep(0.3)
     assert not answer.done()
     ready_at = time.perf_counter()
@@ -88,7 +88,7 @@ def test_a_request_for_a_server_at_zero_replicas_is_held_until_its_slice_is_read
     assert content == "Z1-0 Z1-1 Z1-2"
     print(f"\nheld {ready_at - began:.2f} s; answered {answered_at - ready_at:.3f} s after the EndpointSlice "
           "became ready (watch event + table rebuild + forward)")
-    assert _load(gateway)["ml/zero"] == {"model": "zero-chat", "inFlight": 0, "held": 0}
+    assert _load(gateway)["ml/zero"] == {"model": "zero-chat", "inFlight": 0, "held": 0, "refused": 0}
 
 
 def test_the_fallback_answers_while_cold_and_the_replica_once_ready(cluster) -> None:

@@ -37,8 +37,8 @@ def test_the_route_list_shows_idle_models_at_zero(env) -> None:
     reply = httpx.get(env.gateway.url + "/internal/load", timeout=5)
     assert reply.status_code == 200 and reply.headers["Content-Type"].startswith("application/json")
     servers = reply.json()["servers"]
-    assert servers["static/busy"] == {"model": "busy", "inFlight": 0, "held": 0}
-    assert servers["static/sleepy"] == {"model": "sleepy", "inFlight": 0, "held": 0}
+    assert servers["static/busy"] == {"model": "busy", "inFlight": 0, "held": 0, "refused": 0}
+    assert servers["static/sleepy"] == {"model": "sleepy", "inFlight": 0, "held": 0, "refused": 0}
     assert httpx.post(env.gateway.url + "/internal/load", timeout=5).status_code == 405
 
 

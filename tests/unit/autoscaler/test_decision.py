@@ -103,6 +103,17 @@ def test_scale_from_zero_at_once_on_any_demand_or_held_request() -> None:
         assert "no replica" in decided.reason
 
 
+def test_a_request_refused_while_cold_wakes_the_server_and_holds_off_scale_down() -> None:
+    run = Run(policy(minimum=0, maximum=3, target=4, window=2, delay=2), replicas=0)
+    decided = run.step(Demand(0, refused=1))  # holdSeconds 0: the request got its 503, its wish counts
+    assert (decided.replicas, decided.direction) == (1, "up")
+    assert "1 refused lately" in decided.reason
+    run.steps(5, Demand(0, refused=1))  # still reported (the gateway keeps it for 10 s): stays up
+    assert run.replicas == 1
+    run.steps(10, Demand(0))
+    assert run.replicas == 0  # forgotten, then the delay: back to zero
+
+
 def test_min_zero_scales_to_zero_after_the_delay_without_demand() -> None:
     run = Run(policy(minimum=0, maximum=2, target=4, window=2, delay=3), replicas=0)
     run.step(Demand(3))

@@ -33,15 +33,15 @@ def test_an_endpoint_in_two_slices_is_asked_once() -> None:
 def test_answers_are_summed_per_server_and_static_routes_left_out() -> None:
     first = gateways.parse({"servers": {"a/chat": {"model": "chat", "inFlight": 5, "held": 2},
                                         "static/local": {"model": "local", "inFlight": 9, "held": 0}}})
-    second = gateways.parse({"servers": {"a/chat": {"model": "chat", "inFlight": 4, "held": 0},
+    second = gateways.parse({"servers": {"a/chat": {"model": "chat", "inFlight": 4, "held": 0, "refused": 3},
                                          "b/embed": {"model": "embed", "inFlight": 1}}})
-    assert gateways.total([first, second]) == {"a/chat": gateways.ServerLoad(9, 2),
+    assert gateways.total([first, second]) == {"a/chat": gateways.ServerLoad(9, 2, refused=3),
                                                 "b/embed": gateways.ServerLoad(1, 0)}
 
 
 @pytest.mark.parametrize("answer", [[], {}, {"servers": []}, {"servers": {"a/b": 3}},
                                     {"servers": {"a/b": {"inFlight": -1}}}, {"servers": {"a/b": {"inFlight": "2"}}},
-                                    {"servers": {"a/b": {"inFlight": True}}}])
+                                    {"servers": {"a/b": {"inFlight": True}}}, {"servers": {"a/b": {"refused": -2}}}])
 def test_a_malformed_answer_is_refused(answer: object) -> None:
     with pytest.raises(ValueError):
         gateways.parse(answer)
