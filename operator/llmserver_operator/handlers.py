@@ -21,6 +21,7 @@ from llmserver_operator import model_claims
 from llmserver_operator import reconciler as reconciler_mod
 from llmserver_operator import retries, server_locks, triggers, watch_cache
 from llmserver_operator import settings as settings_mod
+from llmserver_operator.apple import adapter_events as apple_adapter_events
 from llmserver_operator.apple import handlers as apple_handlers
 from llmserver_operator.autoscaler import gateways as autoscaler_gateways
 from llmserver_operator.autoscaler import loop as autoscaler_loop
@@ -73,6 +74,7 @@ def make_memo(settings: settings_mod.Settings) -> kopf.Memo:
         reconciler=reconciler_mod.Reconciler(kube, settings, metrics=metrics, post_event=post_event, claims=claims),
         server_locks=server_locks.ServerLocks(),
         essences={},  # (namespace, name) -> the last triggers.essence seen of each LLMServer
+        mac_adapter_events=apple_adapter_events.MacAdapterEvents(),
         retries=retries.Retries(base=min(1.0, settings.retry_delay_seconds), cap=10 * settings.retry_delay_seconds),
     )
 
@@ -182,6 +184,8 @@ def register(registry: kopf.OperatorRegistry, apple: bool = True) -> None:
             memo.autoscaler.forget(namespace, name)
         else:
             memo.autoscaler.seen(body)
+        for happened in memo.mac_adapter_events.observe((namespace, name), body, type):
+            post_event(_plain(body), happened.type, happened.reason, happened.message)
         # Every server's model name, from the events already watched (no list calls): a changed
         # claim re-checks the servers sharing its old or new name (ModelNameConflict comes and goes).
         gone = type == "DELETED" or body.metadata.get("deletionTimestamp")

@@ -55,6 +55,13 @@ def _adapters(cluster: fake_cluster.FakeCluster) -> dict[str, dict]:
     return {e["name"]: e for e in cluster.status("tiny-mac", NS).get("adapters") or []}
 
 
+def _events(cluster: fake_cluster.FakeCluster) -> list[tuple[str, str]]:
+    """(reason, message) of the adapter Events about the server."""
+    return [(e["reason"], e["message"]) for e in cluster.kube.list("v1", "Event", NS)
+            if (e.get("involvedObject") or {}).get("name") == "tiny-mac"
+            and e.get("reason") in ("AdapterReady", "AdapterFailed")]
+
+
 def _phases(cluster: fake_cluster.FakeCluster) -> dict[str, tuple[str, int]]:
     return {name: (e["phase"], e["readyReplicas"]) for name, e in _adapters(cluster).items()}
 
@@ -94,6 +101,11 @@ def test_mac_adapters_are_reported_in_status(
     broken = _adapters(cluster)["broken"]
     assert broken["message"].startswith("download failed") and "sha256" in broken["message"].lower(), broken
     assert _adapters(cluster)["good"]["message"] == "served by the runtime on AppleNode 'mac-l'"
+    # The operator posts the Events of what the agent wrote, as it does for cluster servers.
+    cluster.kube.wait_for(lambda: {r for r, _ in _events(cluster)} == {"AdapterReady", "AdapterFailed"}, 30,
+                          "AdapterReady and AdapterFailed Events")
+    assert ("AdapterReady", "adapter 'good': served by the runtime on AppleNode 'mac-l'") in _events(cluster)
+    assert ("AdapterFailed", f"adapter 'broken': {broken['message']}") in _events(cluster)
     client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=2, timeout=60)
     answer = client.completions.create(model="tiny-mlx:good", prompt="Hello", max_tokens=4, temperature=0)
     assert answer.usage is not None and answer.usage.completion_tokens > 0
@@ -123,5 +135,7 @@ def test_mac_adapters_are_reported_in_status(
                           "the refused adapter Failed")
     entries = _adapters(cluster)
     assert "adapter_config.json" in entries["empty"]["message"], entries["empty"]
+    cluster.kube.wait_for(lambda: any(r == "AdapterFailed" and "'empty'" in m for r, m in _events(cluster)), 30,
+                          "the AdapterFailed Event of the refused adapter")
     assert (entries["good"]["phase"], entries["good"]["readyReplicas"]) == ("Pending", 0)
     assert entries["broken"]["phase"] == "Failed"
