@@ -127,6 +127,14 @@ class Cluster:
             llmserver_api.GROUP, llmserver_api.VERSION, self.namespace, llmserver_model.PLURAL, name, patch,
         )  # fmt: skip
 
+    def delete(self, name: str) -> None:
+        """Deletes the LLMServer `name` (its children follow through their ownerReferences)."""
+        self._call(
+            f"deleting LLMServer {self.namespace}/{name}",
+            self.custom.delete_namespaced_custom_object,
+            llmserver_api.GROUP, llmserver_api.VERSION, self.namespace, llmserver_model.PLURAL, name,
+        )  # fmt: skip
+
     def claim_exists(self, name: str) -> bool:
         """Whether the PersistentVolumeClaim `name` exists in the namespace."""
         core = self._k8s.client.CoreV1Api(self.api_client)

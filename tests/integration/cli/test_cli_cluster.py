@@ -1,5 +1,5 @@
 """The cluster-side commands against the stateful API emulator, through the real `kubernetes`
-client and a real kubeconfig: add-server, list-loaded, unload/load-model, download-model --in-cluster."""
+client and a real kubeconfig: add-server, remove-server, list-loaded, unload/load-model, download-model --in-cluster."""
 
 from __future__ import annotations
 
@@ -107,6 +107,20 @@ def test_download_in_cluster_needs_the_cache_claim_then_creates_the_job(kube: em
     container = jobs[0]["spec"]["template"]["spec"]["containers"][0]
     assert container["args"][:3] == ["download", "--repo", "Qwen/Qwen2.5-0.5B-Instruct-GGUF"]
     assert jobs[0]["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "cache"
+
+
+def test_remove_server_deletes_the_llmserver_by_name_or_model(kube: emulator.KubeEmulator) -> None:
+    for name in ("gone-a", "gone-b"):
+        added = run(kube, "add-server", "--name", name, "--model", f"{name}-model", "--backend", "llama-cpp",
+                    "--model-path", "acme/tiny-gguf", "--file", "m.gguf", "-n", "rm")
+        assert added.exit_code == 0, added.output
+    by_name = run(kube, "remove-server", "gone-a", "-n", "rm")
+    assert by_name.exit_code == 0 and "deleted LLMServer rm/gone-a" in by_name.output, by_name.output
+    by_model = run(kube, "remove-server", "gone-b-model", "-n", "rm")
+    assert by_model.exit_code == 0 and "rm/gone-b" in by_model.output, by_model.output
+    assert kube.get(API, "LLMServer", "gone-a", "rm") is None and kube.get(API, "LLMServer", "gone-b", "rm") is None
+    missing = CliRunner().invoke(cli.main, ["remove-server", "gone-a", "-n", "rm", "--kubeconfig", kube.kubeconfig])
+    assert missing.exit_code == 1 and "not found in namespace 'rm'" in missing.output, missing.output
 
 
 def test_no_kubeconfig_is_a_clear_error(tmp_path: pathlib.Path) -> None:

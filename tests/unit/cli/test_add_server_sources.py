@@ -124,8 +124,6 @@ def test_remove_server_takes_it_out_by_name_or_model(tmp_path: pathlib.Path) -> 
     assert gone.exit_code == 1 and "not in the local set" in gone.output
     escape = runner.invoke(cli.main, ["remove-server", "--local", "../state/x", *state])
     assert escape.exit_code == 1
-    cluster = runner.invoke(cli.main, ["remove-server", "one"])
-    assert cluster.exit_code == 2 and "--local" in cluster.output
 
 
 def test_the_seeds_form_without_a_name_names_the_server_after_the_file(tmp_path: pathlib.Path) -> None:
