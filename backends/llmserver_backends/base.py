@@ -193,18 +193,28 @@ class BatchStats:
     forward passes (tests, benches) and the source of the runtime's batch metrics, read at scrape
     time. Updated by the engine's model thread only; readers take a `snapshot`."""
 
-    decode_passes: int = 0  # forward passes over running rows (one token for each row)
     prefill_passes: int = 0  # forward passes over joining requests' prompts only
-    rows_decoded: int = 0  # rows carried by decode passes, summed over passes
-    largest_batch: int = 0  # most rows one decode pass carried
     passes_by_rows: dict[int, int] = dataclasses.field(default_factory=dict)  # rows -> decode passes
 
     def record_decode(self, rows: int) -> None:
-        """One decode pass that carried `rows` sequences."""
-        self.decode_passes += 1
-        self.rows_decoded += rows
-        self.largest_batch = max(self.largest_batch, rows)
+        """One decode pass that carried `rows` sequences (one dict update: it runs once per
+        generated token on a single stream; the totals below are derived when read)."""
         self.passes_by_rows[rows] = self.passes_by_rows.get(rows, 0) + 1
+
+    @property
+    def decode_passes(self) -> int:
+        """Forward passes over running rows (one token for each row)."""
+        return sum(self.passes_by_rows.values())
+
+    @property
+    def rows_decoded(self) -> int:
+        """Rows carried by decode passes, summed over passes."""
+        return sum(rows * passes for rows, passes in self.passes_by_rows.items())
+
+    @property
+    def largest_batch(self) -> int:
+        """Most rows one decode pass carried."""
+        return max(self.passes_by_rows, default=0)
 
     def snapshot(self) -> BatchStats:
         """A copy another thread may read while the model thread goes on counting."""

@@ -73,6 +73,7 @@ class BatchScheduler:
         self._active: list[llama_cpp_slots.SequenceState] = []
         self._cond = threading.Condition()
         self._stopping = False
+        self._cancels = False  # a request was cancelled since the last scan (set after its event)
         self._clock = itertools.count(1)
         self._turn = 0
         self._dirty: dict[int, llama_cpp_slots.Outbox] = {}
@@ -104,6 +105,7 @@ class BatchScheduler:
         """Drops a request before its next step (its slot is free for the next one)."""
         request.cancelled.set()
         with self._cond:
+            self._cancels = True
             self._cond.notify()
 
     def close(self) -> None:
@@ -118,18 +120,24 @@ class BatchScheduler:
 
     def _run(self) -> None:
         while True:
-            with self._cond:
-                while not (self._inbox or self._active or self._waiting or self._stopping):
-                    self._flush(force=True)
-                    self._cond.wait()
-                if self._stopping:
-                    break
-                requests = list(self._inbox)
-                self._inbox.clear()
+            requests: list[llama_cpp_slots.Request] = []
+            # Busy with nothing new: no lock (a decode step is ~50 us on a tiny model, and every
+            # microsecond of Python here is per generated token). deque and bool reads are atomic.
+            if self._inbox or self._stopping or not (self._active or self._waiting):
+                with self._cond:
+                    while not (self._inbox or self._active or self._waiting or self._stopping):
+                        self._flush(force=True)
+                        self._cond.wait()
+                    if self._stopping:
+                        break
+                    requests = list(self._inbox)
+                    self._inbox.clear()
             try:
                 for request in requests:
                     self._accept(request)
-                self._drop_cancelled()
+                if self._cancels:
+                    self._cancels = False  # before the scan: a cancel during it is seen next step
+                    self._drop_cancelled()
                 self._admit()
                 if self._active:
                     self._step()
@@ -213,31 +221,37 @@ class BatchScheduler:
 
     def _step(self) -> None:
         """One decode of one adapter's sequences, then one sampling call per finished row."""
-        adapters = list(dict.fromkeys(s.adapter for s in self._active))
+        active = self._active
         self._turn += 1
-        adapter = adapters[self._turn % len(adapters)]
-        self._apply(adapter)
-        group = [s for s in self._active if s.adapter == adapter]
-        shift = self._turn % len(group)  # who goes first rotates, so long prompts take turns too
-        group = sorted(group[shift:] + group[:shift], key=lambda s: s.pending > 1)
+        if len(active) == 1:  # one request: nothing to choose or order (the common case when idle-ish)
+            group = active
+            self._apply(active[0].adapter)
+        else:
+            adapters = list(dict.fromkeys(s.adapter for s in active))
+            adapter = adapters[self._turn % len(adapters)]
+            self._apply(adapter)
+            group = [s for s in active if s.adapter == adapter]
+            shift = self._turn % len(group)  # who goes first rotates, so long prompts take turns too
+            group = sorted(group[shift:] + group[:shift], key=lambda s: s.pending > 1)
         batch, budget, n = self._batch, self._n_batch, 0
         token_ids, positions, n_seq_ids, seq_ids, wants_logits = self._arrays
         planned: list[tuple[llama_cpp_slots.SequenceState, int]] = []
         outputs: list[tuple[llama_cpp_slots.SequenceState, int]] = []
         for sequence in group:
-            take = min(sequence.pending, budget - n)
+            pending = sequence.pending
+            take = min(pending, budget - n)
             if take <= 0:
                 break
+            tokens, n_past, seq_id = sequence.tokens, sequence.n_past, sequence.slot
             for j in range(take):
-                pos = sequence.n_past + j
-                token_ids[n + j] = sequence.tokens[pos]
-                positions[n + j] = pos
+                token_ids[n + j] = tokens[n_past + j]
+                positions[n + j] = n_past + j
                 n_seq_ids[n + j] = 1
-                seq_ids[n + j][0] = sequence.slot
+                seq_ids[n + j][0] = seq_id
                 wants_logits[n + j] = False
             n += take
             planned.append((sequence, take))
-            if take == sequence.pending:
+            if take == pending:
                 wants_logits[n - 1] = True
                 outputs.append((sequence, n - 1))
         batch.n_tokens = n

@@ -112,9 +112,7 @@ class Generation:
                 self._ttft_seen = True
                 self.metrics.ttft.observe(now - self.arrived)
             elif self._last_token_at is not None:
-                gap = (now - self._last_token_at) / new_tokens
-                for _ in range(new_tokens):
-                    self.metrics.itl.observe(gap)
+                self.metrics.token_gaps((now - self._last_token_at) / new_tokens, new_tokens)
             self._last_token_at = now
         self.completion_tokens[index] = delta.completion_tokens
         self.prompt_tokens[index // self.n_per_prompt] = delta.prompt_tokens

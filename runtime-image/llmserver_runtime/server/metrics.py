@@ -9,6 +9,7 @@ stays bounded), `endpoint` (chat, completions, embeddings, rerank, models) and `
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import prometheus_client
 from prometheus_client import core, registry
@@ -19,6 +20,23 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 _TOKEN_GAP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _REQUEST_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+def observe_repeated(histogram: Any, amount: float, times: int) -> None:
+    """`times` observations of `amount` at the cost of one. One `observe` per generated token was
+    the event loop's costliest call per token (it holds the GIL the decode thread needs); this
+    updates the sum and the one bucket that `observe` would, through prometheus_client's Histogram
+    internals (`_sum`, `_buckets`, `_upper_bounds`: unchanged since 0.4), else falls back to the loop."""
+    buckets, bounds, total = (getattr(histogram, name, None) for name in ("_buckets", "_upper_bounds", "_sum"))
+    if times <= 1 or buckets is None or bounds is None or total is None:
+        for _ in range(times):
+            histogram.observe(amount)
+        return
+    total.inc(amount * times)
+    for bucket, bound in zip(buckets, bounds, strict=False):
+        if amount <= bound:
+            bucket.inc(times)
+            return
 
 
 class _BatchCollector(registry.Collector):
@@ -121,6 +139,11 @@ class RuntimeMetrics:
         """Count one answered request and its latency."""
         self.requests.labels(model=self.model, endpoint=endpoint, status=str(status)).inc()
         self.request_duration.labels(model=self.model, endpoint=endpoint).observe(seconds)
+
+    def token_gaps(self, gap: float, tokens: int) -> None:
+        """`tokens` inter-token latencies of `gap` seconds each (tokens delivered together share
+        the gap since the previous delivery)."""
+        observe_repeated(self.itl, gap, tokens)
 
     def tokens(self, prompt: int, completion: int) -> None:
         """Add one request's token usage."""
