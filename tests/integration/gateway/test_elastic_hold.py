@@ -144,7 +144,8 @@ def test_hold_seconds_zero_answers_503_at_once(env) -> None:
     began = time.perf_counter()
     with pytest.raises(openai.APIStatusError) as caught:
         _client(env).chat.completions.create(model="nohold", messages=MESSAGES)
-    assert caught.value.status_code == 503 and time.perf_counter() - began < 1
+    # at once: far inside the 30 s that every held model here waits (a loaded CI machine takes its time)
+    assert caught.value.status_code == 503 and time.perf_counter() - began < 5
     assert "no ready endpoint" in caught.value.message and caught.value.response.headers["Retry-After"]
     # over at once, yet still demand for the autoscaler, which reads every second: reported for 10 s
     assert env.load()["static/nohold"] == {"model": "nohold", "inFlight": 0, "held": 0, "refused": 1}
